@@ -1,0 +1,382 @@
+"""Typed, frozen run configuration: YAML in, dotted overrides, validation that raises.
+
+Every section is a frozen dataclass. ``load_config`` reads YAML, applies ``--set a.b=c`` overrides and
+builds the tree; an unknown key, a wrong type or a value out of range raises ``ConfigError`` naming the
+key path (``train.lr``) and what was expected. Nothing is ever silently rewritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+def _check(cond: bool, path: str, expected: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """A randomly initialised model built from a config (tests, the embedded default)."""
+
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    d_ff: int = 128
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "qcrd"
+    output_dir: str = "runs/qcrd"
+    seed: int = 0
+    method: Literal["qcrd", "dss", "finetune"] = "qcrd"
+    iterations: int = 4
+    # Ablations of the full method (METHOD.md section 7's component ablation).
+    self_consistency: bool = True
+    student_negatives: bool = True
+    use_discriminator: bool = True
+
+    def validate(self, p: str) -> None:
+        _check(self.iterations >= 1, f"{p}.iterations", "an integer >= 1", self.iterations)
+        _check(bool(self.name) and "/" not in self.name, f"{p}.name", "a non-empty name without '/'", self.name)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # toy: the built-in arithmetic task; dss: the DSS release; jsonl: the project's own format.
+    source: Literal["toy", "dss", "jsonl"] = "toy"
+    task: Literal["arith", "svamp", "cqa", "anli1", "esnli"] = "arith"
+    path: str = "../shared/data/dss"
+    train_split: str = "train"
+    eval_split: str = "test"
+    # Fraction of train held out for validation when the dataset has no validation split (DSS: 10%, seed 0).
+    validation_fraction: float = 0.1
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    # Sizes of the generated toy task (source: toy).
+    toy_train_size: int = 2000
+    toy_eval_size: int = 300
+
+    def validate(self, p: str) -> None:
+        _check(0.0 <= self.validation_fraction < 1.0, f"{p}.validation_fraction", "a float in [0, 1)", self.validation_fraction)
+        for key in ("max_train_examples", "max_eval_examples"):
+            v = getattr(self, key)
+            _check(v is None or v >= 1, f"{p}.{key}", "null or an integer >= 1", v)
+        _check(self.toy_train_size >= 1, f"{p}.toy_train_size", "an integer >= 1", self.toy_train_size)
+        _check(self.toy_eval_size >= 1, f"{p}.toy_eval_size", "an integer >= 1", self.toy_eval_size)
+        _check(self.source != "toy" or self.task == "arith", f"{p}.task", "'arith' when data.source is 'toy'", self.task)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    # transformers: batched generate; vllm: a vLLM engine; openai: an OpenAI-compatible HTTP endpoint;
+    # dataset: rationales already in the data (the DSS PaLM release, a JSONL file), no sampling.
+    backend: Literal["transformers", "vllm", "openai", "dataset"] = "transformers"
+    # A hub name or a local directory; "builtin:arith" is the project's own tiny teacher (built on first use).
+    model: str = "builtin:arith"
+    endpoint: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    chat: bool = False
+    num_samples: int = 5
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    num_actors: int = 1
+    max_concurrency: int = 16
+    seed: int = 0
+    tensor_parallel_size: int = 1
+    num_gpus: float = 0.0
+    # Custom resource each teacher actor asks for (offered by the teacher node type in cluster/).
+    resource: str | None = None
+    cache_dir: str = "runs/teacher_cache"
+
+    def validate(self, p: str) -> None:
+        _check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
+        _check(self.temperature >= 0.0, f"{p}.temperature", "a float >= 0", self.temperature)
+        _check(0.0 < self.top_p <= 1.0, f"{p}.top_p", "a float in (0, 1]", self.top_p)
+        for key in ("max_new_tokens", "batch_size", "num_actors", "max_concurrency", "tensor_parallel_size"):
+            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        _check(self.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", self.num_gpus)
+        _check(self.backend != "openai" or bool(self.endpoint), f"{p}.endpoint", "a URL when backend is 'openai'", self.endpoint)
+
+
+@dataclass(frozen=True)
+class VotingConfig:
+    # Keep a question's positives only when the majority answer equals the gold label.
+    require_gold: bool = False
+    # On a tie for the majority: the answer seen first, the gold label if it is among the tied, or no majority.
+    tie_policy: Literal["first", "gold", "drop"] = "gold"
+    deduplicate: bool = True
+    # A question with no usable positive: fall back to a gold-consistent rationale, or drop it from L_cl.
+    no_positive: Literal["gold_rationale", "drop"] = "gold_rationale"
+    # Noisy-label setting: train L_pred on the voted label instead of gold.
+    use_voted_label: bool = False
+
+
+@dataclass(frozen=True)
+class NegativesConfig:
+    lag: int = 5  # j: negatives come from the student snapshot of iteration t - j
+    temperature: float = 1.5
+    samples_per_question: int = 1
+    include_teacher_minority: bool = True
+    max_per_question: int = 4
+    batch_size: int = 32
+    max_new_tokens: int = 128
+
+    def validate(self, p: str) -> None:
+        _check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)
+        _check(self.temperature > 0.0, f"{p}.temperature", "a float > 0", self.temperature)
+        for key in ("samples_per_question", "max_per_question", "batch_size", "max_new_tokens"):
+            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    # Encoder of D: a hub name or local directory of a T5-like model, or null for a tiny random-init T5 encoder.
+    encoder: str | None = None
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    hidden_size: int = 128
+    pretrain_steps: int = 200
+    update_interval: int = 1  # online update every this many iterations
+    update_steps: int = 20
+    lr: float = 1e-4
+    batch_size: int = 16
+    score_batch_size: int = 128
+    max_length: int = 256
+    loss_form: Literal["infonce", "paper_printed"] = "infonce"
+    mask_probability: float = 0.15
+    serve: bool = False
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+
+    def validate(self, p: str) -> None:
+        _check(0 <= self.pretrain_steps <= 500, f"{p}.pretrain_steps", "an integer in [0, 500] (METHOD.md: at most 500)", self.pretrain_steps)
+        _check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        _check(0.0 <= self.mask_probability < 1.0, f"{p}.mask_probability", "a float in [0, 1)", self.mask_probability)
+        for key in ("hidden_size", "update_interval", "batch_size", "score_batch_size", "max_length"):
+            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        _check(self.update_steps >= 0, f"{p}.update_steps", "an integer >= 0", self.update_steps)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    # A hub name or local directory; null builds a tiny random-init model of `architecture` from `tiny`.
+    model: str | None = None
+    architecture: Literal["seq2seq", "causal"] = "seq2seq"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    # Tokenizer for tiny models: a directory, "t5" (the shipped T5 SentencePiece), or "train" (BPE on the data).
+    tokenizer: str = "train"
+    max_input_length: int = 1024
+    max_target_length: int = 256
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    alpha_pred: float = 0.5  # a1
+    alpha_cl: float = 0.5  # a2
+    alpha_disc: float = 0.5  # a3
+    alpha_disc_decay: float = 0.9  # a3 *= decay every iteration
+    dss_alpha: float = 0.5  # DSS: a * CE(label) + (1 - a) * CE(rationale)
+    beta: float = 0.2
+    delta: float = 3.0
+    aggregation: Literal["minmax", "maxmin", "sampling", "mean", "weighted_mean"] = "minmax"
+
+    def validate(self, p: str) -> None:
+        for key in ("alpha_pred", "alpha_cl", "alpha_disc", "beta", "delta"):
+            _check(getattr(self, key) >= 0, f"{p}.{key}", "a float >= 0", getattr(self, key))
+        _check(0.0 < self.alpha_disc_decay <= 1.0, f"{p}.alpha_disc_decay", "a float in (0, 1]", self.alpha_disc_decay)
+        _check(0.0 <= self.dss_alpha <= 1.0, f"{p}.dss_alpha", "a float in [0, 1]", self.dss_alpha)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 5e-5
+    batch_size: int = 64  # global batch (questions) per optimizer step
+    steps_per_iteration: int = 1000
+    weight_decay: float = 0.0
+    num_workers: int = 1
+    use_gpu: bool = False
+    zero_stage: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    max_failures: int = 1
+    num_to_keep: int = 2
+
+    def validate(self, p: str) -> None:
+        _check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        for key in ("batch_size", "steps_per_iteration", "num_workers", "num_to_keep"):
+            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        _check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)
+        _check(self.max_failures >= -1, f"{p}.max_failures", "an integer >= -1", self.max_failures)
+        _check(self.use_gpu or self.precision != "fp16", f"{p}.precision", "fp32 or bf16 on CPU (DeepSpeed refuses fp16 there)", self.precision)
+        _check(self.batch_size % self.num_workers == 0, f"{p}.batch_size", f"a multiple of train.num_workers ({self.num_workers})", self.batch_size)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 64
+    max_new_tokens: int = 32
+    num_examples_in_report: int = 3
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    # null: join a running cluster if RAY_ADDRESS says so, else start a local one (on 127.0.0.1).
+    address: str | None = None
+    namespace: str = "qcrd"
+    num_cpus: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    voting: VotingConfig = field(default_factory=VotingConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, overrides: dict[str, Any]) -> Config:
+        """A new config with dotted-path overrides applied (``{"train.lr": 3e-4}``), validated."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            _set_dotted(raw, dotted, value)
+        return from_dict(raw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# building dataclasses from plain data, with type checks that name the key path
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or '<root>'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in raw.items():
+        key_path = f"{path}.{name}" if path else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key_path)
+            continue
+        _check(_matches(value, tp), key_path, _describe(tp), value)
+        if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
+            value = float(value) if isinstance(value, int) else value
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(path)
+    return obj
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a ``Config`` from nested plain data (missing keys take their defaults)."""
+    return _build(Config, raw, "")
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for i, key in enumerate(keys[:-1]):
+        if not isinstance(node.get(key), dict):
+            raise ConfigError(f"{'.'.join(keys[: i + 1])}: unknown section in override {dotted!r}")
+        node = node[key]
+    if keys[-1] not in node:
+        raise ConfigError(f"{dotted}: unknown key in override")
+    node[keys[-1]] = value
+
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.lr=3e-4", "run.method=dss"]`` -> ``{"train.lr": 0.0003, "run.method": "dss"}`` (YAML scalars)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text) if text else ""
+        # YAML 1.1 reads 3e-4 as a string (it wants 3.0e-4); accept the usual float spelling.
+        if isinstance(value, str) and _FLOAT.match(value):
+            value = float(value)
+        out[key.strip()] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the embedded default when ``path`` is None) and apply ``KEY=VALUE`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        config = from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from None
+    if overrides:
+        config = config.replace(parse_overrides(overrides))
+    return config
