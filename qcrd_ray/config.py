@@ -43,6 +43,8 @@ class RunConfig:
     output_dir: str = "runs/qcrd"
     seed: int = 0
     method: Literal["qcrd", "dss", "finetune"] = "qcrd"
+    # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
+    compare_baselines: bool = True
     iterations: int = 4
     # Ablations of the full method (METHOD.md section 7's component ablation).
     self_consistency: bool = True
@@ -129,7 +131,7 @@ class VotingConfig:
 
 @dataclass(frozen=True)
 class NegativesConfig:
-    lag: int = 5  # j: negatives come from the student snapshot of iteration t - j
+    lag: int = 2  # j: negatives come from the student snapshot of iteration t - j
     temperature: float = 1.5
     samples_per_question: int = 1
     include_teacher_minority: bool = True
@@ -204,9 +206,9 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 5e-5
-    batch_size: int = 64  # global batch (questions) per optimizer step
-    steps_per_iteration: int = 1000
+    lr: float = 1e-3
+    batch_size: int = 32  # global batch (questions) per optimizer step
+    steps_per_iteration: int = 100
     weight_decay: float = 0.0
     num_workers: int = 1
     use_gpu: bool = False

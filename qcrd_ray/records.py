@@ -56,3 +56,20 @@ class Vote:
     num_parsed: int
     agreement: float  # fraction of the samples whose answer equals the majority
     majority_correct: bool | None  # majority == gold (None when no majority)
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """What the student trains on for one question in one iteration.
+
+    ``label`` feeds L_pred (``predict:`` path); positives and negatives feed L_cl (``explain:`` path), each
+    rationale with the discriminator's score s in [0, 1] (1.0 everywhere when the judge is ablated).
+    """
+
+    id: str
+    input: str
+    label: str
+    positives: tuple[str, ...]
+    positive_scores: tuple[float, ...]
+    negatives: tuple[str, ...] = ()
+    negative_scores: tuple[float, ...] = ()

@@ -1,0 +1,142 @@
+"""The QCRD driver job: ``python -m jobs.distill [--config FILE] [--set KEY=VALUE ...] [--resume]``.
+
+With no cluster it starts a local Ray on 127.0.0.1 and, with no ``--config``, runs the embedded default (the
+built-in arithmetic task, the project's tiny teacher, a tiny T5 student, QCRD against the DSS and fine-tuning
+baselines) end to end. Under ``ray job submit`` it joins the cluster named by ``RAY_ADDRESS``.
+
+Everything that can be wrong with the config or the data fails here, before any actor starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qcrd_ray.config import Config, ConfigError, ClusterConfig, load_config
+from qcrd_ray.data import DataError, load_examples
+from qcrd_ray.records import Example
+from qcrd_ray.tasks import Task, get_task
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every method of a run shares: the task and its splits (validated before any actor starts)."""
+
+    task: Task
+    train: list[Example]
+    eval: list[Example]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="qcrd distill", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="YAML config (default: the embedded default run)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=3e-4")
+    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run.seed)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run directory's manifests")
+    return parser.parse_args(argv)
+
+
+def load_inputs(cfg: Config) -> Inputs:
+    """Read and check the data of a run (raises DataError naming the file and line)."""
+    task = get_task(cfg.data.task)
+    train = load_examples(cfg.data, cfg.data.train_split)
+    evaluation = load_examples(cfg.data, cfg.data.eval_split)
+    if not train or not evaluation:
+        raise DataError(f"data: empty split ({len(train)} train, {len(evaluation)} eval examples)")
+    return Inputs(task=task, train=train, eval=evaluation)
+
+
+def init_ray(cluster: ClusterConfig) -> None:
+    """Join the cluster named by config or RAY_ADDRESS, else start a local Ray bound to loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cluster.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=cluster.namespace)
+        return
+    # A laptop run stays on loopback: Ray otherwise binds the host's interface address.
+    ray.init(
+        num_cpus=cluster.num_cpus,
+        namespace=cluster.namespace,
+        _node_ip_address="127.0.0.1",
+        dashboard_host="127.0.0.1",
+        runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("HF_", "QCRD_"))}},
+    )
+
+
+def methods_of(cfg: Config) -> list[str]:
+    """The methods a run trains: the configured one, after the baselines it is compared with."""
+    if not cfg.run.compare_baselines or cfg.run.method != "qcrd":
+        return [cfg.run.method]
+    return ["finetune", "dss", "qcrd"]
+
+
+def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
+    """Run every seed and method of ``cfg``; returns the path of the written report."""
+    from jobs.method_run import run_method
+    from jobs.teacher_phase import run_teacher_phase
+    from qcrd_ray.metrics import MetricsLogger, PhaseTimer
+    from qcrd_ray.report import write_report
+
+    inputs = load_inputs(cfg)
+    run_dir = Path(cfg.run.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    init_ray(cfg.cluster)
+    started = time.perf_counter()
+    print(f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
+          f"questions, methods {methods_of(cfg)}, seeds {seeds}, output {run_dir}", flush=True)
+
+    summaries = []
+    for seed in seeds:
+        seed_dir = run_dir / f"seed_{seed}"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        metrics = MetricsLogger(seed_dir / "metrics.jsonl")
+        timer = PhaseTimer(metrics)
+        with timer.phase("teacher"):
+            teacher = run_teacher_phase(cfg, inputs.train, inputs.task)
+        metrics.log("teacher", **{k: v for k, v in teacher.stats.items() if isinstance(v, (int, float))})
+        methods = {}
+        judge_scores: dict[str, list[float]] = {}
+        for method in methods_of(cfg):
+            result = run_method(cfg, method, seed, inputs, teacher.votes, seed_dir, timer, metrics, resume=resume)
+            methods[method] = result.summary
+            judge_scores = result.judge_scores or judge_scores
+        summaries.append(
+            {
+                "seed": seed,
+                "task": cfg.data.task,
+                "student": cfg.student.model or f"tiny {cfg.student.architecture}",
+                "teacher": {"model": cfg.teacher.model, **teacher.stats},
+                "methods": methods,
+                "phase_seconds": timer.seconds,
+                "judge_scores": judge_scores,
+                "total_seconds": time.perf_counter() - started,
+            }
+        )
+    report = write_report(run_dir, summaries)
+    print(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}", flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [cfg.run.seed]
+        run(cfg, seeds, resume=args.resume)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Config: YAML + dotted overrides, frozen, and errors that name the key path."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from qcrd_ray.config import Config, ConfigError, from_dict, load_config, parse_overrides
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_embedded_default_is_valid_and_frozen():
+    cfg = load_config()
+    assert cfg == Config()
+    assert cfg.data.source == "toy" and cfg.loss.aggregation == "minmax"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_preset_loads(path):
+    cfg = load_config(path)
+    assert cfg.run.name
+
+
+def test_paper_presets_keep_the_papers_numbers():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "svamp_t5_base.yaml")
+    assert (cfg.teacher.num_samples, cfg.teacher.temperature) == (5, 0.7)
+    assert (cfg.negatives.lag, cfg.negatives.temperature) == (5, 1.5)
+    assert (cfg.loss.beta, cfg.loss.delta, cfg.loss.alpha_disc_decay) == (0.2, 3.0, 0.9)
+    assert (cfg.train.lr, cfg.train.batch_size) == (5e-5, 64)
+    assert cfg.student.model == "google-t5/t5-base"
+
+
+def test_dotted_overrides_parse_yaml_scalars():
+    cfg = load_config(None, ["train.lr=3e-4", "run.method=dss", "data.max_train_examples=10", "run.use_discriminator=false"])
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.run.method == "dss"
+    assert cfg.data.max_train_examples == 10
+    assert cfg.run.use_discriminator is False
+    assert parse_overrides(["run.name=a.b"]) == {"run.name": "a.b"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.lrr=1"], "train.lrr: unknown key"),
+        (["trainer.lr=1"], "trainer: unknown section"),
+        (["train.lr=fast"], "train.lr: expected float"),
+        (["train.lr=-1"], "train.lr: expected a float > 0"),
+        (["loss.aggregation=median"], "loss.aggregation: expected one of"),
+        (["train.zero_stage=4"], "train.zero_stage"),
+        (["discriminator.pretrain_steps=501"], "discriminator.pretrain_steps"),
+        (["train.steps_per_iteration=2.5"], "train.steps_per_iteration: expected int"),
+        (["teacher.backend=openai"], "teacher.endpoint"),
+        (["train.precision=fp16"], "train.precision"),
+        (["lr"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_values_name_the_key_path(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(None, overrides)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_size: many\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: train\.batch_size: expected int"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_to_dict_round_trips():
+    cfg = load_config(None, ["negatives.lag=3"])
+    assert from_dict(cfg.to_dict()) == cfg
