@@ -240,6 +240,10 @@ class ClusterConfig:
     address: str | None = None
     namespace: str = "qcrd"
     num_cpus: int | None = None
+    # On an autoscaling cluster a phase may ask for nodes that do not exist yet: warn and wait (bounded)
+    # instead of failing the feasibility check.
+    autoscaling: bool = False
+    placement_timeout_s: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,334 @@
+"""The quality judge D (METHOD.md section 4) as a named Ray actor, and as an HTTP service through Ray Serve.
+
+The driver starts one ``DiscriminatorActor`` per run (named ``{run}/discriminator``). It pretrains D on the
+teacher's positives against its negatives (classes balanced by ``qcrd_ray.augment``), scores every
+iteration's rationales in large batches, and is updated online after each iteration with its loss scaled by
+that iteration's a3. ``deploy_judge`` serves a saved D over HTTP so that anything outside the run can ask it.
+
+A save is a directory ``v{version:04d}`` (``models.save_discriminator`` plus the optimizer state and a small
+``judge_state.json``) under the save root; the root's ``LATEST`` marker is written last, so a crash during a
+save never leaves a half version that looks whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from qcrd_ray.config import DiscriminatorConfig
+
+Group = tuple[str, Sequence[str], Sequence[str]]  # (question, positives, negatives)
+
+LATEST = "LATEST"
+STATE_FILE = "judge_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+MAX_KEPT_SCORES = 10_000  # the histogram in state() needs a sample, not every score of a long run
+
+
+def resolve_judge_dir(path: str | os.PathLike) -> Path:
+    """A version directory itself, or the version a save root's ``LATEST`` marker names."""
+    path = Path(path)
+    marker = path / LATEST
+    if marker.is_file():
+        path = path / marker.read_text().strip()
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path}: not a saved judge (no {STATE_FILE}, no {LATEST} marker)")
+    return path
+
+
+def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_length: int) -> list[float]:
+    """D's score in [0, 1] for each already-formatted judge text, in batches; no gradients.
+
+    Texts are batched in order of length so that a batch carries little padding; scores come back in input order.
+    """
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    scores = [0.0] * len(texts)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+            batch_scores = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # [B]
+            for i, s in zip(idx, batch_scores.float().cpu().tolist(), strict=True):
+                scores[i] = s
+    model.train(was_training)
+    return scores
+
+
+class QualityJudge:
+    """D with its optimizer: pretrain, score, update online, save and load. ``DiscriminatorActor`` wraps it."""
+
+    def __init__(self, cfg: DiscriminatorConfig, tokenizer_dir: str | None, seed: int):
+        import torch
+
+        from qcrd_ray import models
+        from qcrd_ray.tokenizer import load_tokenizer
+
+        if cfg.encoder is None and not tokenizer_dir:
+            raise ValueError("DiscriminatorActor: tokenizer_dir is required when discriminator.encoder is null")
+        self.cfg = cfg
+        self.seed = seed
+        torch.manual_seed(seed)
+        # A pretrained encoder reads with its own vocabulary; a tiny one shares the student's tokenizer.
+        self.tokenizer = load_tokenizer(cfg.encoder if cfg.encoder is not None else tokenizer_dir)
+        self.model = models.build_discriminator(cfg, self.tokenizer)
+        self.optimizer = self._new_optimizer()
+        self.rng = random.Random(seed)
+        self._version = 0
+        self._steps = 0
+        self._last_losses: list[float] = []
+        self._last_scores: list[float] = []
+
+    def _new_optimizer(self):
+        import torch
+
+        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr)
+
+    # ---------------------------------------------------------------------------------------------------
+    # training
+
+    def _group_scores(self, batch: Sequence[Group]):
+        """D's scores for a batch of groups, padded: pos [N, P], pos_mask [N, P], neg [N, M], neg_mask [N, M]."""
+        import torch
+
+        from qcrd_ray.models import judge_text
+
+        texts, pos_index, neg_index = [], [], []
+        for question, positives, negatives in batch:
+            pos_index.append(list(range(len(texts), len(texts) + len(positives))))
+            texts += [judge_text(question, r) for r in positives]
+            neg_index.append(list(range(len(texts), len(texts) + len(negatives))))
+            texts += [judge_text(question, r) for r in negatives]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
+        device = next(self.model.parameters()).device
+        flat = self.model(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # [T]
+        # One extra zero at index T is what padded slots gather; the masks keep it out of the loss.
+        flat = torch.cat([flat, flat.new_zeros(1)])
+
+        def pad(rows: list[list[int]]):
+            width = max(len(r) for r in rows)
+            index = torch.full((len(rows), width), len(texts), dtype=torch.long, device=device)
+            for i, r in enumerate(rows):
+                index[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            return flat[index], index < len(texts)
+
+        pos_scores, pos_mask = pad(pos_index)
+        neg_scores, neg_mask = pad(neg_index)
+        return pos_scores, pos_mask, neg_scores, neg_mask
+
+    def _train(self, groups: list[Group], steps: int, loss_weight: float) -> list[float]:
+        """``steps`` AdamW steps on ``loss_weight * L_D`` over batches of ``cfg.batch_size`` groups (epochs reshuffled)."""
+        import torch
+
+        from qcrd_ray.losses import discriminator_loss
+
+        self.model.train()
+        losses: list[float] = []
+        order: list[int] = []
+        for _ in range(steps):
+            if len(order) < min(self.cfg.batch_size, len(groups)):
+                fresh = list(range(len(groups)))
+                self.rng.shuffle(fresh)
+                order += fresh
+            batch = [groups[i] for i in order[: self.cfg.batch_size]]
+            del order[: self.cfg.batch_size]
+            pos, pos_mask, neg, neg_mask = self._group_scores(batch)
+            loss = discriminator_loss(pos, pos_mask, neg, neg_mask, self.cfg.loss_form)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss_weight * loss).backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+            self._steps += 1
+        return losses
+
+    @staticmethod
+    def _usable(groups: Sequence[Group]) -> list[Group]:
+        """Groups that can enter L_D: at least one positive and one negative."""
+        return [(q, list(p), list(n)) for q, p, n in groups if len(p) > 0 and len(n) > 0]
+
+    def _finish(self, phase: str, losses: list[float], num_groups: int, extra: dict[str, Any]) -> dict[str, Any]:
+        self._version += 1
+        self._last_losses = losses
+        return {
+            "phase": phase,
+            "version": self._version,
+            "steps": len(losses),
+            "total_steps": self._steps,
+            "num_groups": num_groups,
+            "losses": losses,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None,
+            **extra,
+        }
+
+    def pretrain(self, groups: Sequence[Group]) -> dict[str, Any]:
+        """Pretrain on the teacher's (question, positives, negatives): ``cfg.pretrain_steps`` steps.
+
+        Each group's negatives are topped up to its number of positives with corrupted positives, so the
+        classes are balanced. Groups left without a positive (or a negative) are skipped.
+        """
+        from qcrd_ray.augment import balance_negatives
+
+        balanced, num_augmented = [], 0
+        for question, positives, negatives in groups:
+            extra = balance_negatives(list(positives), list(negatives), self.rng, self.cfg.mask_probability)
+            num_augmented += len(extra)
+            balanced.append((question, list(positives), [*negatives, *extra]))
+        usable = self._usable(balanced)
+        if not usable and self.cfg.pretrain_steps > 0:
+            raise ValueError(f"DiscriminatorActor.pretrain: none of {len(groups)} groups has a positive to learn from")
+        losses = self._train(usable, self.cfg.pretrain_steps, 1.0)
+        return self._finish("pretrain", losses, len(usable), {"num_augmented": num_augmented})
+
+    def update(self, groups: Sequence[Group], loss_weight: float) -> dict[str, Any]:
+        """Online update after an iteration: ``cfg.update_steps`` steps on ``loss_weight * L_D`` (loss_weight = a3).
+
+        The iteration's negatives (teacher minority + student samples) are real, so nothing is augmented here.
+        """
+        if loss_weight < 0:
+            raise ValueError(f"DiscriminatorActor.update: loss_weight must be >= 0, got {loss_weight!r}")
+        usable = self._usable(groups)
+        steps = self.cfg.update_steps if usable else 0
+        losses = self._train(usable, steps, loss_weight)
+        return self._finish("update", losses, len(usable), {"loss_weight": loss_weight})
+
+    # ---------------------------------------------------------------------------------------------------
+    # scoring, state, persistence
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """D(x, r) in [0, 1] for each (question, rationale) pair, in batches of ``cfg.score_batch_size``."""
+        from qcrd_ray.models import judge_text
+
+        texts = [judge_text(q, r) for q, r in pairs]
+        scores = score_texts(
+            self.model, self.tokenizer, texts, batch_size=self.cfg.score_batch_size, max_length=self.cfg.max_length
+        )
+        self._last_scores = scores[-MAX_KEPT_SCORES:]
+        return scores
+
+    def version(self) -> int:
+        """How many times D has been trained (pretrain or update); 0 for a fresh D."""
+        return self._version
+
+    def state(self) -> dict[str, Any]:
+        """Version, total optimizer steps, the last phase's losses and the last scores (for a histogram)."""
+        return {
+            "version": self._version,
+            "steps": self._steps,
+            "last_losses": list(self._last_losses),
+            "last_scores": list(self._last_scores),
+        }
+
+    def save(self, root: str) -> str:
+        """Save D, its tokenizer and optimizer under ``root/v{version:04d}``; then point ``root/LATEST`` at it."""
+        import torch
+
+        from qcrd_ray.models import save_discriminator
+
+        target = Path(root) / f"v{self._version:04d}"
+        target.mkdir(parents=True, exist_ok=True)
+        save_discriminator(self.model, self.tokenizer, target)
+        torch.save(self.optimizer.state_dict(), target / OPTIMIZER_FILE)
+        state = {
+            "version": self._version,
+            "steps": self._steps,
+            "max_length": self.cfg.max_length,
+            "score_batch_size": self.cfg.score_batch_size,
+        }
+        (target / STATE_FILE).write_text(json.dumps(state, indent=2))
+        tmp = Path(root) / f"{LATEST}.tmp"
+        tmp.write_text(target.name)
+        os.replace(tmp, Path(root) / LATEST)
+        return str(target)
+
+    def load(self, path: str) -> int:
+        """Load a version directory (or a save root's latest); returns the loaded version."""
+        import torch
+
+        from qcrd_ray.models import load_discriminator
+
+        path = resolve_judge_dir(path)
+        self.model, self.tokenizer = load_discriminator(path)
+        self.optimizer = self._new_optimizer()
+        if (path / OPTIMIZER_FILE).is_file():
+            self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
+        state = json.loads((path / STATE_FILE).read_text())
+        self._version, self._steps = int(state["version"]), int(state["steps"])
+        return self._version
+
+
+DiscriminatorActor = ray.remote(num_cpus=1)(QualityJudge)
+DiscriminatorActor.__doc__ = "Ray actor around ``QualityJudge``; the driver names it f'{run}/discriminator'."
+
+
+# -------------------------------------------------------------------------------------------------------
+# Ray Serve: a saved D over HTTP
+
+
+class JudgeService:
+    """Serve deployment body: POST /score {"question", "rationales"} -> {"scores", "version"}."""
+
+    def __init__(self, save_dir: str):
+        from qcrd_ray.models import load_discriminator
+
+        path = resolve_judge_dir(save_dir)
+        self.model, self.tokenizer = load_discriminator(path)
+        state = json.loads((path / STATE_FILE).read_text())
+        self.version = int(state["version"])
+        self.batch_size = int(state["score_batch_size"])
+        self.max_length = int(state["max_length"])
+
+    def score(self, question: str, rationales: Sequence[str]) -> list[float]:
+        from qcrd_ray.models import judge_text
+
+        texts = [judge_text(question, r) for r in rationales]
+        return score_texts(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
+
+    async def __call__(self, request):
+        from starlette.responses import JSONResponse
+
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/version"):
+            return {"version": self.version}
+        if request.method != "POST" or not path.endswith("/score"):
+            return JSONResponse({"error": "use POST /score or GET /version"}, status_code=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        body = body if isinstance(body, dict) else {}
+        question, rationales = body.get("question"), body.get("rationales")
+        if not isinstance(question, str) or not isinstance(rationales, list) or not all(isinstance(r, str) for r in rationales):
+            return JSONResponse({"error": 'expected {"question": str, "rationales": [str, ...]}'}, status_code=400)
+        return {"scores": self.score(question, rationales), "version": self.version}
+
+
+def deploy_judge(
+    save_dir: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str = "qcrd_judge",
+    *,
+    route_prefix: str = "/",
+    num_cpus: float = 0.5,
+) -> str:
+    """Serve the judge saved under ``save_dir`` over HTTP; returns the score URL (``http://host:port/score``)."""
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port})
+    deployment = serve.deployment(JudgeService, name=name, ray_actor_options={"num_cpus": num_cpus})
+    serve.run(deployment.bind(save_dir), name=name, route_prefix=route_prefix)
+    return f"http://{host}:{port}{route_prefix.rstrip('/')}/score"

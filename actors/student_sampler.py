@@ -1,0 +1,105 @@
+"""Self-adversarial negatives (METHOD.md section 3): sample rationales from an older student snapshot.
+
+At iteration t the driver asks this actor (named ``{run}/student_sampler``) for rationales from the snapshot of
+iteration t - j, sampled at a high temperature (1.5 by default), for ``explain: <input>``. The same snapshot
+serves several iterations while the ring turns slowly, so loaded snapshots are cached by path, and a cached
+entry is dropped when the files on disk change (a ring slot rewritten in place).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+
+def snapshot_fingerprint(snapshot_dir: str | os.PathLike) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """(resolved path, (name, size, mtime_ns) of each file): changes whenever the snapshot is rewritten."""
+    path = Path(snapshot_dir).resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: student snapshot directory not found")
+    files = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()))
+    return str(path), files
+
+
+class StudentSampler:
+    """Loads student snapshots (a small LRU cache) and samples ``explain:`` rationales from them."""
+
+    def __init__(self, cache_size: int = 2):
+        if cache_size < 1:
+            raise ValueError(f"StudentSamplerActor: cache_size must be >= 1, got {cache_size!r}")
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[Any, Any, Any]] = OrderedDict()  # path -> (fingerprint, model, tok)
+        self.loads = 0  # how many times a snapshot was read from disk (the cache's effect, for tests and logs)
+
+    def _load(self, snapshot_dir: str):
+        from qcrd_ray.models import load_student
+
+        path, files = snapshot_fingerprint(snapshot_dir)
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == files:
+            self._cache.move_to_end(path)
+            return cached[1], cached[2]
+        model, tokenizer = load_student(path)
+        model.eval()
+        self.loads += 1
+        self._cache[path] = (files, model, tokenizer)
+        self._cache.move_to_end(path)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return model, tokenizer
+
+    def sample(
+        self,
+        snapshot_dir: str,
+        questions: Sequence[tuple[str, str]],
+        num_samples: int = 1,
+        temperature: float = 1.5,
+        max_new_tokens: int = 128,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> dict[str, list[str]]:
+        """``num_samples`` sampled rationales per (id, input) question from the snapshot: {id: [rationale, ...]}."""
+        from qcrd_ray.models import generate, is_seq2seq
+        from qcrd_ray.tasks import EXPLAIN
+
+        if num_samples < 1:
+            raise ValueError(f"StudentSamplerActor.sample: num_samples must be >= 1, got {num_samples!r}")
+        if temperature <= 0:
+            raise ValueError(f"StudentSamplerActor.sample: temperature must be > 0, got {temperature!r}")
+        ids = [qid for qid, _ in questions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("StudentSamplerActor.sample: question ids must be unique")
+        if not questions:
+            return {}
+        model, tokenizer = self._load(snapshot_dir)
+        prompts = [EXPLAIN + text for _, text in questions]
+        if not is_seq2seq(model):
+            from qcrd_ray.scoring import causal_prompt
+
+            prompts = [causal_prompt(p) for p in prompts]
+        outputs = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            num_return_sequences=num_samples,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        return {qid: list(samples) for qid, samples in zip(ids, outputs, strict=True)}
+
+    def num_loads(self) -> int:
+        """How many snapshots were read from disk so far (the rest came from the cache)."""
+        return self.loads
+
+
+StudentSamplerActor = ray.remote(num_cpus=1)(StudentSampler)
+StudentSamplerActor.__doc__ = "Ray actor around ``StudentSampler``; the driver names it f'{run}/student_sampler'."

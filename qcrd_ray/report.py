@@ -1,0 +1,404 @@
+"""The run report: ``report.md`` with PNG plots next to it, and ``summary.json`` with every seed's summary.
+
+One summary per seed (see ``write_report``). The report compares the students (fine-tuning, DSS, QCRD and
+any other method present, such as ablations) with the teacher, shows where the wall time went, the accuracy
+per iteration, the judge's score densities (the paper's Fig. 6) and a few rationales from each student.
+
+Choices: accuracies are fractions in [0, 1] in the summaries and percentages in the report; the spread over
+seeds is the sample standard deviation (ddof = 1); ``accuracy_per_iteration[i]`` is the accuracy after
+iteration i + 1; densities are Gaussian kernel estimates on [0, 1] computed with numpy from binned scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+METHOD_ORDER = ("finetune", "dss", "qcrd")
+METHOD_LABELS = {"finetune": "fine-tuning", "dss": "DSS", "qcrd": "QCRD"}
+SCORE_KINDS = (
+    ("positives", "positives (teacher majority)"),
+    ("student_negatives", "student negatives"),
+    ("teacher_negatives", "teacher negatives (minority)"),
+)
+ACCURACY_PLOT = "accuracy_per_iteration.png"
+JUDGE_PLOT = "judge_scores.png"
+MAX_EXAMPLE_CHARS = 600
+
+
+def _label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def _methods(summaries: list[dict]) -> list[str]:
+    """Method keys present in any summary: the paper's three first, then the others (ablations) by name."""
+    present = {m for s in summaries for m in s.get("methods", {})}
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def _validate(summaries: list[dict]) -> list[dict]:
+    """The summaries sorted by seed; raises ValueError naming the summary and key that is wrong."""
+    if not summaries:
+        raise ValueError("qcrd_ray/report.py: write_report needs at least one summary")
+    seeds = []
+    for i, s in enumerate(summaries):
+        where = f"summaries[{i}]"
+        if not isinstance(s, dict) or "seed" not in s:
+            raise ValueError(f"qcrd_ray/report.py: {where} must be a dict with a 'seed'")
+        seeds.append(s["seed"])
+        for name, method in s.get("methods", {}).items():
+            acc = method.get("final_accuracy")
+            if not isinstance(acc, (int, float)) or not 0.0 <= acc <= 1.0:
+                raise ValueError(
+                    f"qcrd_ray/report.py: {where}.methods.{name}.final_accuracy must be in [0, 1], got {acc!r}"
+                )
+            for j, a in enumerate(method.get("accuracy_per_iteration", [])):
+                if not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
+                    raise ValueError(
+                        f"qcrd_ray/report.py: {where}.methods.{name}.accuracy_per_iteration[{j}] must be in [0, 1], got {a!r}"
+                    )
+        for key in ("single_sample_accuracy", "self_consistency_accuracy", "agreement"):
+            value = s.get("teacher", {}).get(key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"qcrd_ray/report.py: {where}.teacher.{key} must be in [0, 1], got {value!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"qcrd_ray/report.py: seeds must differ between summaries, got {seeds}")
+    for key in ("task", "student"):
+        values = {s.get(key) for s in summaries}
+        if len(values) > 1:
+            raise ValueError(f"qcrd_ray/report.py: all summaries must share one {key}, got {sorted(map(str, values))}")
+    return sorted(summaries, key=lambda s: s["seed"])
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _percent_cell(values: list[float], num_seeds: int) -> str:
+    """``30.00 ± 7.07`` over seeds (``(n=1)`` appended when some seeds lack the value)."""
+    if not values:
+        return "-"
+    mean, std = _mean_std([100.0 * v for v in values])
+    # One value has no spread to show.
+    cell = f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {std:.2f}"
+    return cell if len(values) == num_seeds else f"{cell} (n={len(values)})"
+
+
+def results_table_markdown(summaries: list[dict]) -> str:
+    """Accuracy (%) of every student method and of the teacher as a Markdown table; mean ± std over seeds."""
+    summaries = _validate(summaries)
+    seeds = [s["seed"] for s in summaries]
+    multi = len(seeds) > 1
+    header = ["method", "accuracy (%)" + (f", mean ± std over {len(seeds)} seeds" if multi else "")]
+    header += [f"seed {seed}" for seed in seeds] if multi else []
+    rows = [header, ["---"] + ["---:"] * (len(header) - 1)]
+
+    def row(name: str, per_seed: list[float | None]) -> None:
+        cells = [name, _percent_cell([v for v in per_seed if v is not None], len(seeds))]
+        if multi:
+            cells += ["-" if v is None else f"{100.0 * v:.2f}" for v in per_seed]
+        rows.append(cells)
+
+    for method in _methods(summaries):
+        row(_label(method), [s.get("methods", {}).get(method, {}).get("final_accuracy") for s in summaries])
+    teachers = [s.get("teacher", {}) for s in summaries]
+    k = _samples_per_question(teachers[0])
+    if any(t.get("single_sample_accuracy") is not None for t in teachers):
+        row("teacher, single sample", [t.get("single_sample_accuracy") for t in teachers])
+    if any(t.get("self_consistency_accuracy") is not None for t in teachers):
+        vote = f"self-consistency, K={k}" if k else "self-consistency"
+        row(f"teacher, {vote}", [t.get("self_consistency_accuracy") for t in teachers])
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
+
+
+def _samples_per_question(teacher: dict) -> int | None:
+    questions, samples = teacher.get("num_questions"), teacher.get("num_samples")
+    return round(samples / questions) if questions and samples else None
+
+
+def _teacher_markdown(summaries: list[dict]) -> str:
+    rows = ["| seed | teacher | questions | samples | vote agreement (%) |", "| ---: | --- | ---: | ---: | ---: |"]
+    for s in summaries:
+        t = s.get("teacher", {})
+        agreement = t.get("agreement")
+        rows.append(
+            f"| {s['seed']} | {t.get('model', '-')} | {t.get('num_questions', '-')} | {t.get('num_samples', '-')} "
+            f"| {'-' if agreement is None else f'{100.0 * agreement:.2f}'} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _phases_markdown(summaries: list[dict]) -> str:
+    """Seconds per phase (mean over seeds, and per seed with several) with each phase's share of the total."""
+    phases: list[str] = []
+    for s in summaries:
+        phases += [p for p in s.get("phase_seconds", {}) if p not in phases]
+    multi = len(summaries) > 1
+    header = ["phase", "seconds" + (" (mean)" if multi else ""), "share"]
+    header += [f"seed {s['seed']}" for s in summaries] if multi else []
+    rows = [header, ["---"] + ["---:"] * (len(header) - 1)]
+    totals = [s.get("total_seconds") for s in summaries]
+    mean_total = _mean_std([t for t in totals if t is not None])[0] if any(t is not None for t in totals) else None
+    for phase in phases:
+        per_seed = [s.get("phase_seconds", {}).get(phase) for s in summaries]
+        mean = _mean_std([v for v in per_seed if v is not None])[0]
+        share = f"{100.0 * mean / mean_total:.1f}%" if mean_total else "-"
+        cells = [phase, f"{mean:.1f}", share]
+        rows.append(cells + (["-" if v is None else f"{v:.1f}" for v in per_seed] if multi else []))
+    if mean_total is not None:
+        rows.append(
+            ["**total**", f"{mean_total:.1f}", "100.0%"]
+            + (["-" if t is None else f"{t:.1f}" for t in totals] if multi else [])
+        )
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
+
+
+def score_density(scores: list[float], grid_size: int = 201, bandwidth: float | None = None) -> tuple[Any, Any]:
+    """Kernel density of scores in [0, 1]: (grid [grid_size], density [grid_size]) integrating to 1 on [0, 1].
+
+    Scores are binned on the grid, then smoothed with a Gaussian (Scott's bandwidth, at least 0.02), which costs
+    O(grid) whatever the number of scores; mass leaking past 0 or 1 is dropped and the rest renormalised.
+    """
+    import numpy as np
+
+    x = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    grid = np.linspace(0.0, 1.0, grid_size)
+    if x.size == 0:
+        return grid, np.zeros(grid_size)
+    step = grid[1] - grid[0]
+    counts = np.bincount(np.rint(x / step).astype(np.int64), minlength=grid_size)[:grid_size].astype(np.float64)
+    if bandwidth is None:
+        bandwidth = max(1.06 * float(x.std()) * x.size ** (-0.2), 0.02)
+    offsets = np.arange(-grid_size + 1, grid_size) * step
+    kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
+    # The full convolution is 3 * grid_size - 2 long; the kernel's centre sits at grid_size - 1.
+    density = np.convolve(counts, kernel)[grid_size - 1 : 2 * grid_size - 1]
+    return grid, density / (density.sum() * step)
+
+
+def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
+    """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
+    import numpy as np
+
+    if not positives or not negatives:
+        return None
+    pos, neg = np.asarray(positives, dtype=np.float64), np.sort(np.asarray(negatives, dtype=np.float64))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
+
+
+def _figure(width: float = 7.0, height: float = 4.0) -> Any:
+    # The object-oriented API with an explicit Agg canvas: no pyplot global state, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _plot_accuracy(summaries: list[dict], path: Path) -> bool:
+    """Accuracy (%) per iteration, one colour per method, one thin line per seed and a thick mean line."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    methods = [
+        m
+        for m in _methods(summaries)
+        if any(s.get("methods", {}).get(m, {}).get("accuracy_per_iteration") for s in summaries)
+    ]
+    if not methods:
+        return False
+    fig = _figure()
+    ax = fig.subplots()
+    for i, method in enumerate(methods):
+        colour = f"C{i}"
+        curves = [
+            s["methods"][method]["accuracy_per_iteration"]
+            for s in summaries
+            if s.get("methods", {}).get(method, {}).get("accuracy_per_iteration")
+        ]
+        if len(curves) == 1:
+            ax.plot(
+                range(1, len(curves[0]) + 1),
+                [100.0 * a for a in curves[0]],
+                color=colour,
+                marker="o",
+                label=_label(method),
+            )
+            continue
+        for curve in curves:
+            ax.plot(range(1, len(curve) + 1), [100.0 * a for a in curve], color=colour, alpha=0.35, linewidth=1.0)
+        # The mean runs as far as every seed's curve does.
+        length = min(len(c) for c in curves)
+        mean = 100.0 * np.mean([c[:length] for c in curves], axis=0)
+        ax.plot(
+            range(1, length + 1),
+            mean,
+            color=colour,
+            linewidth=2.2,
+            marker="o",
+            label=f"{_label(method)} (mean of {len(curves)} seeds)",
+        )
+    teacher = [s.get("teacher", {}).get("self_consistency_accuracy") for s in summaries]
+    teacher = [t for t in teacher if t is not None]
+    if teacher:
+        ax.axhline(
+            100.0 * sum(teacher) / len(teacher),
+            color="grey",
+            linestyle="--",
+            linewidth=1.0,
+            label="teacher, self-consistency",
+        )
+    ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Student accuracy per iteration")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def _pooled_scores(summaries: list[dict]) -> dict[str, list[float]]:
+    return {
+        kind: [float(v) for s in summaries for v in s.get("judge_scores", {}).get(kind, [])] for kind, _ in SCORE_KINDS
+    }
+
+
+def _plot_judge_scores(scores: dict[str, list[float]], path: Path) -> bool:
+    """Density of judge scores of positives vs negatives (the paper's Fig. 6), all seeds pooled."""
+    if not scores["positives"] or not (scores["student_negatives"] or scores["teacher_negatives"]):
+        return False
+    fig = _figure()
+    ax = fig.subplots()
+    for i, (kind, label) in enumerate(SCORE_KINDS):
+        if scores[kind]:
+            grid, density = score_density(scores[kind])
+            ax.plot(grid, density, color=f"C{i}", linewidth=1.8, label=f"{label}, n={len(scores[kind])}")
+            ax.fill_between(grid, density, color=f"C{i}", alpha=0.2)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("judge score s = D(x, r)")
+    ax.set_ylabel("density")
+    ax.set_title("Judge scores of positive and negative rationales (all seeds pooled)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def _judge_markdown(scores: dict[str, list[float]]) -> str:
+    rows = ["| rationales | count | mean score |", "| --- | ---: | ---: |"]
+    for kind, label in SCORE_KINDS:
+        if scores[kind]:
+            rows.append(f"| {label} | {len(scores[kind])} | {sum(scores[kind]) / len(scores[kind]):.3f} |")
+    lines = ["\n".join(rows) + "\n"]
+    for kind, label in SCORE_KINDS[1:]:
+        auc = separation_auc(scores["positives"], scores[kind])
+        if auc is not None:
+            lines.append(f"- P(a positive scores above one of the {label}) = {auc:.3f} (0.5: no separation)")
+    return "\n".join(lines) + "\n"
+
+
+def _fenced(text: str) -> str:
+    """``text`` in a code fence longer than any backtick run inside it, so it cannot break the Markdown."""
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}\n"
+
+
+def _clip(text: Any) -> str:
+    text = str(text).strip()
+    return text if len(text) <= MAX_EXAMPLE_CHARS else text[:MAX_EXAMPLE_CHARS] + " [...]"
+
+
+def _examples_markdown(summaries: list[dict], num_examples: int) -> str:
+    """The first ``num_examples`` evaluation examples of each student, from the lowest seed that has any."""
+    parts = []
+    for method in _methods(summaries):
+        source = next((s for s in summaries if s.get("methods", {}).get(method, {}).get("examples")), None)
+        if source is None:
+            continue
+        parts.append(f"### {_label(method)} (seed {source['seed']})\n")
+        for ex in source["methods"][method]["examples"][:num_examples]:
+            mark = "correct" if str(ex.get("prediction", "")).strip() == str(ex.get("label", "")).strip() else "wrong"
+            lines = [
+                f"input:      {_clip(ex.get('input', ''))}",
+                f"label:      {_clip(ex.get('label', ''))}",
+                f"prediction: {_clip(ex.get('prediction', ''))} ({mark})",
+            ]
+            if ex.get("rationale"):
+                lines.append(f"rationale:  {_clip(ex['rationale'])}")
+            parts.append(_fenced("\n".join(lines)))
+    return "\n".join(parts) if parts else "No examples were recorded.\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    # Written to a temporary name and renamed, so a report that exists is a whole one.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) -> Path:
+    """Write ``run_dir/summary.json``, the PNG plots and ``run_dir/report.md`` (last); return the report's path.
+
+    Each summary is one seed's result: ``seed``, ``task``, ``student``, ``teacher`` (model, single_sample_accuracy,
+    self_consistency_accuracy, agreement, num_questions, num_samples), ``methods`` (per method:
+    accuracy_per_iteration, final_accuracy, examples of input/label/prediction/rationale), ``phase_seconds``,
+    ``judge_scores`` (positives, student_negatives, teacher_negatives) and ``total_seconds``. Methods,
+    teacher numbers, judge scores and timings may be missing; the report then says what it lacks.
+    """
+    summaries = _validate(summaries)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(run_dir / "summary.json", json.dumps(summaries, indent=2) + "\n")
+    first = summaries[0]
+    seeds = ", ".join(str(s["seed"]) for s in summaries)
+    teacher_model = first.get("teacher", {}).get("model", "-")
+    out = [
+        "# QCRD run report\n",
+        f"Task **{first.get('task', '-')}**, student **{first.get('student', '-')}**, teacher **{teacher_model}**, seeds {seeds}.\n",
+        "How to read this: higher accuracy is better; QCRD should beat DSS, and DSS should beat fine-tuning, on the same data "
+        "and steps; the teacher rows are the ceiling the rationales came from; in the judge plot, positives should "
+        "sit to the right of the negatives.\n",
+        "## Results\n",
+        results_table_markdown(summaries),
+    ]
+    if any(s.get("teacher") for s in summaries):
+        out += ["### Teacher sampling\n", _teacher_markdown(summaries)]
+    out.append("## Accuracy per iteration\n")
+    for stale in (ACCURACY_PLOT, JUDGE_PLOT):
+        # A plot left from an earlier report of this run must not pass for one of this report.
+        (run_dir / stale).unlink(missing_ok=True)
+    if _plot_accuracy(summaries, run_dir / ACCURACY_PLOT):
+        out.append(f"![accuracy per iteration]({ACCURACY_PLOT})\n")
+    else:
+        out.append("No per-iteration accuracy was recorded.\n")
+    out.append("## Judge scores\n")
+    scores = _pooled_scores(summaries)
+    if _plot_judge_scores(scores, run_dir / JUDGE_PLOT):
+        out += [f"![judge score densities]({JUDGE_PLOT})\n", _judge_markdown(scores)]
+    else:
+        out.append("No judge scores of both positives and negatives were recorded (a run without the judge).\n")
+    out.append("## Wall time per phase\n")
+    if any(s.get("phase_seconds") or s.get("total_seconds") is not None for s in summaries):
+        out.append(_phases_markdown(summaries))
+    else:
+        out.append("No timings were recorded.\n")
+    out += ["## Example rationales\n", _examples_markdown(summaries, num_examples)]
+    report = run_dir / "report.md"
+    _write_text(report, "\n".join(out))
+    return report

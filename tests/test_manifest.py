@@ -1,0 +1,151 @@
+"""The run manifest: round trip, the latest marker written last, crash simulation, config hashing, RNG state."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from qcrd_ray.config import Config
+from qcrd_ray.manifest import (
+    LATEST_MARKER,
+    ManifestError,
+    RunManifest,
+    capture_rng_state,
+    config_hash,
+    manifest_path,
+    read_manifest,
+    restore_rng_state,
+    write_manifest,
+)
+from qcrd_ray.schedule import SnapshotRing
+
+
+def make_manifest(iteration: int, **changes) -> RunManifest:
+    ring = SnapshotRing.for_lag(2)
+    for k in range(iteration + 2):
+        ring.push(k, f"snapshots/{k}")
+    fields = {
+        "run_name": "tiny",
+        "config_hash": config_hash(Config()),
+        "completed_iteration": iteration,
+        "alpha_disc": 0.5 * 0.9 ** (iteration + 1),
+        "snapshot_ring": ring.to_dict(),
+        "discriminator_version": iteration + 1,
+        "discriminator_path": f"disc/v{iteration + 1}",
+        "data_cursor": 16 * (iteration + 1),
+        "rng_state": capture_rng_state(),
+        "teacher_cache_key": "abc123",
+        "metrics_history": tuple({"iteration": t, "accuracy": 0.1 * t} for t in range(iteration + 1)),
+    }
+    fields.update(changes)
+    return RunManifest(**fields)
+
+
+def test_no_manifest_yet(tmp_path):
+    assert read_manifest(tmp_path) is None
+    assert read_manifest(tmp_path / "does-not-exist") is None
+
+
+def test_round_trip_and_latest_marker(tmp_path):
+    first = make_manifest(0)
+    path = write_manifest(tmp_path, first)
+    assert path == manifest_path(tmp_path, 0) == tmp_path / "manifests" / "iter_0000.json"
+    assert (tmp_path / LATEST_MARKER).read_text().strip() == "manifests/iter_0000.json"
+    assert read_manifest(tmp_path) == first
+
+    second = make_manifest(1)
+    write_manifest(tmp_path, second)
+    loaded = read_manifest(tmp_path)
+    assert loaded == second
+    assert SnapshotRing.from_dict(loaded.snapshot_ring) == SnapshotRing.from_dict(second.snapshot_ring)
+    assert loaded.metrics_history[1] == {"iteration": 1, "accuracy": 0.1}
+    assert manifest_path(tmp_path, 0).is_file()  # older manifests stay for inspection
+
+
+def test_crash_leaves_the_previous_manifest_in_force(tmp_path):
+    whole = make_manifest(2)
+    write_manifest(tmp_path, whole)
+    manifests = tmp_path / "manifests"
+    # A crash while writing iteration 3: a half-written temporary file is left behind ...
+    (manifests / ".iter_0003.json.x1y2.tmp").write_text('{"format": 1, "run_na')
+    # ... or the manifest was renamed into place but the process died before the marker moved.
+    (manifests / "iter_0003.json").write_text(json.dumps(make_manifest(3).to_dict()))
+    assert read_manifest(tmp_path) == whole
+    # No temporary file of a successful write is left over.
+    write_manifest(tmp_path, make_manifest(4))
+    assert sorted(p.name for p in manifests.iterdir() if p.name.endswith(".tmp")) == [".iter_0003.json.x1y2.tmp"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert read_manifest(tmp_path).completed_iteration == 4
+
+
+def test_marker_pointing_to_missing_or_corrupt_file_raises_naming_it(tmp_path):
+    write_manifest(tmp_path, make_manifest(0))
+    manifest_path(tmp_path, 0).unlink()
+    with pytest.raises(ManifestError, match="iter_0000.json, which does not exist"):
+        read_manifest(tmp_path)
+
+    write_manifest(tmp_path, make_manifest(1))
+    manifest_path(tmp_path, 1).write_text('{"format": 1, "run_name": "ti')
+    with pytest.raises(ManifestError, match=r"iter_0001\.json: corrupt manifest"):
+        read_manifest(tmp_path)
+
+    (tmp_path / LATEST_MARKER).write_text("../elsewhere.json\n")
+    with pytest.raises(ManifestError, match="expected a path under manifests/"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d.pop("format"), "format"),
+        (lambda d: d.update(extra=1), "extra: unknown field"),
+        (lambda d: d.pop("run_name"), "run_name: missing"),
+        (lambda d: d.update(completed_iteration="3"), "completed_iteration: expected an integer"),
+        (lambda d: d.update(data_cursor=True), "data_cursor: expected an integer"),
+        (lambda d: d.update(metrics_history={}), "metrics_history"),
+    ],
+)
+def test_wrong_fields_raise_naming_the_file_and_field(tmp_path, edit, match):
+    write_manifest(tmp_path, make_manifest(0))
+    path = manifest_path(tmp_path, 0)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=match) as err:
+        read_manifest(tmp_path)
+    assert "iter_0000.json" in str(err.value)
+
+
+def test_write_refuses_an_uncompleted_iteration(tmp_path):
+    with pytest.raises(ValueError, match="completed_iteration"):
+        write_manifest(tmp_path, make_manifest(0, completed_iteration=-1))
+    assert read_manifest(tmp_path) is None
+
+
+def test_config_hash_is_stable_and_sensitive():
+    base = Config()
+    assert config_hash(base) == config_hash(Config())
+    assert config_hash(base) == config_hash(base.to_dict())
+    assert len(config_hash(base)) == 16
+    assert config_hash(base.replace({"train.lr": 3e-4})) != config_hash(base)
+    assert config_hash(base.replace({"voting.require_gold": True})) != config_hash(base)
+    # Where the run executes does not change what it computes.
+    assert config_hash(base.replace({"cluster.address": "ray://head:10001"})) == config_hash(base)
+    assert config_hash(base.replace({"cluster.address": "ray://head:10001"}), exclude=()) != config_hash(base, exclude=())
+
+
+def test_rng_state_round_trips_through_json():
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    state = json.loads(json.dumps(capture_rng_state(numpy=True, torch=True)))
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    restore_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
