@@ -80,12 +80,13 @@ def methods_of(cfg: Config) -> list[str]:
 
 def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
+    inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
+
     from jobs.method_run import run_method
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
     from qcrd_ray.report import write_report
 
-    inputs = load_inputs(cfg)
     run_dir = Path(cfg.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

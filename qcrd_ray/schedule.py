@@ -123,7 +123,9 @@ class SnapshotRing:
             raise ValueError(f"snapshot ring.snapshots: {len(entries)} entries exceed capacity {ring.capacity}")
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or set(entry) != {"iteration", "path"} or not isinstance(entry["path"], str):
-                raise ValueError(f"snapshot ring.snapshots[{i}]: expected {{'iteration': int, 'path': str}}, got {entry!r}")
+                raise ValueError(
+                    f"snapshot ring.snapshots[{i}]: expected {{'iteration': int, 'path': str}}, got {entry!r}"
+                )
             if entry["iteration"] in ring:
                 raise ValueError(f"snapshot ring.snapshots[{i}]: iteration {entry['iteration']} appears twice")
             ring.push(entry["iteration"], entry["path"])

@@ -77,9 +77,7 @@ def _deduplicate(rationales: Sequence[Rationale], exclude: set[str] = frozenset(
     return tuple(kept)
 
 
-def _gold_fallback(
-    example: Example, samples: Sequence[Rationale], is_correct: AnswerMatch
-) -> Rationale | None:
+def _gold_fallback(example: Example, samples: Sequence[Rationale], is_correct: AnswerMatch) -> Rationale | None:
     for sample in samples:
         if sample.answer is not None and is_correct(sample.answer, example.label):
             return sample
@@ -163,7 +161,7 @@ def agreement_stats(votes: Sequence[Vote], samples_correct: Sequence[Sequence[bo
     if samples_correct is not None:
         if len(samples_correct) != len(votes):
             raise ValueError(f"samples_correct: expected one list per vote ({len(votes)}), got {len(samples_correct)}")
-        for vote_, flags in zip(votes, samples_correct):
+        for vote_, flags in zip(votes, samples_correct, strict=True):
             if len(flags) != vote_.num_samples:
                 raise ValueError(
                     f"samples_correct for example {vote_.example_id!r}: expected {vote_.num_samples} flags, got {len(flags)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import re
@@ -21,8 +22,12 @@ AUTOSCALER_FILES = ["aws.yaml", "gcp.yaml"]
 KUBERAY_FILES = {"raycluster.yaml": "ray.io_rayclusters.yaml", "rayjob.yaml": "ray.io_rayjobs.yaml"}
 
 
+# The CRD files are megabytes of YAML: parse them with libyaml when present, and once per session.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())
+    return yaml.load(path.read_text(), Loader=_LOADER)
 
 
 def ray_schema() -> dict:
@@ -32,12 +37,25 @@ def ray_schema() -> dict:
     return json.loads(path.read_text())
 
 
+@functools.cache
+def _crd(crd_file: str) -> dict:
+    return load(CRDS / crd_file)
+
+
+def crd_kind(crd_file: str) -> str:
+    return _crd(crd_file)["spec"]["names"]["kind"]
+
+
+@functools.cache
 def crd_schema(crd_file: str) -> dict:
+    """The v1 openAPIV3Schema of a KubeRay CRD, made strict (see ``strict``); do not mutate."""
+    (version,) = [v for v in _crd(crd_file)["spec"]["versions"] if v["name"] == "v1"]
+    return strict(version["schema"]["openAPIV3Schema"])
+
+
+def need_crds() -> None:
     if not CRDS.is_dir():
         pytest.skip(f"KubeRay CRDs not found at {CRDS}")
-    crd = load(CRDS / crd_file)
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    return version["schema"]["openAPIV3Schema"]
 
 
 def strict(schema: Any) -> Any:
@@ -46,8 +64,10 @@ def strict(schema: Any) -> Any:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if "properties" in node and "additionalProperties" not in node and not node.get(
-                "x-kubernetes-preserve-unknown-fields"
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
             ):
                 node["additionalProperties"] = False
             for value in node.values():
@@ -83,7 +103,10 @@ def kuberay_groups(spec: dict) -> dict[str, dict[str, int]]:
             # KubeRay's spelling: a JSON object inside double quotes, '"{\"teacher\": 1}"'.
             assert custom.startswith('"') and custom.endswith('"'), f"resources must be quoted JSON, got {custom!r}"
             out.update(json.loads(custom[1:-1].replace('\\"', '"')))
-        gpus = sum(int(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0)) for c in group["template"]["spec"]["containers"])
+        gpus = sum(
+            int(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+            for c in group["template"]["spec"]["containers"]
+        )
         if "num-gpus" in group.get("rayStartParams", {}):
             gpus = int(group["rayStartParams"]["num-gpus"])
         if gpus:
@@ -98,7 +121,9 @@ def kuberay_groups(spec: dict) -> dict[str, dict[str, int]]:
 def all_clusters() -> dict[str, dict[str, dict[str, int]]]:
     clusters = {name: autoscaler_node_types(load(CLUSTER / name)) for name in AUTOSCALER_FILES}
     clusters["kuberay/raycluster.yaml"] = kuberay_groups(load(CLUSTER / "kuberay" / "raycluster.yaml")["spec"])
-    clusters["kuberay/rayjob.yaml"] = kuberay_groups(load(CLUSTER / "kuberay" / "rayjob.yaml")["spec"]["rayClusterSpec"])
+    clusters["kuberay/rayjob.yaml"] = kuberay_groups(
+        load(CLUSTER / "kuberay" / "rayjob.yaml")["spec"]["rayClusterSpec"]
+    )
     return clusters
 
 
@@ -121,6 +146,14 @@ def test_autoscaler_config_matches_rays_schema(name):
     config = load(CLUSTER / name)
     assert errors(config, ray_schema()) == []
     assert config["head_node_type"] in config["available_node_types"]
+
+
+@pytest.mark.parametrize("name", AUTOSCALER_FILES)
+def test_autoscaler_config_passes_ray_up_validation(name):
+    """What `ray up` itself runs: defaults filled in, then the schema plus Ray's own consistency checks."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(load(CLUSTER / name)))
 
 
 def test_rays_schema_catches_a_broken_config():
@@ -166,12 +199,12 @@ def test_setup_installs_torch_before_the_project(name):
 
 @pytest.mark.parametrize(("name", "crd"), list(KUBERAY_FILES.items()))
 def test_kuberay_manifest_matches_the_crd_schema(name, crd):
-    schema = crd_schema(crd)
+    need_crds()
     manifest = load(CLUSTER / "kuberay" / name)
     assert manifest["apiVersion"] == "ray.io/v1"
-    assert manifest["kind"] == load(CRDS / crd)["spec"]["names"]["kind"]
+    assert manifest["kind"] == crd_kind(crd)
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", manifest["metadata"]["name"])
-    assert errors(manifest, strict(schema)) == []
+    assert errors(manifest, crd_schema(crd)) == []
 
 
 def test_the_crd_schema_catches_a_broken_raycluster():
@@ -179,7 +212,8 @@ def test_the_crd_schema_catches_a_broken_raycluster():
     manifest["spec"]["enableInTreeAutoscalling"] = True  # typo: Kubernetes would drop it silently
     manifest["spec"]["workerGroupSpecs"][0]["maxReplicas"] = "one"
     del manifest["spec"]["workerGroupSpecs"][1]["groupName"]
-    found = errors(manifest, strict(crd_schema("ray.io_rayclusters.yaml")))
+    need_crds()
+    found = errors(manifest, crd_schema("ray.io_rayclusters.yaml"))
     assert any("enableInTreeAutoscalling" in e for e in found)
     assert any("maxReplicas" in e for e in found)
     assert any("groupName" in e for e in found)
@@ -202,9 +236,13 @@ def test_rayjob_runs_the_svamp_preset_on_the_same_cluster_spec():
     assert (ROOT / "configs" / "svamp_t5_base.yaml").is_file()
     assert job["spec"]["rayClusterSpec"] == load(CLUSTER / "kuberay" / "raycluster.yaml")["spec"]
     runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    # The working_dir is the image's copy of the repository (the Dockerfile's WORKDIR), uploaded by the submitter pod.
+    workdir = re.search(r"^WORKDIR (\S+)", (CLUSTER / "kuberay" / "Dockerfile").read_text(), re.M).group(1)
+    assert runtime_env["working_dir"] == workdir
     from ray.runtime_env import RuntimeEnv
 
-    RuntimeEnv(**runtime_env)  # raises on a malformed runtime environment
+    # Ray checks that a local working_dir exists, which it does only in the image: validate the rest here.
+    RuntimeEnv(**{k: v for k, v in runtime_env.items() if k != "working_dir"})
 
 
 def test_ray_versions_agree_across_cluster_files():
@@ -212,7 +250,9 @@ def test_ray_versions_agree_across_cluster_files():
     for name in AUTOSCALER_FILES:
         docker = load(CLUSTER / name)["docker"]
         versions |= {re.match(r"rayproject/ray:([\d.]+)-", docker[k]).group(1) for k in ("image", "head_image")}
-    versions |= set(re.findall(r"^FROM rayproject/ray:([\d.]+)-", (CLUSTER / "kuberay" / "Dockerfile").read_text(), re.M))
+    versions |= set(
+        re.findall(r"^FROM rayproject/ray:([\d.]+)-", (CLUSTER / "kuberay" / "Dockerfile").read_text(), re.M)
+    )
     assert len(versions) == 1, versions
 
 

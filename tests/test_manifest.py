@@ -133,7 +133,9 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(base.replace({"voting.require_gold": True})) != config_hash(base)
     # Where the run executes does not change what it computes.
     assert config_hash(base.replace({"cluster.address": "ray://head:10001"})) == config_hash(base)
-    assert config_hash(base.replace({"cluster.address": "ray://head:10001"}), exclude=()) != config_hash(base, exclude=())
+    assert config_hash(base.replace({"cluster.address": "ray://head:10001"}), exclude=()) != config_hash(
+        base, exclude=()
+    )
 
 
 def test_rng_state_round_trips_through_json():

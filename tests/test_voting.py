@@ -165,7 +165,9 @@ def test_deduplicate_normalises_whitespace_and_resolves_conflicts():
     on = vote(ex(), samples, VotingConfig(require_gold=False, tie_policy="first", deduplicate=True, no_positive="drop"))
     assert texts(on.positives) == ["two  plus two", "three", "four"]
     assert texts(on.negatives) == ["wrong  way", "other"]
-    off = vote(ex(), samples, VotingConfig(require_gold=False, tie_policy="first", deduplicate=False, no_positive="drop"))
+    off = vote(
+        ex(), samples, VotingConfig(require_gold=False, tie_policy="first", deduplicate=False, no_positive="drop")
+    )
     assert len(off.positives) == 4 and len(off.negatives) == 4
     assert on.agreement == off.agreement == pytest.approx(4 / 8)  # dedup changes the sets, not the vote
 
@@ -187,8 +189,8 @@ def test_agreement_stats_reports_single_sample_vs_self_consistency_accuracy():
         [R("a", "5"), R("b", None), R("c", "4")],  # tie dropped: no majority
     ]
     cfg = VotingConfig(require_gold=False, tie_policy="drop", deduplicate=False, no_positive="drop")
-    votes = [vote(e, s, cfg) for e, s in zip(examples, sample_sets)]
-    flags = [sample_correctness(s, e.label) for e, s in zip(examples, sample_sets)]
+    votes = [vote(e, s, cfg) for e, s in zip(examples, sample_sets, strict=True)]
+    flags = [sample_correctness(s, e.label) for e, s in zip(examples, sample_sets, strict=True)]
     assert flags[2] == [False, False, True]
     stats = agreement_stats(votes, flags)
     assert stats["num_questions"] == 3

@@ -1,0 +1,45 @@
+"""The driver's entry point: bad configs and bad data fail before any actor (or Ray itself) starts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def distill(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
+    return subprocess.run([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def assert_failed_early(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
+def test_bad_override_names_the_key():
+    assert_failed_early(distill("--set", "negatives.lag=0"), "negatives.lag: expected an integer >= 1")
+
+
+def test_bad_config_file_names_file_and_key(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("loss:\n  aggregation: median\n")
+    assert_failed_early(distill("--config", str(config)), f"{config}: loss.aggregation")
+
+
+def test_malformed_data_names_file_and_line(tmp_path):
+    data = tmp_path / "qs_train.jsonl"
+    data.write_text('{"id": "a", "input": "1 + 1?", "label": "2"}\n{"id": "b", "input": 3}\n')
+    (tmp_path / "qs_test.jsonl").write_text('{"id": "c", "input": "2 + 2?", "label": "4"}\n')
+    proc = distill("--set", "data.source=jsonl", "--set", "data.task=svamp", "--set",
+                   f"data.path={tmp_path}/qs_{{split}}.jsonl", "--set", "teacher.backend=dataset")
+    assert_failed_early(proc, f"{data}:2")
+
+
+def test_qcrd_console_script_lists_commands():
+    from jobs.cli import main
+
+    assert main([]) == 2

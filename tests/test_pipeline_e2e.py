@@ -1,0 +1,156 @@
+"""The whole pipeline, end to end, on a real local Ray: as a plain command, through ``ray job submit``, on a
+simulated 2-node cluster, and killed mid-iteration then resumed. Slow: each run trains real students.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# The tiny preset, with a shared teacher-sample cache so only the first run pays for sampling.
+TINY = ["--config", "configs/tiny.yaml"]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_ADDRESS": ""}
+
+
+@pytest.fixture(scope="module")
+def teacher_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("teacher_cache"))
+
+
+def overrides(out: Path, teacher_cache: str, *extra: str) -> list[str]:
+    items = [f"run.output_dir={out}", f"teacher.cache_dir={teacher_cache}", *extra]
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def distill(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env(), capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def final_history(out: Path, method: str = "qcrd", seed: int = 0) -> list[dict]:
+    summary = json.loads((out / "summary.json").read_text())
+    summaries = summary["summaries"] if isinstance(summary, dict) else summary
+    return next(s for s in summaries if s["seed"] == seed)["methods"][method]["history"]
+
+
+def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, teacher_cache):
+    """The README's first command, shortened: QCRD vs DSS vs fine-tuning, report with plots, saved student."""
+    out = tmp_path / "run"
+    proc = distill(overrides(out, teacher_cache, "data.toy_train_size=48", "data.toy_eval_size=24",
+                             "run.iterations=2", "train.steps_per_iteration=6", "train.batch_size=8",
+                             "teacher.num_samples=3", "discriminator.pretrain_steps=5", "discriminator.update_steps=2"))
+    report = out / "report.md"
+    assert f"report: {report}" in proc.stdout
+    text = report.read_text()
+    for method in ("Fine-tuning", "DSS", "QCRD"):
+        assert method.lower() in text.lower()
+    assert list(out.glob("*.png"))
+    metrics = [json.loads(line) for line in (out / "seed_0" / "metrics.jsonl").read_text().splitlines()]
+    events = {m["event"] for m in metrics}
+    assert {"teacher", "iteration"} <= events
+    history = final_history(out)
+    assert len(history) == 2 and all(0.0 <= h["accuracy"] <= 1.0 for h in history)
+
+    from transformers import AutoModelForSeq2SeqLM
+
+    student_dir = json.loads((out / "summary.json").read_text())
+    model = AutoModelForSeq2SeqLM.from_pretrained(Path(final_student(out)))
+    assert model.num_parameters() > 0 and student_dir
+
+
+def final_student(out: Path) -> str:
+    summary = json.loads((out / "summary.json").read_text())
+    summaries = summary["summaries"] if isinstance(summary, dict) else summary
+    return summaries[0]["methods"]["qcrd"]["student_dir"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
+    port, dashboard = free_port(), free_port()
+    ray = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+                    "--disable-usage-stats"], check=True, env=env(), capture_output=True, timeout=120)
+    try:
+        out = tmp_path / "run"
+        proc = subprocess.run(
+            [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--runtime-env",
+             "cluster/runtime_env.yaml", "--", "python", "-m", "jobs.distill", *TINY,
+             *overrides(out, teacher_cache)],
+            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+        assert "succeeded" in proc.stdout
+        assert (out / "report.md").is_file()
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+
+
+TWO_NODE = """
+import sys
+from ray.cluster_utils import Cluster
+import ray
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
+                  "include_dashboard": False})
+cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+ray.init(address=cluster.address)
+assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+from jobs.distill import main
+code = main(sys.argv[1:])
+ray.shutdown()
+cluster.shutdown()
+sys.exit(code)
+"""
+
+
+def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", TWO_NODE, *TINY, *overrides(out, teacher_cache)], cwd=ROOT,
+                          env=env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert len(final_history(out)) == 2
+
+
+def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache):
+    unbroken = tmp_path / "unbroken"
+    distill([*TINY, *overrides(unbroken, teacher_cache, "run.iterations=3")])
+
+    broken = tmp_path / "broken"
+    args = [*TINY, *overrides(broken, teacher_cache, "run.iterations=3")]
+    # Its own session, so the kill takes the driver's local Ray (raylet, workers) down with it.
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = broken / "seed_0" / "qcrd" / "latest"
+    deadline = time.monotonic() + 900
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(3)  # into the second iteration
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(marker.read_text()) if marker.read_text().startswith("{") else marker.read_text()
+    assert done  # at least one iteration was complete when it died
+
+    distill([*args, "--resume"])
+    resumed, reference = final_history(broken), final_history(unbroken)
+    assert [h["iteration"] for h in resumed] == [0, 1, 2]
+    for key in ("accuracy", "loss"):
+        assert [h[key] for h in resumed] == pytest.approx([h[key] for h in reference], abs=1e-6), key
