@@ -1,7 +1,9 @@
-"""QCRD's losses as pure tensor functions (METHOD.md sections 1, 4 and 5).
+"""The losses of QCRD as pure tensor functions (METHOD.md sections 1, 4 and 5).
 
-Shapes: N questions, P positive and M negative rationale slots per question (ragged counts are padded and
-masked), B sequences, T tokens, V vocabulary. Every loss returns a scalar, averaged over questions.
+Shapes: N questions, P positive and M negative rationale slots per question (ragged lists padded to the
+widest question, with a boolean mask saying which slots hold a rationale), B sequences, T tokens, V vocab.
+Every function returns a scalar (or a per-sequence vector for ``sequence_ce``) and never looks at masked
+slots, whatever they hold.
 """
 
 from __future__ import annotations
@@ -9,90 +11,163 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+IGNORE_INDEX = -100
 AGGREGATIONS = ("minmax", "maxmin", "sampling", "mean", "weighted_mean")
+DISCRIMINATOR_LOSS_FORMS = ("infonce", "paper_printed")
 
 
-def sequence_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean token cross-entropy per sequence: logits [B, T, V], labels [B, T] -> [B]."""
-    token_ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=ignore_index, reduction="none")  # [B, T]
-    mask = (labels != ignore_index).to(token_ce.dtype)
-    return (token_ce * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+def sequence_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy of each sequence: logits [B,T,V], labels [B,T] (-100 = ignore) -> [B].
+
+    ``logits[:, t]`` predicts ``labels[:, t]`` (causal models shift before calling). A sequence without any
+    labelled token gets 0.
+    """
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(f"sequence_ce: logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # a softmax over a large vocabulary in half precision loses the small terms
+    token_ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    counts = (labels != IGNORE_INDEX).sum(dim=1)
+    return token_ce.sum(dim=1) / counts.clamp(min=1)
 
 
 def dss_loss(label_ce: torch.Tensor, rationale_ce: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
-    """Distilling step-by-step: ``alpha * CE(label) + (1 - alpha) * CE(rationale)``; inputs [B] -> scalar."""
+    """Distilling step-by-step: ``alpha * mean(label_ce) + (1 - alpha) * mean(rationale_ce)``; inputs [B]."""
     return alpha * label_ce.mean() + (1.0 - alpha) * rationale_ce.mean()
 
 
-def _pick(values: torch.Tensor, mask: torch.Tensor, how: str, generator: torch.Generator | None) -> torch.Tensor:
-    """Index [N] of one valid slot per row: the min, the max, or a uniformly random one."""
-    if how == "sample":
-        noise = torch.rand(values.shape, generator=generator, device="cpu").to(values.device)
-        return noise.masked_fill(~mask, -1.0).argmax(-1)
-    fill = float("inf") if how == "min" else float("-inf")
-    masked = values.detach().masked_fill(~mask, fill)
-    return masked.argmin(-1) if how == "min" else masked.argmax(-1)
+def _check_slots(name: str, ce: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> None:
+    if ce.dim() != 2 or mask.shape != ce.shape or scores.shape != ce.shape:
+        raise ValueError(
+            f"contrastive_loss: {name} cross-entropy, mask and scores must share one [N, slots] shape, got "
+            f"{tuple(ce.shape)}, {tuple(mask.shape)}, {tuple(scores.shape)}"
+        )
+    if mask.dtype != torch.bool:
+        raise ValueError(f"contrastive_loss: {name}_mask must be a bool tensor, got {mask.dtype}")
 
 
-def _aggregate(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor, how: str,
-               generator: torch.Generator | None) -> torch.Tensor:
-    """Per question, the weighted term of one side: values, weights, mask [N, K] -> [N] (0 where no valid slot)."""
-    maskf = mask.to(values.dtype)
-    if how in ("min", "max", "sample"):
-        index = _pick(values, mask, how, generator).unsqueeze(-1)  # [N, 1]
-        term = weights.gather(-1, index).squeeze(-1) * values.gather(-1, index).squeeze(-1)
-    elif how == "mean":
-        term = (weights * values * maskf).sum(-1) / maskf.sum(-1).clamp(min=1.0)
-    else:  # weighted_mean: the judge's scores decide how much each rationale counts
-        w = weights * maskf
-        term = (w * values).sum(-1) / w.sum(-1).clamp(min=1e-8)
-    return term * mask.any(-1).to(values.dtype)
+def _pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values [N,R], index [N] -> values[i, index[i]] as [N]."""
+    return values.gather(1, index[:, None]).squeeze(1)
 
 
-_SIDES = {"minmax": ("min", "max"), "maxmin": ("max", "min"), "sampling": ("sample", "sample"),
-          "mean": ("mean", "mean"), "weighted_mean": ("weighted", "weighted")}
+def _aggregate(
+    loss: torch.Tensor,
+    weight: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Per question, the weighted aggregate of ``loss`` over its valid slots: [N,R] -> [N] (0 where none valid).
 
-
-def contrastive_loss(pos_ce: torch.Tensor, pos_mask: torch.Tensor, pos_scores: torch.Tensor,
-                     neg_ce: torch.Tensor, neg_mask: torch.Tensor, neg_scores: torch.Tensor,
-                     beta: float = 0.2, delta: float = 3.0, aggregation: str = "minmax",
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """The many-to-one contrastive loss L_cl = mean_i [ P_i - beta * N_i ].
-
-    pos_ce, pos_mask, pos_scores: [N, P]; neg_ce, neg_mask, neg_scores: [N, M]; student CE per rationale and the
-    judge's score s in [0, 1] of each. ``P_i = s * agg_pos l(r)`` and ``N_i = (1 - s) * agg_neg min(l(r) - delta, 0)``.
-    minmax (default): the easiest positive and the hardest negative, with the s of the chosen rationale.
-
-    The margin clip ``min(l - delta, 0)`` is applied to each negative before aggregating. For max this equals
-    clipping after (the clip is monotone); for the means it lets each negative stop pushing on its own, once the
-    student already finds it unlikely (CE above delta): such a negative contributes no gradient.
-    Scores are detached: the judge weights the terms but gets no gradient through them.
+    ``mode`` is "min", "max", "sampling", "mean" or "weighted_mean"; for min / max / sampling the weight is
+    the one of the chosen rationale.
     """
-    if aggregation not in _SIDES:
-        raise ValueError(f"loss.aggregation: expected one of {AGGREGATIONS}, got {aggregation!r}")
-    pos_how, neg_how = _SIDES[aggregation]
-    pos_mask, neg_mask = pos_mask.bool(), neg_mask.bool()
-    pos_scores, neg_scores = pos_scores.detach().to(pos_ce.dtype), neg_scores.detach().to(neg_ce.dtype)
-    positive = _aggregate(pos_ce, pos_scores, pos_mask, pos_how, generator)  # [N]
-    clipped = torch.clamp(neg_ce - delta, max=0.0)  # [N, M]
-    negative = _aggregate(clipped, 1.0 - neg_scores, neg_mask, neg_how, generator)  # [N]
+    has_any = mask.any(dim=1)
+    if mode in ("min", "max", "sampling"):
+        if mode == "sampling":
+            # A uniform draw among the valid slots: the valid slot with the largest random key.
+            keys = torch.rand(loss.shape, generator=generator, device="cpu" if generator is None else generator.device)
+            keys = keys.to(loss.device).masked_fill(~mask, -1.0)
+            index = keys.argmax(dim=1)
+        else:
+            fill = float("inf") if mode == "min" else float("-inf")
+            ranked = loss.detach().masked_fill(~mask, fill)
+            index = ranked.argmin(dim=1) if mode == "min" else ranked.argmax(dim=1)
+        chosen = _pick(weight, index) * _pick(loss, index)
+        return torch.where(has_any, chosen, torch.zeros_like(chosen))
+    weighted = (weight * loss).masked_fill(~mask, 0.0).sum(dim=1)
+    if mode == "mean":
+        return weighted / mask.sum(dim=1).clamp(min=1)
+    if mode == "weighted_mean":
+        # A question whose weights are all 0 has nothing to push: its numerator is 0 as well.
+        total = weight.masked_fill(~mask, 0.0).sum(dim=1)
+        return weighted / total.clamp(min=1e-12)
+    raise ValueError(f"unknown aggregation mode {mode!r}")
+
+
+_MODES = {  # aggregation -> (over positives, over negatives)
+    "minmax": ("min", "max"),
+    "maxmin": ("max", "min"),
+    "sampling": ("sampling", "sampling"),
+    "mean": ("mean", "mean"),
+    "weighted_mean": ("weighted_mean", "weighted_mean"),
+}
+
+
+def contrastive_loss(
+    pos_ce: torch.Tensor,
+    pos_mask: torch.Tensor,
+    pos_scores: torch.Tensor,
+    neg_ce: torch.Tensor,
+    neg_mask: torch.Tensor,
+    neg_scores: torch.Tensor,
+    beta: float = 0.2,
+    delta: float = 3.0,
+    aggregation: str = "minmax",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """QCRD's many-to-one contrastive loss L_cl (METHOD.md section 5) -> scalar.
+
+    pos_ce / pos_mask / pos_scores: [N,P] student cross-entropy l(r), validity, judge score s of each positive;
+    neg_ce / neg_mask / neg_scores: [N,M] the same for negatives.
+
+    Per question i: ``P_i = s * agg_pos l(r)`` and ``N_i = (1 - s) * agg_neg min(l(r) - delta, 0)``;
+    ``L_cl = (1/N) sum_i (P_i - beta * N_i)``, N counting every question of the batch.
+
+    Aggregations: ``minmax`` (default; the easiest positive, the hardest-to-push negative, each with its own
+    s), ``maxmin`` (the reverse), ``sampling`` (one uniformly drawn valid positive and negative, from
+    ``generator``), ``mean`` (mean of s * l over valid positives, of (1 - s) * clip(l) over negatives) and
+    ``weighted_mean`` (sum(w * l) / sum(w), with w = s for positives and w = 1 - s for negatives, so a
+    negative weighs by how bad the judge finds it).
+
+    The margin clip ``min(l - delta, 0)`` is applied to each negative BEFORE aggregation. For max (and min)
+    this is the same as clipping after, since the clip is monotone; for the means it lets each negative stop
+    pushing on its own once the student finds it unlikely enough (l >= delta gives it zero gradient).
+
+    Scores are weights only: they are detached, so no gradient reaches the discriminator. A question with no
+    valid positive adds no positive term, one with no valid negative no negative term.
+    """
+    if aggregation not in _MODES:
+        raise ValueError(f"contrastive_loss: aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    _check_slots("pos", pos_ce, pos_mask, pos_scores)
+    _check_slots("neg", neg_ce, neg_mask, neg_scores)
+    if pos_ce.shape[0] != neg_ce.shape[0]:
+        raise ValueError(f"contrastive_loss: {pos_ce.shape[0]} questions of positives but {neg_ce.shape[0]} of negatives")
+    pos_mode, neg_mode = _MODES[aggregation]
+    positive = _aggregate(pos_ce, pos_scores.detach(), pos_mask, pos_mode, generator)
+    clipped = torch.clamp(neg_ce - delta, max=0.0)
+    negative = _aggregate(clipped, 1.0 - neg_scores.detach(), neg_mask, neg_mode, generator)
     return (positive - beta * negative).mean()
 
 
-def discriminator_loss(pos_scores: torch.Tensor, pos_mask: torch.Tensor, neg_scores: torch.Tensor,
-                       neg_mask: torch.Tensor, form: str = "infonce") -> torch.Tensor:
-    """The judge's loss L_D (Eq. 2) over questions with at least one positive and one negative.
+def discriminator_loss(
+    pos_scores: torch.Tensor,
+    pos_mask: torch.Tensor,
+    neg_scores: torch.Tensor,
+    neg_mask: torch.Tensor,
+    form: str = "infonce",
+) -> torch.Tensor:
+    """The judge's loss L_D (METHOD.md section 4, Eq. 2) over scores in [0, 1] -> scalar.
 
-    pos_scores, pos_mask [N, P]; neg_scores, neg_mask [N, M]. ``infonce`` (default):
-    ``-log(sum_pos e^s / (sum_pos e^s + sum_neg e^s))``; ``paper_printed``: ``-log(sum_pos e^s / sum_neg e^s)``.
+    pos_scores / pos_mask: [N,P]; neg_scores / neg_mask: [N,M].
+    ``infonce``: ``-log(sum_pos e^s / (sum_pos e^s + sum_neg e^s))``;
+    ``paper_printed``: ``-log(sum_pos e^s / sum_neg e^s)`` (the equation as printed).
+    The mean over questions having at least one positive and one negative; the others are skipped. With no
+    such question the loss is a zero that still backpropagates (into nothing).
     """
-    if form not in ("infonce", "paper_printed"):
-        raise ValueError(f"discriminator.loss_form: expected 'infonce' or 'paper_printed', got {form!r}")
-    pos_mask, neg_mask = pos_mask.bool(), neg_mask.bool()
-    pos = torch.logsumexp(pos_scores.masked_fill(~pos_mask, float("-inf")), dim=-1)  # [N]
-    neg = torch.logsumexp(neg_scores.masked_fill(~neg_mask, float("-inf")), dim=-1)  # [N]
-    denominator = torch.logaddexp(pos, neg) if form == "infonce" else neg
-    valid = pos_mask.any(-1) & neg_mask.any(-1)
-    if not valid.any():
-        return pos_scores.sum() * 0.0  # keeps the graph: nothing to learn from this batch
-    return (denominator - pos)[valid].mean()
+    if form not in DISCRIMINATOR_LOSS_FORMS:
+        raise ValueError(f"discriminator_loss: form must be one of {DISCRIMINATOR_LOSS_FORMS}, got {form!r}")
+    if pos_scores.shape != pos_mask.shape or neg_scores.shape != neg_mask.shape:
+        raise ValueError("discriminator_loss: scores and masks must have the same shapes")
+    if pos_scores.shape[0] != neg_scores.shape[0]:
+        raise ValueError("discriminator_loss: positives and negatives must cover the same questions")
+    usable = pos_mask.any(dim=1) & neg_mask.any(dim=1)
+    zero = pos_scores.masked_fill(~pos_mask, 0.0).sum() * 0.0 + neg_scores.masked_fill(~neg_mask, 0.0).sum() * 0.0
+    if not bool(usable.any()):
+        return zero
+    pos = pos_scores[usable].masked_fill(~pos_mask[usable], float("-inf"))
+    neg = neg_scores[usable].masked_fill(~neg_mask[usable], float("-inf"))
+    log_pos = torch.logsumexp(pos, dim=1)
+    log_denominator = torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1) if form == "infonce" else torch.logsumexp(neg, dim=1)
+    return (log_denominator - log_pos).mean()
