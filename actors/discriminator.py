@@ -83,7 +83,7 @@ class QualityJudge:
         torch.manual_seed(seed)
         # A pretrained encoder reads with its own vocabulary; a tiny one shares the student's tokenizer.
         self.tokenizer = load_tokenizer(cfg.encoder if cfg.encoder is not None else tokenizer_dir)
-        self.model = models.build_discriminator(cfg, self.tokenizer)
+        self.model = models.build_discriminator(cfg, self.tokenizer, seed=seed)
         self.optimizer = self._new_optimizer()
         self.rng = random.Random(seed)
         self._version = 0
@@ -216,7 +216,8 @@ class QualityJudge:
         scores = score_texts(
             self.model, self.tokenizer, texts, batch_size=self.cfg.score_batch_size, max_length=self.cfg.max_length
         )
-        self._last_scores = scores[-MAX_KEPT_SCORES:]
+        if scores:  # an empty call keeps the last histogram
+            self._last_scores = scores[-MAX_KEPT_SCORES:]
         return scores
 
     def version(self) -> int:
@@ -311,7 +312,11 @@ class JudgeService:
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         body = body if isinstance(body, dict) else {}
         question, rationales = body.get("question"), body.get("rationales")
-        if not isinstance(question, str) or not isinstance(rationales, list) or not all(isinstance(r, str) for r in rationales):
+        if (
+            not isinstance(question, str)
+            or not isinstance(rationales, list)
+            or not all(isinstance(r, str) for r in rationales)
+        ):
             return JSONResponse({"error": 'expected {"question": str, "rationales": [str, ...]}'}, status_code=400)
         return {"scores": self.score(question, rationales), "version": self.version}
 

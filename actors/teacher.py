@@ -223,10 +223,18 @@ class OpenAIBackend:
                 delay = max(delay, _retry_after(response.headers.get("retry-after")))
             if attempt == self.max_retries:
                 break
-            log.warning("teacher endpoint %s: %s; retry %d/%d in %.1f s", self.url, problem, attempt + 1,
-                        self.max_retries, delay)
+            log.warning(
+                "teacher endpoint %s: %s; retry %d/%d in %.1f s",
+                self.url,
+                problem,
+                attempt + 1,
+                self.max_retries,
+                delay,
+            )
             time.sleep(min(delay, 60.0))
-        raise TeacherError(f"openai backend: {self.url} still failing after {self.max_retries} retries, last: {problem}")
+        raise TeacherError(
+            f"openai backend: {self.url} still failing after {self.max_retries} retries, last: {problem}"
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -289,7 +297,9 @@ def create_teacher_pool(cfg: TeacherConfig, run_name: str) -> list:
     which knows which batch it was. Models load in the background: the first call waits for them.
     """
     if cfg.backend not in BACKENDS:
-        raise ValueError(f"teacher.backend: {cfg.backend!r} has no sampler actor (expected one of {', '.join(BACKENDS)})")
+        raise ValueError(
+            f"teacher.backend: {cfg.backend!r} has no sampler actor (expected one of {', '.join(BACKENDS)})"
+        )
     if cfg.backend == "vllm" and cfg.tensor_parallel_size > 1 and cfg.num_gpus < cfg.tensor_parallel_size:
         # The engine's workers use the GPUs Ray gives this actor: it must hold all of them.
         raise ValueError(
@@ -309,7 +319,21 @@ def fan_out(pool: Sequence, batches: Sequence[Sequence[str]], first: int = 0) ->
     return [pool[(first + i) % len(pool)].sample.remote(list(batch)) for i, batch in enumerate(batches)]
 
 
-def kill_pool(pool: Sequence) -> None:
-    """End the pool's actors for good (frees their GPUs for the student)."""
-    for actor in pool:
-        ray.kill(actor, no_restart=True)
+def kill_pool(pool: Sequence, run_name: str) -> None:
+    """End the pool's actors for good (frees their GPUs for the student) and wait until their names are free."""
+    for i, actor in enumerate(pool):
+        end_actor(actor, f"{run_name}/teacher_{i}")
+
+
+def end_actor(actor, name: str, timeout_s: float = 60.0) -> None:
+    """Kill a named actor and wait until Ray has released its name, so the next phase (or the next seed of
+    the driver) can start an actor of the same name at once."""
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name)
+        except ValueError:  # no live actor of that name any more
+            return
+        time.sleep(0.05)
+    raise TeacherError(f"actor {name!r} still alive {timeout_s:.0f} s after ray.kill")

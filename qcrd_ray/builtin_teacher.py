@@ -37,17 +37,17 @@ DONE_MARKER = "build_info.json"
 class TeacherRecipe:
     """Everything that decides the built teacher (fixed per VERSION: the cache name carries the version)."""
 
-    num_questions: int = 12000
+    num_questions: int = 16000
     error_rate: float = 0.2  # share of training rationales with a deliberate slip
-    vocab_size: int = 400
-    hidden_size: int = 160
+    vocab_size: int = 512  # an upper bound: the task's few words saturate it below 512
+    hidden_size: int = 128
     num_layers: int = 3
     num_heads: int = 4
-    intermediate_size: int = 512
-    steps: int = 1200
-    batch_size: int = 48
+    intermediate_size: int = 384
+    steps: int = 500
+    batch_size: int = 32
     lr: float = 3e-3
-    warmup_steps: int = 60
+    warmup_steps: int = 40
     weight_decay: float = 0.01
 
 
@@ -77,15 +77,16 @@ def ensure_builtin_teacher(
     root = Path(cache_dir) if cache_dir is not None else default_cache_root()
     root.mkdir(parents=True, exist_ok=True)
     target = root / teacher_dir_name(name, seed)
-    if not force and (target / DONE_MARKER).is_file():
+    recipe = RECIPES[name]
+    if not force and _is_built(target, recipe, seed):
         return target
     with _file_lock(root / f".{target.name}.lock"):
-        if not force and (target / DONE_MARKER).is_file():  # another process finished it while we waited
+        if not force and _is_built(target, recipe, seed):  # another process finished it while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=root))
         try:
-            build_teacher(tmp, RECIPES[name], seed=seed)
-            if target.exists():  # an incomplete leftover, or --force: move it aside, then swap in
+            build_teacher(tmp, recipe, seed=seed)
+            if target.exists():  # a leftover of another recipe, or --force: move it aside, then swap in
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=root))
                 os.rename(target, old / "teacher")
                 shutil.rmtree(old, ignore_errors=True)
@@ -93,6 +94,15 @@ def ensure_builtin_teacher(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _is_built(target: Path, recipe: TeacherRecipe, seed: int) -> bool:
+    """Whole (its marker is written last) and built by this very recipe and seed."""
+    marker = target / DONE_MARKER
+    if not marker.is_file():
+        return False
+    info = json.loads(marker.read_text())
+    return info.get("version") == VERSION and info.get("seed") == seed and info.get("recipe") == asdict(recipe)
 
 
 @contextlib.contextmanager
@@ -181,7 +191,9 @@ def build_teacher(out_dir: str | Path, recipe: TeacherRecipe, seed: int = 0, log
         losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:
             recent = sum(losses[-log_every:]) / len(losses[-log_every:])
-            print(f"[builtin_teacher] step {step + 1}/{recipe.steps} loss {recent:.3f} ({time.perf_counter() - started:.0f}s)")
+            print(
+                f"[builtin_teacher] step {step + 1}/{recipe.steps} loss {recent:.3f} ({time.perf_counter() - started:.0f}s)"
+            )
 
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -273,7 +285,9 @@ def evaluate_teacher(
     completions: list[list[str]] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        enc = tokenizer([prompt_text(ex.input) for ex in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(
+            [prompt_text(ex.input) for ex in chunk], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         with torch.no_grad():
             out = model.generate(
                 **enc,

@@ -7,6 +7,7 @@ unless the user names a hub model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,22 +16,47 @@ import torch
 from torch import nn
 
 from qcrd_ray.config import DiscriminatorConfig, StudentConfig, TinyModelConfig
+from qcrd_ray.scoring import causal_prompt_ids, pad_rows
+
+JUDGE_WEIGHTS = "judge.safetensors"
+JUDGE_CONFIG = "judge.json"
+JUDGE_FORMAT = "qcrd-judge/1"
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device | None = None):
+    """Run the block with torch's RNG seeded, leaving the caller's RNG state as it was."""
+    if seed is None:
+        yield
+        return
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
 
 # ---------------------------------------------------------------------------------------------------------
 # students
 
 
 def build_tokenizer(cfg: StudentConfig, texts: Iterable[str] | None = None):
-    """The student's tokenizer: the named model's own, or (tiny models) trained on ``texts``, shipped, or a dir."""
+    """The student's tokenizer: the named model's own, or (tiny models) trained on ``texts``, shipped, or a dir.
+
+    A decoder-only tokenizer without a pad token pads with EOS (every pad is masked anyway).
+    """
     from qcrd_ray.tokenizer import load_tokenizer, train_tokenizer
 
     if cfg.model is not None:
-        return load_tokenizer(cfg.model)
-    if cfg.tokenizer == "train":
+        tokenizer = load_tokenizer(cfg.model)
+    elif cfg.tokenizer == "train":
         if texts is None:
             raise ValueError("student.tokenizer: 'train' needs the run's texts to train on")
-        return train_tokenizer(texts)
-    return load_tokenizer(cfg.tokenizer)
+        tokenizer = train_tokenizer(texts)
+    else:
+        tokenizer = load_tokenizer(cfg.tokenizer)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def is_seq2seq(model_or_config) -> bool:
@@ -39,9 +65,18 @@ def is_seq2seq(model_or_config) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
-def _tiny_t5_config(tiny: TinyModelConfig, tokenizer):
+def _special_ids(tokenizer, where: str) -> tuple[int, int]:
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError(f"{where}: the tokenizer needs a pad and an eos token to build a tiny model")
+    return tokenizer.pad_token_id, tokenizer.eos_token_id
+
+
+def _tiny_t5_config(tiny: TinyModelConfig, tokenizer, where: str):
     from transformers import T5Config
 
+    if tiny.d_model % tiny.num_heads:
+        raise ValueError(f"{where}.tiny: d_model {tiny.d_model} is not divisible by num_heads {tiny.num_heads}")
+    pad_id, eos_id = _special_ids(tokenizer, where)
     return T5Config(
         vocab_size=len(tokenizer),
         d_model=tiny.d_model,
@@ -50,39 +85,51 @@ def _tiny_t5_config(tiny: TinyModelConfig, tokenizer):
         num_layers=tiny.num_layers,
         num_decoder_layers=tiny.num_layers,
         num_heads=tiny.num_heads,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-        dropout_rate=0.0,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        decoder_start_token_id=pad_id,  # T5's convention: the decoder starts from <pad>
+        dropout_rate=0.0,  # tiny models train briefly; dropout would only slow them down
+    )
+
+
+def _tiny_llama_config(cfg: StudentConfig, tokenizer):
+    from transformers import LlamaConfig
+
+    tiny = cfg.tiny
+    if tiny.d_model % tiny.num_heads:
+        raise ValueError(f"student.tiny: d_model {tiny.d_model} is not divisible by num_heads {tiny.num_heads}")
+    pad_id, eos_id = _special_ids(tokenizer, "student")
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=tiny.d_model,
+        intermediate_size=tiny.d_ff,
+        num_hidden_layers=tiny.num_layers,
+        num_attention_heads=tiny.num_heads,
+        num_key_value_heads=tiny.num_heads,
+        max_position_embeddings=cfg.max_input_length + cfg.max_target_length,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True,
     )
 
 
 def build_student(cfg: StudentConfig, tokenizer, seed: int = 0):
-    """A student: ``from_pretrained(cfg.model)`` or a tiny random-init T5 / Llama from ``cfg.tiny``."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaConfig, LlamaForCausalLM
+    """A student: ``from_pretrained(cfg.model)`` (architecture from its config; ``cfg.architecture`` is for tiny
+    models only) or a tiny random-init T5 / Llama from ``cfg.tiny``, initialised from ``seed``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaForCausalLM
     from transformers import T5ForConditionalGeneration
 
-    torch.manual_seed(seed)
     if cfg.model is not None:
-        config = AutoConfig.from_pretrained(cfg.model)
-        auto = AutoModelForSeq2SeqLM if is_seq2seq(config) else AutoModelForCausalLM
-        return auto.from_pretrained(cfg.model)
-    if cfg.architecture == "seq2seq":
-        return T5ForConditionalGeneration(_tiny_t5_config(cfg.tiny, tokenizer))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.tiny.d_model,
-        intermediate_size=cfg.tiny.d_ff,
-        num_hidden_layers=cfg.tiny.num_layers,
-        num_attention_heads=cfg.tiny.num_heads,
-        num_key_value_heads=cfg.tiny.num_heads,
-        max_position_embeddings=cfg.max_input_length + cfg.max_target_length,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config)
+        auto = AutoModelForSeq2SeqLM if is_seq2seq(AutoConfig.from_pretrained(cfg.model)) else AutoModelForCausalLM
+        model = auto.from_pretrained(cfg.model)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise ValueError(f"student.model {cfg.model!r}: its vocabulary is smaller than the tokenizer's ({len(tokenizer)})")
+        return model
+    with _seeded(seed):
+        if cfg.architecture == "seq2seq":
+            return T5ForConditionalGeneration(_tiny_t5_config(cfg.tiny, tokenizer, "student"))
+        return LlamaForCausalLM(_tiny_llama_config(cfg, tokenizer))
 
 
 def save_student(model, tokenizer, path: str | Path) -> Path:
@@ -101,34 +148,75 @@ def load_student(path: str | Path):
     return auto.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
 
 
+def _prompt_ids(tokenizer, prompts: list[str], seq2seq: bool, max_input_length: int | None) -> list[list[int]]:
+    """Token ids as the student trains on them (``scoring.encode_batch``): seq2seq with EOS, causal with BOS."""
+    if not seq2seq:
+        return [causal_prompt_ids(tokenizer, p, max_input_length) for p in prompts]
+    truncate = {"truncation": True, "max_length": max_input_length} if max_input_length else {}
+    return [tokenizer(p, **truncate)["input_ids"] for p in prompts]
+
+
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, do_sample: bool = False,
-             temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1, batch_size: int = 32,
-             seed: int | None = None) -> list[list[str]]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    num_return_sequences: int = 1,
+    batch_size: int = 32,
+    seed: int | None = None,
+    max_input_length: int | None = None,
+) -> list[list[str]]:
     """Decode ``num_return_sequences`` continuations per prompt, in padded batches with the KV cache.
 
-    Decoder-only models are left-padded and only the continuation is returned. Returns one list per prompt.
+    Seq2seq prompts are right-padded; decoder-only ones are left-padded (BOS + text, as the student trains)
+    and only the continuation is returned. ``top_k = 0`` samples from the whole temperature / top-p
+    distribution (transformers would otherwise cut it at 50). Prompts are batched by length (less padding);
+    ``seed`` makes the result reproducible without touching the caller's RNG. Returns one list per prompt.
     """
+    if max_new_tokens < 1 or batch_size < 1 or num_return_sequences < 1:
+        raise ValueError("generate: max_new_tokens, batch_size and num_return_sequences must be >= 1")
+    if num_return_sequences > 1 and not do_sample:
+        raise ValueError("generate: several return sequences need do_sample=True (greedy decoding repeats itself)")
     seq2seq = is_seq2seq(model)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = _prompt_ids(tokenizer, prompts, seq2seq, max_input_length)
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {}
     was_training = model.training
     model.eval()
-    tokenizer.padding_side = "right" if seq2seq else "left"
-    if seed is not None:
-        torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    outputs: list[list[str]] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=seq2seq).to(device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
-        if not seq2seq:
-            ids = ids[:, enc["input_ids"].shape[1] :]
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        outputs += [texts[i : i + num_return_sequences] for i in range(0, len(texts), num_return_sequences)]
-    model.train(was_training)
-    return outputs
+    results: list[list[str]] = [[] for _ in prompts]
+    try:
+        with _seeded(seed, device):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                rows = [ids[i] for i in chunk]
+                input_ids = pad_rows(rows, pad_id, left=not seq2seq).to(device)
+                attention_mask = pad_rows([[1] * len(r) for r in rows], 0, left=not seq2seq).to(device)
+                out = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    max_new_tokens=max_new_tokens,
+                    num_return_sequences=num_return_sequences,
+                    pad_token_id=pad_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    use_cache=True,
+                    **({"do_sample": False} if not do_sample else sampling),
+                )
+                if not seq2seq:
+                    out = out[:, input_ids.shape[1] :]  # the continuation only
+                texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+                for j, i in enumerate(chunk):
+                    results[i] = texts[j * num_return_sequences : (j + 1) * num_return_sequences]
+    finally:
+        model.train(was_training)
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,31 +229,37 @@ def judge_text(question: str, rationale: str) -> str:
 
 
 class Discriminator(nn.Module):
-    """D(x, r) in [0, 1]: a T5 encoder, max-pooling over real tokens, two linear layers, a sigmoid."""
+    """D(x, r) in [0, 1]: a T5 encoder, max-pooling over real tokens, Linear -> tanh -> Linear, a sigmoid."""
 
     def __init__(self, encoder: nn.Module, hidden_size: int):
         super().__init__()
         self.encoder = encoder
-        width = encoder.config.d_model
-        self.head = nn.Sequential(nn.Linear(width, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+        self.head = nn.Sequential(nn.Linear(encoder.config.d_model, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """input_ids, attention_mask [B, L] -> scores [B]."""
+        """input_ids, attention_mask [B, L] -> scores [B] in [0, 1]."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
         hidden = hidden.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min)
-        pooled = hidden.max(dim=1).values  # [B, H]
+        pooled = hidden.max(dim=1).values  # [B, H]: padding never wins the max
         return torch.sigmoid(self.head(pooled).squeeze(-1))
 
 
-def build_discriminator(cfg: DiscriminatorConfig, tokenizer) -> Discriminator:
-    """D on ``cfg.encoder`` (a T5-like hub name or dir) or on a tiny random-init T5 encoder."""
+def build_discriminator(cfg: DiscriminatorConfig, tokenizer, seed: int | None = None) -> Discriminator:
+    """D on ``cfg.encoder`` (a T5-like hub name or dir, read with its own tokenizer) or on a tiny random-init
+    T5 encoder over ``tokenizer``'s vocabulary. The head (and a tiny encoder) start from ``seed`` when given."""
     from transformers import T5EncoderModel
 
-    if cfg.encoder is not None:
-        encoder = T5EncoderModel.from_pretrained(cfg.encoder)
-    else:
-        encoder = T5EncoderModel(_tiny_t5_config(cfg.tiny, tokenizer))
-    return Discriminator(encoder, cfg.hidden_size)
+    with _seeded(seed):
+        if cfg.encoder is not None:
+            encoder = T5EncoderModel.from_pretrained(cfg.encoder)
+            if encoder.get_input_embeddings().num_embeddings < len(tokenizer):
+                raise ValueError(
+                    f"discriminator.encoder {cfg.encoder!r}: its vocabulary is smaller than the tokenizer's "
+                    f"({len(tokenizer)}); give D the encoder's own tokenizer"
+                )
+        else:
+            encoder = T5EncoderModel(_tiny_t5_config(cfg.tiny, tokenizer, "discriminator"))
+        return Discriminator(encoder, cfg.hidden_size)
 
 
 def save_discriminator(model: Discriminator, tokenizer, path: str | Path) -> Path:
@@ -176,9 +270,13 @@ def save_discriminator(model: Discriminator, tokenizer, path: str | Path) -> Pat
     path.mkdir(parents=True, exist_ok=True)
     # clone: the encoder ties its embeddings, and safetensors refuses tensors that share memory
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path / "judge.safetensors"))
-    meta = {"encoder_config": model.encoder.config.to_dict(), "hidden_size": model.head[0].out_features}
-    (path / "judge.json").write_text(json.dumps(meta))
+    save_file(state, str(path / JUDGE_WEIGHTS))
+    meta = {
+        "format": JUDGE_FORMAT,
+        "hidden_size": model.head[0].out_features,
+        "encoder_config": model.encoder.config.to_dict(),
+    }
+    (path / JUDGE_CONFIG).write_text(json.dumps(meta, indent=1))
     tokenizer.save_pretrained(path)
     return path
 
@@ -189,7 +287,11 @@ def load_discriminator(path: str | Path) -> tuple[Discriminator, object]:
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
     path = Path(path)
-    meta = json.loads((path / "judge.json").read_text())
-    model = Discriminator(T5EncoderModel(T5Config.from_dict(meta["encoder_config"])), meta["hidden_size"])
-    model.load_state_dict(load_file(str(path / "judge.safetensors")))
+    if not (path / JUDGE_CONFIG).is_file():
+        raise FileNotFoundError(f"{path / JUDGE_CONFIG}: not a saved discriminator (save_discriminator writes it)")
+    meta = json.loads((path / JUDGE_CONFIG).read_text())
+    if meta.get("format") != JUDGE_FORMAT:
+        raise ValueError(f"{path / JUDGE_CONFIG}: format {meta.get('format')!r}, expected {JUDGE_FORMAT!r}")
+    model = Discriminator(T5EncoderModel(T5Config.from_dict(meta["encoder_config"])), int(meta["hidden_size"]))
+    model.load_state_dict(load_file(str(path / JUDGE_WEIGHTS)))
     return model, AutoTokenizer.from_pretrained(str(path))

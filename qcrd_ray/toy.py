@@ -3,7 +3,7 @@
 Each question tells a short story about one person's pile of objects, changed by 2-4 operations (buy, give
 away, double ...). The gold rationale repeats each step with its computation, one sentence per step::
 
-    Q: Tom has 3 apples. He buys 4 more. He gives 2 to Mia. How many apples does Tom have now?
+    Q: Tom has 3 apples. He buys 4 more. He gives 2 to Mia. How many apples does Tom have?
     A: Tom has 3 apples. He buys 4 more: 3 + 4 = 7. He gives 2 to Mia: 7 - 2 = 5. So the answer is 5.
 
 Every intermediate stays within 1..99 so a tiny model can learn the arithmetic. Splits are disjoint by
@@ -37,10 +37,12 @@ _OBJECTS = (
     "shells", "stamps", "eggs", "toys", "candies", "flowers",
 )  # fmt: skip
 # Story sentences per operation; {p} pronoun, {k} amount, {o} another person, {obj} the objects.
-_ADD = ("{p} buys {k} more", "{p} finds {k} more", "{p} gets {k} more from {o}", "{o} gives {p_obj} {k} more")
-_SUB = ("{p} gives {k} to {o}", "{p} loses {k}", "{p} sells {k}", "{p} gives {k} away")
+_ADD = ("{p} buys {k} more", "{p} finds {k} more", "{o} gives {p_obj} {k} more")
+_SUB = ("{p} gives {k} to {o}", "{p} loses {k}", "{p} sells {k}")
 _OBJECT_PRONOUN = {"He": "him", "She": "her"}
-_MUL = {2: "Then the number of {obj} doubles", 3: "Then the number of {obj} triples"}
+_MUL = {2: "The pile doubles", 3: "The pile triples"}
+MAX_AMOUNT = 9  # amounts added or taken away: one digit, so each step is a sum with at most one carry
+MAX_MUL_BASE = 20  # only small piles double or triple
 
 _COMPUTATION = re.compile(r"(\d+) ([-+*]) (\d+) = (-?\d+)")
 _ANSWER = re.compile(r"So the answer is (-?\d+)")
@@ -101,14 +103,14 @@ def _random_problem(rng: random.Random) -> tuple[str, str, int]:
     used_mul = False
     for _ in range(rng.randint(2, 4)):
         choices = [op for op, ok in (("+", value < MAX_VALUE), ("-", value > 1)) if ok]
-        if not used_mul and value <= 33:
+        if not used_mul and value <= MAX_MUL_BASE:
             choices.append("*")
         op = rng.choice(choices)
         if op == "+":
-            amount = rng.randint(1, min(15, MAX_VALUE - value))
+            amount = rng.randint(1, min(MAX_AMOUNT, MAX_VALUE - value))
             template = rng.choice(_ADD)
         elif op == "-":
-            amount = rng.randint(1, min(15, value - 1))
+            amount = rng.randint(1, min(MAX_AMOUNT, value - 1))
             template = rng.choice(_SUB)
         else:
             amount = rng.choice([k for k in _MUL if value * k <= MAX_VALUE])
@@ -117,7 +119,7 @@ def _random_problem(rng: random.Random) -> tuple[str, str, int]:
         sentence = template.format(p=pronoun, p_obj=_OBJECT_PRONOUN[pronoun], k=amount, o=other, obj=obj)
         steps.append(_Step(sentence, op, amount))
         value = _apply(value, op, amount)
-    question = " ".join([opening, *(s.sentence + "." for s in steps), f"How many {obj} does {name} have now?"])
+    question = " ".join([opening, *(s.sentence + "." for s in steps), f"How many {obj} does {name} have?"])
     rationale = _render(opening, steps, start)
     return question, rationale, value
 
@@ -151,7 +153,9 @@ def generate_split(split: str, size: int, seed: int = 0) -> list[Example]:
         seen.add(question)
         label = str(answer)
         gold = Rationale(text=rationale, answer=label, source="gold")
-        examples.append(Example(id=f"arith-{split}-{seed}-{len(examples)}", input=question, label=label, rationales=(gold,)))
+        examples.append(
+            Example(id=f"arith-{split}-{seed}-{len(examples)}", input=question, label=label, rationales=(gold,))
+        )
     return examples
 
 

@@ -11,8 +11,10 @@ from qcrd_ray.losses import AGGREGATIONS, contrastive_loss, discriminator_loss, 
 def test_sequence_ce_ignores_padding():
     logits = torch.randn(2, 4, 7)
     labels = torch.tensor([[1, 2, -100, -100], [3, 4, 5, 6]])
-    per_token = torch.nn.functional.cross_entropy(logits[0, :2], labels[0, :2])
-    assert sequence_ce(logits, labels)[0] == pytest.approx(per_token.item(), abs=1e-6)
+    first = torch.nn.functional.cross_entropy(logits[0, :2], labels[0, :2])
+    second = torch.nn.functional.cross_entropy(logits[1], labels[1])
+    torch.testing.assert_close(sequence_ce(logits, labels), torch.stack([first, second]))
+    assert sequence_ce(logits, torch.full((2, 4), -100)).tolist() == [0.0, 0.0]  # nothing labelled: 0, not NaN
 
 
 def test_one_positive_unit_score_zero_beta_is_exactly_the_dss_rationale_loss():
@@ -71,6 +73,18 @@ def test_negative_beyond_the_margin_gives_no_gradient(aggregation):
     assert torch.count_nonzero(neg_logits.grad) == 0
 
 
+def test_mean_clips_each_negative_before_aggregating():
+    # Two negatives: CE 5 (beyond the margin delta = 3) and CE 1. Clipped first, the far one adds 0 and no
+    # gradient while the near one keeps pushing; clipping the mean (3.0 - 3 = 0) would have stopped both.
+    neg = torch.tensor([[5.0, 1.0]], requires_grad=True)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    one = torch.ones(1, 1)
+    loss = contrastive_loss(one, one.bool(), one, neg, mask, torch.zeros(1, 2), beta=0.2, aggregation="mean")
+    assert loss.item() == pytest.approx(1.0 - 0.2 * (0.0 + (1.0 - 3.0)) / 2)
+    loss.backward()
+    assert neg.grad[0, 0] == 0 and neg.grad[0, 1] == pytest.approx(-0.1)  # descent raises its CE
+
+
 def test_no_gradient_reaches_the_judge_through_the_weights():
     scores = torch.rand(2, 3, requires_grad=True)
     ce = torch.rand(2, 3, requires_grad=True)
@@ -95,5 +109,5 @@ def test_discriminator_loss_forms_by_hand():
     assert discriminator_loss(pos, pm, neg, nm, "paper_printed").item() == pytest.approx(-math.log(sp / sn))
     empty = discriminator_loss(pos, pm, neg, torch.zeros(1, 3, dtype=torch.bool))
     assert empty.item() == 0.0
-    with pytest.raises(ValueError, match="loss_form"):
+    with pytest.raises(ValueError, match="form must be one of"):
         discriminator_loss(pos, pm, neg, nm, "hinge")

@@ -1,0 +1,363 @@
+"""Student training: a Ray Train ``TorchTrainer`` whose loop runs DeepSpeed (ZeRO) with the method's loss.
+
+The only module of the project that imports deepspeed (inside the train loop). One ``fit`` trains one
+iteration of QCRD, or every iteration of a baseline whose data never change (DSS, fine-tuning). Each
+iteration ends with the student in transformers format (rank 0) and a DeepSpeed checkpoint with the
+optimizer state (every rank its own shard) reported to Ray Train; a failed worker resumes from it, and the
+next iteration's fit loads it so Adam's moments carry on.
+
+Losses per micro batch of questions (METHOD.md sections 1, 5, 6):
+- qcrd: ``a1 * L_pred + a2 * L_cl``, L_cl over the explain-path CE of every positive and negative, weighted
+  by the judge's (detached) scores; a3 * L_D belongs to the judge's own update.
+- dss: ``a * CE(label) + (1 - a) * CE(first positive)``; finetune: ``CE(label)``.
+Both rationale terms average over every question of the batch: one without a rationale adds zero.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from qcrd_ray.config import Config, TrainConfig
+from qcrd_ray.records import TrainItem
+
+METHODS = ("qcrd", "dss", "finetune")
+GRADIENT_CLIPPING = 1.0
+STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: iterations done and their metrics
+DEEPSPEED_DIR = "deepspeed"  # inside each reported checkpoint: engine.save_checkpoint's directory
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loss (plain torch: usable on a bare transformers model as well as through the DeepSpeed engine)
+
+
+def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None):
+    """The method's loss on one micro batch of B questions -> (scalar loss, its parts as floats).
+
+    ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
+    """
+    import torch
+
+    from qcrd_ray.losses import contrastive_loss, dss_loss
+    from qcrd_ray.models import is_seq2seq
+    from qcrd_ray.scoring import encode_batch, rationale_ce
+    from qcrd_ray.tasks import EXPLAIN, PREDICT
+
+    causal = not is_seq2seq(model)
+    limits = (cfg.student.max_input_length, cfg.student.max_target_length)
+
+    def explain_ce(rationales: list[list[str]]):  # [B, R], 0 at empty slots
+        enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in batch], rationales, *limits, causal)
+        return rationale_ce(model, enc), enc["rationale_mask"]
+
+    enc = encode_batch(tokenizer, [PREDICT + it.input for it in batch], [[it.label] for it in batch], *limits, causal)
+    label_ce = rationale_ce(model, enc)[:, 0]  # [B]
+    parts = {"loss_pred": float(label_ce.mean().detach())}
+    if method == "finetune":
+        loss = label_ce.mean()
+    elif method == "dss":
+        ce, _ = explain_ce([list(it.positives[:1]) for it in batch])
+        loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
+        parts["loss_rationale"] = float(ce[:, 0].mean().detach())
+    elif method == "qcrd":
+        ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
+        pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
+        loss_cl = contrastive_loss(
+            pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s,
+            cfg.loss.beta, cfg.loss.delta, cfg.loss.aggregation, generator,
+        )  # fmt: skip
+        loss = cfg.loss.alpha_pred * label_ce.mean() + cfg.loss.alpha_cl * loss_cl
+        parts["loss_cl"] = float(loss_cl.detach())
+        # Mean CE of positives and of negatives: the gap the contrast is meant to open.
+        for name, values, valid in (("ce_positive", pos_ce, pos_mask), ("ce_negative", neg_ce, neg_mask)):
+            if bool(valid.any()):
+                parts[name] = float(values.detach()[valid].mean())
+    else:
+        raise ValueError(f"student_loss: method must be one of {METHODS}, got {method!r}")
+    parts["loss"] = float(loss.detach())
+    return loss, parts
+
+
+def _split_slots(batch: list[TrainItem], ce, mask):
+    """Question i's slots are its positives then its negatives: [B, R] -> [B, P] and [B, M] with masks, scores."""
+    import torch
+
+    def gather(offsets: list[int], counts: list[int], scores: list[tuple[float, ...]]):
+        width = max(max(counts), 1)
+        slot = torch.arange(width)[None, :]  # [1, W]
+        valid = slot < torch.tensor(counts)[:, None]  # [B, W]
+        index = (torch.tensor(offsets)[:, None] + slot).clamp(max=ce.shape[1] - 1).masked_fill(~valid, 0)
+        padded = [list(s) + [0.0] * (width - len(s)) for s in scores]
+        valid = valid.to(ce.device)
+        weight = torch.tensor(padded, dtype=ce.dtype, device=ce.device)
+        return ce.gather(1, index.to(ce.device)), valid & mask.gather(1, index.to(ce.device)), weight
+
+    n_pos = [len(it.positives) for it in batch]
+    positives = gather([0] * len(batch), n_pos, [it.positive_scores for it in batch])
+    negatives = gather(n_pos, [len(it.negatives) for it in batch], [it.negative_scores for it in batch])
+    return (*positives, *negatives)
+
+
+class EngineView:
+    """The student as ``rationale_ce`` sees it: the module's attributes, calls through the DeepSpeed engine.
+
+    The engine's own ``config`` is DeepSpeed's, and its ``forward`` does ZeRO bookkeeping and autocast that
+    a direct call of the module would skip.
+    """
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __call__(self, *args, **kwargs):
+        return self._engine(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._engine.module, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pieces of the train loop
+
+
+def iteration_seed(seed: int, iteration: int, rank: int, stream: str = "train") -> int:
+    """A 63-bit seed from (run seed, iteration, rank): the same inputs give the same draws on any machine."""
+    return random.Random(f"qcrd-student/{stream}/{seed}/{iteration}/{rank}").getrandbits(63)
+
+
+def batch_indices(num_items: int, micro_batch: int, steps: int, generator) -> list[list[int]]:
+    """Indices into a worker's shard for each step: fresh permutations of the shard, one after another."""
+    import torch
+
+    if num_items < 1:
+        raise ValueError("batch_indices: this worker's shard is empty")
+    order: list[int] = []
+    while len(order) < micro_batch * steps:
+        order += torch.randperm(num_items, generator=generator).tolist()
+    return [order[s * micro_batch : (s + 1) * micro_batch] for s in range(steps)]
+
+
+def deepspeed_config(train: TrainConfig, world_size: int) -> dict:
+    """DeepSpeed's config for a ``world_size``-worker fit: ZeRO stage, precision, AdamW, clipping."""
+    return {
+        "train_batch_size": train.batch_size,
+        "train_micro_batch_size_per_gpu": train.batch_size // world_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": GRADIENT_CLIPPING,
+        # torch_adam: DeepSpeed's own CPU / fused Adam are JIT-compiled (68 s on CPU, nvcc on GPU nodes).
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": train.lr, "weight_decay": train.weight_decay, "torch_adam": True},
+        },
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _full_state_dict(engine, rank: int) -> dict | None:
+    """On rank 0, every parameter and persistent buffer as fp32 on CPU; None elsewhere. Collective under ZeRO-3.
+
+    Gathers one module's own parameters at a time, so no rank ever holds more than one layer in full.
+    """
+    import deepspeed
+    import torch
+
+    state = {}
+    # remove_duplicate=False: a tied module (T5's encoder.embed_tokens is ``shared``) is saved under each name.
+    for prefix, module in engine.module.named_modules(remove_duplicate=False):
+        own = list(module.parameters(recurse=False))
+        with deepspeed.zero.GatheredParameters(own, modifier_rank=None):  # a no-op below ZeRO-3
+            if rank == 0:
+                named = list(module.named_parameters(recurse=False))
+                named += [(n, b) for n, b in module.named_buffers(recurse=False)
+                          if n not in module._non_persistent_buffers_set]  # fmt: skip
+                for name, tensor in named:
+                    state[f"{prefix}.{name}" if prefix else name] = tensor.detach().to("cpu", torch.float32, copy=True)
+    return state if rank == 0 else None
+
+
+def _save_student(engine, tokenizer, out_dir: Path, rank: int) -> None:
+    """The student in transformers format, fp32, written whole or not at all (rank 0 writes)."""
+    import torch
+
+    from qcrd_ray.models import save_student
+
+    state = _full_state_dict(engine, rank)
+    if rank != 0:
+        return
+    module = engine.module
+    student = type(module)(module.config).to(torch.float32)  # a CPU twin: under ZeRO-3 the module holds shards
+    student.load_state_dict(state, strict=True)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_student(student, tokenizer, tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)  # a retried iteration replaces what a failed attempt left
+    tmp.rename(out_dir)
+
+
+def _load_deepspeed_checkpoint(engine, directory: str | Path, what: str) -> None:
+    path, _ = engine.load_checkpoint(str(Path(directory) / DEEPSPEED_DIR))
+    if path is None:
+        raise FileNotFoundError(f"{what}: no DeepSpeed checkpoint under {Path(directory) / DEEPSPEED_DIR}")
+
+
+def _train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, method: str, seed: int,
+                     iteration: int, rank: int, world: int) -> dict:  # fmt: skip
+    """cfg.train.steps_per_iteration optimizer steps on this worker's shard; metrics averaged over workers."""
+    import torch
+    import torch.distributed as dist
+
+    torch.manual_seed(iteration_seed(seed, iteration, rank, "dropout"))
+    order = torch.Generator().manual_seed(iteration_seed(seed, iteration, rank, "batches"))
+    sampling = torch.Generator().manual_seed(iteration_seed(seed, iteration, rank, "sampling"))
+    micro = cfg.train.batch_size // world
+    model = EngineView(engine)
+    engine.train()
+    keys = ("loss", "loss_pred", "loss_cl", "loss_rationale")
+    per_step = []
+    started = time.perf_counter()
+    for indices in batch_indices(len(shard), micro, cfg.train.steps_per_iteration, order):
+        loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], method, cfg, sampling)
+        engine.backward(loss)
+        engine.step()
+        per_step.append([parts.get(k, 0.0) for k in keys])
+    seconds = time.perf_counter() - started
+    curve = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
+    if world > 1:
+        dist.all_reduce(curve)
+        curve /= world
+    steps = cfg.train.steps_per_iteration
+    metrics = {k: float(curve[:, j].mean()) for j, k in enumerate(keys)}
+    if method != "qcrd":
+        metrics.pop("loss_cl")
+    if method != "dss":
+        metrics.pop("loss_rationale")
+    return {
+        **metrics,
+        "loss_first": float(curve[0, 0]),
+        "loss_last": float(curve[-1, 0]),
+        "loss_curve": [float(v) for v in curve[:, 0]],
+        "steps": steps,
+        "samples": steps * cfg.train.batch_size,
+        "samples_per_s": steps * cfg.train.batch_size / max(seconds, 1e-9),
+        "seconds": seconds,
+    }
+
+
+def _train_loop(config: dict) -> None:
+    """The per-worker loop Ray Train runs: load, DeepSpeed, iterations, save, report."""
+    import deepspeed
+    import ray
+    import ray.train
+
+    from qcrd_ray.models import load_student
+
+    cfg: Config = config["cfg"]
+    method, seed, first_iteration, n_iterations = config["method"], config["seed"], config["iteration"], config["iterations_in_fit"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    shard = ray.get(config["items"])[rank::world]  # the same items in the same order give the same shards
+    model, tokenizer = load_student(config["init_dir"])
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+                                      config=deepspeed_config(cfg.train, world))  # fmt: skip
+    state = {"completed": 0, "history": []}
+    resume = ray.train.get_checkpoint()
+    if resume is not None:  # a worker failed: carry on after the last reported iteration
+        with resume.as_directory() as directory:
+            _load_deepspeed_checkpoint(engine, directory, "resume")
+            state = json.loads((Path(directory) / STATE_FILE).read_text())
+    elif config["optimizer_state"] is not None:  # the previous iteration's fit: weights and Adam's moments
+        with ray.train.Checkpoint(config["optimizer_state"]).as_directory() as directory:
+            _load_deepspeed_checkpoint(engine, directory, "optimizer_state")
+    out_dir = Path(config["out_dir"])
+    for k in range(state["completed"], n_iterations):
+        iteration = first_iteration + k
+        tag = f"iter_{iteration + 1:04d}"
+        metrics = _train_iteration(engine, tokenizer, shard, cfg, method, seed, iteration, rank, world)
+        student_dir = out_dir if n_iterations == 1 else out_dir / tag
+        _save_student(engine, tokenizer, student_dir, rank)
+        metrics.update(iteration=iteration, student_dir=str(student_dir))
+        state = {"completed": k + 1, "history": [*state["history"], metrics]}
+        with tempfile.TemporaryDirectory(prefix=f"qcrd-{tag}-") as tmp:
+            (Path(tmp) / DEEPSPEED_DIR / tag).mkdir(parents=True)  # DeepSpeed makes it on rank 0 only
+            engine.save_checkpoint(str(Path(tmp) / DEEPSPEED_DIR), tag=tag)
+            if rank == 0:
+                (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+            ray.train.report({key: v for key, v in metrics.items() if key != "loss_curve"},
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=f"checkpoint_{tag}")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the driver's entry point
+
+
+def _validate(cfg: Config, method: str, items: list[TrainItem], init_dir: str, iterations_in_fit: int) -> None:
+    where = "actors/student_train.py: train_student"
+    if method not in METHODS:
+        raise ValueError(f"{where}: method must be one of {METHODS}, got {method!r}")
+    if iterations_in_fit < 1:
+        raise ValueError(f"{where}: iterations_in_fit must be >= 1, got {iterations_in_fit}")
+    if len(items) < cfg.train.num_workers:
+        raise ValueError(f"{where}: {len(items)} items cannot feed train.num_workers={cfg.train.num_workers} workers")
+    if not (Path(init_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{where}: init_dir {init_dir} holds no transformers student (config.json)")
+    for it in items:
+        if len(it.positive_scores) != len(it.positives) or len(it.negative_scores) != len(it.negatives):
+            raise ValueError(f"{where}: item {it.id!r} has {len(it.positives)} positives / {len(it.negatives)} "
+                             f"negatives but {len(it.positive_scores)} / {len(it.negative_scores)} scores")  # fmt: skip
+        if any(not 0.0 <= s <= 1.0 for s in (*it.positive_scores, *it.negative_scores)):
+            raise ValueError(f"{where}: item {it.id!r} has a judge score outside [0, 1]")
+
+
+def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: str, out_dir: str, iteration: int,
+                  storage_path: str, seed: int, iterations_in_fit: int = 1,
+                  optimizer_state: str | None = None) -> dict:  # fmt: skip
+    """Train the student from ``init_dir`` for ``iterations_in_fit`` iterations (numbered from ``iteration``).
+
+    The student goes to ``out_dir`` (one iteration) or ``out_dir/iter_{t+1:04d}`` per iteration t.
+    ``optimizer_state``: the previous fit's ``result["optimizer_state"]``, so Adam's moments continue.
+    Returns the last iteration's metrics (loss, loss_pred, loss_cl | loss_rationale, steps, samples_per_s,
+    seconds, student_dir), ``iterations`` (every iteration's metrics), ``optimizer_state`` / ``checkpoint``
+    (this fit's last checkpoint) and ``fit_seconds`` (including Ray Train's fixed cost).
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    _validate(cfg, method, items, init_dir, iterations_in_fit)
+    started = time.perf_counter()
+    loop_config = {
+        "cfg": cfg, "method": method, "items": ray.put(list(items)), "init_dir": str(init_dir),
+        "out_dir": str(out_dir), "iteration": iteration, "iterations_in_fit": iterations_in_fit, "seed": seed,
+        "optimizer_state": optimizer_state,
+    }  # fmt: skip
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu),
+        run_config=RunConfig(
+            name=f"{cfg.run.name}-{method}-seed{seed}-iter{iteration + 1:04d}",
+            storage_path=str(storage_path),
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"train_student: the fit in {storage_path} reported no checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        state = json.loads((Path(directory) / STATE_FILE).read_text())
+    history = state["history"]
+    return {
+        **history[-1],
+        "iterations": history,
+        "optimizer_state": result.checkpoint.path,
+        "checkpoint": result.checkpoint.path,
+        "fit_seconds": time.perf_counter() - started,
+    }

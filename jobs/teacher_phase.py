@@ -1,0 +1,192 @@
+"""The teacher phase: K samples per training question, cached on disk, voted as they stream in.
+
+Flow (METHOD.md section 2): look up the sample cache; send the cached questions straight to the voter;
+start the teacher pool and fan the uncached questions out in batches; as each batch completes, append it
+to the cache and send it to the voter at once. A teacher actor that dies mid-batch is restarted by Ray and
+the phase resubmits exactly that batch, so no sample is lost and none is written twice. With
+``teacher.backend: dataset`` nothing is sampled: each example's own teacher rationales are its samples.
+
+Ray must already be initialised by the caller (the driver).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from qcrd_ray.config import Config
+from qcrd_ray.records import Example, Rationale, Vote
+from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha
+
+# How often one batch may meet a dead actor before the phase gives up (a teacher that dies on every try
+# is broken, not unlucky).
+MAX_BATCH_ATTEMPTS = 4
+
+
+class TeacherPhaseError(RuntimeError):
+    """The teacher phase cannot finish (a batch failed on every attempt, duplicate question ids, ...)."""
+
+
+@dataclass
+class TeacherPhaseResult:
+    """``votes`` in example order; ``num_sampled`` / ``num_cached`` count questions (each has K samples)."""
+
+    votes: list[Vote]
+    stats: dict
+    num_sampled: int
+    num_cached: int
+    seconds: float
+    cache_path: str | None = None
+
+
+def parse_samples(task, example: Example, completions: Sequence[str]) -> list[Rationale]:
+    """Raw teacher completions -> teacher rationales with the task's parsed, normalised answers."""
+    out = []
+    for text in completions:
+        r = task.parse_output(text, example.input)
+        out.append(r if r.source == "teacher" else dataclasses.replace(r, source="teacher"))
+    return out
+
+
+def _chunks(items: Sequence, size: int) -> list[list]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+class _Progress:
+    """Counts and rates, printed about every tenth of the work and at the end."""
+
+    def __init__(self, total: int, k: int, progress: Callable[[str], None]):
+        self.total, self.k, self.progress = total, k, progress
+        self.done = self.samples = 0
+        self.started = time.perf_counter()
+        self._next = 0.0
+
+    def add(self, questions: int, sampled: bool, voted: int) -> None:
+        self.done += questions
+        self.samples += questions * self.k if sampled else 0
+        if self.done >= self._next or self.done == self.total:
+            self._next = self.done + self.total / 10
+            rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
+            self.progress(
+                f"teacher: {self.done}/{self.total} questions, {self.samples} samples, {rate:.1f} samples/s, "
+                f"{voted} voted"
+            )
+
+
+def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Callable[[str], None] = print):
+    """Sample, cache and vote every example; returns a ``TeacherPhaseResult`` (see the module docstring)."""
+    import ray
+
+    from actors.teacher import end_actor
+    from actors.voter import create_voter
+
+    started = time.perf_counter()
+    ids = [ex.id for ex in examples]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise TeacherPhaseError(f"teacher phase: example id {dup!r} appears more than once")
+    voter = create_voter(cfg.voting, task, cfg.run.name)
+    try:
+        if cfg.teacher.backend == "dataset":
+            vote_refs = _vote_dataset_rationales(cfg, examples, voter)
+            num_sampled = num_cached = 0
+            cache_path = None
+            progress(f"teacher: {len(examples)} questions with the data's own rationales (no sampling)")
+        else:
+            vote_refs, num_sampled, num_cached, cache_path = _sample_and_vote(cfg, examples, task, voter, progress)
+        by_id = {v.example_id: v for batch in ray.get(list(vote_refs)) for v in batch}
+        stats = ray.get(voter.stats.remote())
+    finally:
+        end_actor(voter, f"{cfg.run.name}/voter")
+    seconds = time.perf_counter() - started
+    stats.update(
+        num_sampled=num_sampled,
+        num_cached=num_cached,
+        teacher_seconds=seconds,
+        samples_per_second=num_sampled * cfg.teacher.num_samples / seconds if seconds > 0 else 0.0,
+    )
+    votes = [by_id[ex.id] for ex in examples]
+    return TeacherPhaseResult(votes, stats, num_sampled, num_cached, seconds, cache_path)
+
+
+def _vote_dataset_rationales(cfg: Config, examples: list[Example], voter) -> dict:
+    """``backend: dataset``: the examples' own teacher rationales (1 per question in DSS, K in a JSONL)."""
+    refs = {}
+    for batch in _chunks(examples, cfg.teacher.batch_size):
+        refs[voter.add.remote([(ex, [r for r in ex.rationales if r.source == "teacher"]) for ex in batch])] = len(batch)
+    return refs
+
+
+def _sample_and_vote(cfg: Config, examples: list[Example], task, voter, progress) -> tuple[dict, int, int, str]:
+    """Cached questions to the voter, the rest through the teacher pool.
+
+    Returns (vote refs -> batch size, questions sampled, questions cached, cache file path).
+    """
+    import ray
+
+    from actors.placement import check_feasible
+    from actors.teacher import actor_resources, create_teacher_pool, kill_pool
+
+    tcfg = cfg.teacher
+    prompts = {ex.id: task.prompt(ex.input) for ex in examples}
+    cache = SampleCache(tcfg.cache_dir, CacheKey.for_teacher(tcfg, prompt_template_sha(task.prompt)))
+    cached = cache.lookup(prompts)
+    meter = _Progress(len(examples), tcfg.num_samples, progress)
+    vote_refs: dict = {}  # ObjectRef of a list[Vote] -> number of questions in it
+    for batch in _chunks([ex for ex in examples if ex.id in cached], tcfg.batch_size):
+        vote_refs[voter.add.remote([(ex, parse_samples(task, ex, cached[ex.id])) for ex in batch])] = len(batch)
+        meter.add(len(batch), sampled=False, voted=0)
+    todo = _chunks([ex for ex in examples if ex.id not in cached], tcfg.batch_size)
+    if todo:
+        progress(
+            f"teacher: {len(cached)} questions cached in {cache.path}, sampling {len(examples) - len(cached)} "
+            f"with {tcfg.num_actors} {tcfg.backend} actor(s), K={tcfg.num_samples}"
+        )
+        check_feasible("teacher", [actor_resources(tcfg)] * tcfg.num_actors, autoscaling=cfg.cluster.autoscaling)
+        pool = create_teacher_pool(tcfg, cfg.run.name)
+        try:
+            _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress)
+        finally:
+            kill_pool(pool, cfg.run.name)
+            cache.close()
+    else:
+        progress(f"teacher: all {len(examples)} questions cached in {cache.path}, nothing to sample")
+    voted = sum(len(b) for b in ray.get(list(vote_refs)))
+    if voted != len(examples):
+        raise TeacherPhaseError(f"teacher phase: {voted} votes for {len(examples)} questions")
+    return vote_refs, len(examples) - len(cached), len(cached), str(cache.path)
+
+
+def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress) -> None:
+    """Fan ``todo`` (batches of examples) out over the pool; cache and vote each batch as it completes."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    from actors.teacher import fan_out
+
+    refs = fan_out(pool, [[prompts[ex.id] for ex in batch] for batch in todo])
+    pending = {ref: (index, 1) for index, ref in enumerate(refs)}  # ref -> (batch index, attempt)
+    while pending:
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        index, attempt = pending.pop(ref)
+        batch = todo[index]
+        try:
+            completions = ray.get(ref)
+        except RayActorError as err:
+            if attempt >= MAX_BATCH_ATTEMPTS:
+                raise TeacherPhaseError(
+                    f"teacher phase: batch {index} ({len(batch)} questions) failed {attempt} times; last: {err}"
+                ) from err
+            # The dead actor is restarting: try the next actor (itself again when the pool has one).
+            actor = pool[(index + attempt) % len(pool)]
+            progress(f"teacher: an actor died on batch {index} ({type(err).__name__}); resubmitting it")
+            pending[actor.sample.remote([prompts[ex.id] for ex in batch])] = (index, attempt + 1)
+            continue
+        # Cache first: once the voter has it the batch must be on disk, so a crash never samples it again.
+        cache.append((ex.id, prompts[ex.id], c) for ex, c in zip(batch, completions, strict=True))
+        samples = [(ex, parse_samples(task, ex, c)) for ex, c in zip(batch, completions, strict=True)]
+        vote_refs[voter.add.remote(samples)] = len(batch)
+        done, _ = ray.wait(list(vote_refs), num_returns=len(vote_refs), timeout=0)
+        meter.add(len(batch), sampled=True, voted=sum(vote_refs[r] for r in done))

@@ -1,0 +1,222 @@
+"""The quality judge D on a real local Ray: pretraining separates good rationales from perturbed ones,
+scoring, versions, save/load, and the Ray Serve deployment over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import statistics
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+from qcrd_ray.config import DiscriminatorConfig, TinyModelConfig  # noqa: E402
+
+ray = pytest.importorskip("ray")
+
+CFG = DiscriminatorConfig(
+    tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64),
+    hidden_size=32,
+    pretrain_steps=30,
+    update_steps=3,
+    batch_size=8,
+    score_batch_size=16,
+    lr=3e-3,
+    max_length=48,
+)
+
+
+def arithmetic_groups(seed: int = 0) -> list[tuple[str, list[str], list[str]]]:
+    """(question, positives, negatives): correct "a + b" rationales against scrambled ones with a wrong sum."""
+    rng = random.Random(seed)
+    groups = []
+    for a in range(1, 8):
+        for b in range(1, 6):
+            s = a + b
+            wrong = s + rng.choice([-2, -1, 1, 2])
+            positives = [f"{a} plus {b} makes {s} so the answer is {s}", f"we add {a} and {b} to get {s}"]
+            negatives = [f"{b} the is answer {wrong} plus so {a} makes"]
+            groups.append((f"what is {a} + {b} ?", positives, negatives))
+    return groups
+
+
+def pairs_of(groups, which: int) -> list[tuple[str, str]]:
+    return [(q, r) for q, *sets in groups for r in sets[which]]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A loopback Ray for this module (reuses one a session fixture already started)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from qcrd_ray.tokenizer import train_tokenizer
+
+    texts = [t for q, p, n in arithmetic_groups() for t in (q, *p, *n)]
+    path = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(texts, vocab_size=300).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pretrained(ray_local, tokenizer_dir):
+    """A judge actor, its scores before pretraining, and what pretraining reported."""
+    from actors.discriminator import DiscriminatorActor
+
+    judge = DiscriminatorActor.options(num_cpus=0.5).remote(CFG, tokenizer_dir, 0)
+    groups = arithmetic_groups()
+    before = ray.get(judge.score.remote(pairs_of(groups, 0) + pairs_of(groups, 1)))
+    info = ray.get(judge.pretrain.remote(groups))
+    yield judge, before, info
+    ray.kill(judge)
+
+
+def test_pretraining_lowers_the_loss_and_separates_positives_from_negatives(pretrained):
+    judge, before, info = pretrained
+    groups = arithmetic_groups()
+    assert info["steps"] == CFG.pretrain_steps and len(info["losses"]) == CFG.pretrain_steps
+    assert info["num_groups"] == len(groups)
+    # One negative per two positives: balancing adds one corrupted positive per group.
+    assert info["num_augmented"] == len(groups)
+    assert statistics.mean(info["losses"][-5:]) < statistics.mean(info["losses"][:5]) - 0.05
+    n_pos = len(pairs_of(groups, 0))
+    gap_before = statistics.mean(before[:n_pos]) - statistics.mean(before[n_pos:])
+    pos = ray.get(judge.score.remote(pairs_of(groups, 0)))
+    neg = ray.get(judge.score.remote(pairs_of(groups, 1)))
+    gap_after = statistics.mean(pos) - statistics.mean(neg)
+    assert gap_after > 0.15
+    assert gap_after > gap_before + 0.15
+
+
+def test_scores_are_one_per_pair_in_unit_interval_and_independent_of_batching(pretrained, tokenizer_dir):
+    judge, _, _ = pretrained
+    pairs = pairs_of(arithmetic_groups(), 0)[:37]  # 37 = two full batches of 16 and a ragged one
+    scores = ray.get(judge.score.remote(pairs))
+    assert len(scores) == 37 and all(0.0 <= s <= 1.0 for s in scores)
+    one_by_one = [ray.get(judge.score.remote([p]))[0] for p in pairs[:5]]
+    assert one_by_one == pytest.approx(scores[:5], abs=1e-5)
+    assert ray.get(judge.score.remote([])) == []
+
+
+def test_state_reports_version_steps_losses_and_last_scores(pretrained):
+    judge, _, info = pretrained
+    pairs = pairs_of(arithmetic_groups(), 1)[:6]
+    scores = ray.get(judge.score.remote(pairs))
+    state = ray.get(judge.state.remote())
+    assert state["version"] == ray.get(judge.version.remote()) >= 1
+    assert state["steps"] >= CFG.pretrain_steps
+    assert state["last_scores"] == scores
+    assert len(state["last_losses"]) >= 1
+
+
+def test_every_update_increments_the_version_and_runs_update_steps(tokenizer_dir):
+    from actors.discriminator import QualityJudge
+
+    judge = QualityJudge(CFG, tokenizer_dir, seed=1)
+    assert judge.version() == 0
+    groups = arithmetic_groups()[:6]
+    no_negatives = [("what is 1 + 1 ?", ["1 plus 1 makes 2"], [])]
+    info = judge.update(groups + no_negatives, loss_weight=0.5)
+    assert (info["version"], info["steps"], info["num_groups"], info["loss_weight"]) == (1, CFG.update_steps, 6, 0.5)
+    assert judge.update(groups, loss_weight=0.45)["version"] == 2
+    assert judge.state()["steps"] == 2 * CFG.update_steps
+    # Nothing usable: still a new version (the iteration happened), but no step taken.
+    assert judge.update(no_negatives, loss_weight=0.4)["steps"] == 0
+    assert judge.version() == 3
+    with pytest.raises(ValueError, match="loss_weight"):
+        judge.update(groups, loss_weight=-1.0)
+
+
+def test_loss_weight_zero_leaves_the_first_update_without_effect(tokenizer_dir):
+    import torch
+
+    from actors.discriminator import QualityJudge
+
+    judge = QualityJudge(CFG, tokenizer_dir, seed=2)
+    before = {k: v.clone() for k, v in judge.model.state_dict().items()}
+    judge.update(arithmetic_groups()[:4], loss_weight=0.0)
+    # Zero gradients and fresh Adam moments: only AdamW's decoupled weight decay moves the weights.
+    decay = 1 - CFG.lr * judge.optimizer.param_groups[0]["weight_decay"]
+    for key, value in judge.model.state_dict().items():
+        if value.dtype.is_floating_point:
+            assert torch.allclose(value, before[key] * decay**CFG.update_steps, atol=1e-6), key
+
+
+def test_pretrain_without_any_positive_raises(tokenizer_dir):
+    from actors.discriminator import QualityJudge
+
+    judge = QualityJudge(CFG, tokenizer_dir, seed=0)
+    with pytest.raises(ValueError, match="positive"):
+        judge.pretrain([("what is 1 + 1 ?", [], ["1 plus 1 makes 3"])])
+
+
+def test_a_tiny_judge_needs_a_tokenizer_dir():
+    from actors.discriminator import QualityJudge
+
+    with pytest.raises(ValueError, match="tokenizer_dir"):
+        QualityJudge(CFG, None, seed=0)
+
+
+def test_save_and_load_give_identical_scores_and_version(pretrained, tokenizer_dir, tmp_path, ray_local):
+    from actors.discriminator import DiscriminatorActor, resolve_judge_dir
+
+    judge, _, _ = pretrained
+    pairs = pairs_of(arithmetic_groups(), 0)[:10] + pairs_of(arithmetic_groups(), 1)[:10]
+    version = ray.get(judge.version.remote())
+    path = ray.get(judge.save.remote(str(tmp_path / "judge")))
+    assert path.endswith(f"v{version:04d}")
+    assert resolve_judge_dir(tmp_path / "judge") == resolve_judge_dir(path)
+    other = DiscriminatorActor.options(num_cpus=0.5).remote(CFG, tokenizer_dir, 99)
+    try:
+        assert ray.get(other.score.remote(pairs)) != ray.get(judge.score.remote(pairs))
+        assert ray.get(other.load.remote(str(tmp_path / "judge"))) == version
+        assert ray.get(other.score.remote(pairs)) == ray.get(judge.score.remote(pairs))
+        assert ray.get(other.state.remote())["steps"] == ray.get(judge.state.remote())["steps"]
+    finally:
+        ray.kill(other)
+    with pytest.raises(FileNotFoundError, match="not a saved judge"):
+        resolve_judge_dir(tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_deployment_answers_over_http_with_the_actors_scores(pretrained, tmp_path, ray_local):
+    import httpx
+    from ray import serve
+
+    from actors.discriminator import deploy_judge
+
+    judge, _, _ = pretrained
+    path = ray.get(judge.save.remote(str(tmp_path / "served")))
+    question = "what is 3 + 4 ?"
+    rationales = ["3 plus 4 makes 7 so the answer is 7", "4 the is answer 9 plus so 3 makes", "we add 3 and 4 to get 7"]
+    expected = ray.get(judge.score.remote([(question, r) for r in rationales]))
+    port = _free_port()
+    url = deploy_judge(str(tmp_path / "served"), host="127.0.0.1", port=port, name="test_judge")
+    try:
+        assert url == f"http://127.0.0.1:{port}/score"
+        reply = httpx.post(url, json={"question": question, "rationales": rationales}, timeout=60)
+        assert reply.status_code == 200
+        body = reply.json()
+        assert body["version"] == ray.get(judge.version.remote())
+        assert body["scores"] == pytest.approx(expected, abs=1e-5)
+        bad = httpx.post(url, json={"question": question, "rationales": "not a list"}, timeout=60)
+        assert bad.status_code == 400 and "rationales" in bad.json()["error"]
+        assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=60).json() == {"version": body["version"]}
+    finally:
+        serve.shutdown()
+    assert path.endswith(f"v{body['version']:04d}")

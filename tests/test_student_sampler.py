@@ -1,0 +1,143 @@
+"""Student negatives from a saved tiny T5 snapshot, sampled through the sampler actor on a real local Ray."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+from qcrd_ray.config import StudentConfig, TinyModelConfig  # noqa: E402
+
+ray = pytest.importorskip("ray")
+
+QUESTIONS = [("q1", "what is 3 + 4 ?"), ("q2", "what is 2 + 5 ?"), ("q3", "what is 6 + 1 ?")]
+TEXTS = [text for _, text in QUESTIONS] + ["explain: 3 plus 4 makes 7 so the answer is 7", "predict: 7"]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A loopback Ray for this module (reuses one a session fixture already started)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def save_tiny_student(path, architecture: str = "seq2seq", seed: int = 0) -> str:
+    from qcrd_ray.models import build_student, save_student
+    from qcrd_ray.tokenizer import train_tokenizer
+
+    cfg = StudentConfig(architecture=architecture, tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64))
+    tokenizer = train_tokenizer(TEXTS, vocab_size=300)
+    save_student(build_student(cfg, tokenizer, seed=seed), tokenizer, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    return save_tiny_student(tmp_path_factory.mktemp("snapshot"))
+
+
+@pytest.fixture(scope="module")
+def sampler(ray_local):
+    from actors.student_sampler import StudentSamplerActor
+
+    actor = StudentSamplerActor.options(num_cpus=0.5).remote()
+    yield actor
+    ray.kill(actor)
+
+
+def test_num_samples_rationales_per_question(sampler, snapshot):
+    out = ray.get(sampler.sample.remote(snapshot, QUESTIONS, 3, 1.5, 8, 2, 0))
+    assert sorted(out) == ["q1", "q2", "q3"]
+    assert all(len(samples) == 3 and all(isinstance(s, str) for s in samples) for samples in out.values())
+    # A random tiny model at temperature 1.5 does not repeat itself over nine draws.
+    assert len({s for samples in out.values() for s in samples}) > 1
+
+
+def test_same_seed_same_samples_and_snapshot_loaded_once(sampler, snapshot):
+    first = ray.get(sampler.sample.remote(snapshot, QUESTIONS, 2, 1.5, 8, 3, 11))
+    loads = ray.get(sampler.num_loads.remote())
+    again = ray.get(sampler.sample.remote(snapshot, QUESTIONS, 2, 1.5, 8, 3, 11))
+    other = ray.get(sampler.sample.remote(snapshot, QUESTIONS, 2, 1.5, 8, 3, 12))
+    assert first == again
+    assert first != other
+    assert ray.get(sampler.num_loads.remote()) == loads  # served from the cache
+
+
+def test_batch_size_does_not_change_what_each_question_gets(sampler, snapshot):
+    one = ray.get(sampler.sample.remote(snapshot, QUESTIONS, 1, 1.5, 8, 8, 5))
+    assert set(one) == {"q1", "q2", "q3"} and all(len(v) == 1 for v in one.values())
+    assert ray.get(sampler.sample.remote(snapshot, [], 1, 1.5, 8, 8, 5)) == {}
+
+
+def test_a_rewritten_snapshot_is_reloaded(tmp_path):
+    from actors.student_sampler import StudentSampler
+
+    path = save_tiny_student(tmp_path / "slot", seed=0)
+    sampler = StudentSampler()
+    a = sampler.sample(path, QUESTIONS, 2, 1.5, 8, 4, 3)
+    assert sampler.num_loads() == 1
+    time.sleep(0.01)  # distinct mtimes on coarse file systems, not a timing assertion
+    save_tiny_student(tmp_path / "slot", seed=1)  # a ring slot reused in place: different weights
+    b = sampler.sample(path, QUESTIONS, 2, 1.5, 8, 4, 3)
+    assert sampler.num_loads() == 2
+    assert a != b
+
+
+def test_cache_keeps_at_most_cache_size_snapshots(tmp_path):
+    from actors.student_sampler import StudentSampler
+
+    sampler = StudentSampler(cache_size=1)
+    p0 = save_tiny_student(tmp_path / "s0", seed=0)
+    p1 = save_tiny_student(tmp_path / "s1", seed=1)
+    for path in (p0, p1, p0):
+        sampler.sample(path, QUESTIONS[:1], 1, 1.5, 4, 1, 0)
+    assert sampler.num_loads() == 3
+
+
+def test_causal_student_is_prompted_with_explain_and_a_causal_prompt(tmp_path):
+    from actors.student_sampler import StudentSampler
+    from qcrd_ray.models import generate, load_student
+    from qcrd_ray.scoring import causal_prompt
+    from qcrd_ray.tasks import EXPLAIN
+
+    path = save_tiny_student(tmp_path / "causal", architecture="causal")
+    out = StudentSampler().sample(path, QUESTIONS, 2, 1.5, 6, 2, 0)
+    assert all(len(v) == 2 for v in out.values())
+    model, tokenizer = load_student(path)
+    prompts = [causal_prompt(EXPLAIN + text) for _, text in QUESTIONS]
+    expected = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=6,
+        do_sample=True,
+        temperature=1.5,
+        num_return_sequences=2,
+        batch_size=2,
+        seed=0,
+    )
+    assert [out[qid] for qid, _ in QUESTIONS] == expected
+
+
+def test_bad_arguments_raise(tmp_path, snapshot):
+    from actors.student_sampler import StudentSampler
+
+    sampler = StudentSampler()
+    with pytest.raises(ValueError, match="num_samples"):
+        sampler.sample(snapshot, QUESTIONS, 0)
+    with pytest.raises(ValueError, match="temperature"):
+        sampler.sample(snapshot, QUESTIONS, 1, temperature=0.0)
+    with pytest.raises(ValueError, match="unique"):
+        sampler.sample(snapshot, [("q1", "a"), ("q1", "b")], 1)
+    with pytest.raises(FileNotFoundError, match="snapshot"):
+        sampler.sample(str(tmp_path / "missing"), QUESTIONS, 1)
+    with pytest.raises(ValueError, match="cache_size"):
+        StudentSampler(cache_size=0)

@@ -1,0 +1,276 @@
+"""Student training through Ray Train + DeepSpeed on CPU: the loss, the loop's pieces, and real fits.
+
+The fits run a real local Ray on 127.0.0.1 with a tiny T5 (and a tiny Llama) whose tokenizer is trained on
+the test's own texts. Each fit costs Ray Train's fixed ~20 s, so one fit (the 1-worker QCRD iteration) is
+shared by the fast tests and the other fits are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from actors.student_train import (
+    _split_slots,
+    batch_indices,
+    deepspeed_config,
+    iteration_seed,
+    student_loss,
+    train_student,
+)
+from qcrd_ray.config import Config
+from qcrd_ray.records import TrainItem
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def make_items() -> list[TrainItem]:
+    """Eight arithmetic questions with ragged positives / negatives (one question has no positive)."""
+    items = []
+    for i, (a, b) in enumerate([(3, 4), (2, 5), (6, 1), (4, 4), (7, 2), (1, 8), (5, 3), (2, 2)]):
+        good = [f"{a} plus {b} makes {a + b}", f"adding {b} to {a} gives {a + b}"][: 1 + i % 2]
+        bad = [f"{a} plus {b} makes {a + b + 2}", f"{a} times {b} is {a * b}"][: i % 3]
+        if i == 7:
+            good = []
+        items.append(TrainItem(
+            id=f"q{i}", input=f"what is {a} plus {b}?", label=str(a + b),
+            positives=tuple(good), positive_scores=tuple(0.9 - 0.2 * j for j in range(len(good))),
+            negatives=tuple(bad), negative_scores=tuple(0.1 + 0.2 * j for j in range(len(bad))),
+        ))  # fmt: skip
+    return items
+
+
+def make_cfg(**overrides) -> Config:
+    base = {
+        "run.name": "st", "train.steps_per_iteration": 6, "train.batch_size": 4, "train.lr": 3e-3,
+        "student.max_input_length": 32, "student.max_target_length": 24,
+        "student.tiny.d_model": 32, "student.tiny.d_ff": 64, "student.tiny.num_layers": 1, "student.tiny.num_heads": 2,
+    }  # fmt: skip
+    return Config().replace({**base, **overrides})
+
+
+def make_student(cfg: Config, items: list[TrainItem], path: Path, seed: int = 0) -> Path:
+    from qcrd_ray.models import build_student, build_tokenizer, save_student
+    from qcrd_ray.tasks import EXPLAIN, PREDICT
+
+    texts = [PREDICT + it.input for it in items] + [EXPLAIN + it.input for it in items]
+    texts += [it.label for it in items] + [t for it in items for t in (*it.positives, *it.negatives)]
+    tokenizer = build_tokenizer(cfg.student, texts)
+    save_student(build_student(cfg.student, tokenizer, seed=seed), tokenizer, path)
+    return path
+
+
+def weights(student_dir: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(student_dir) / "model.safetensors"))
+
+
+@torch.no_grad()
+def dataset_loss(student_dir: str | Path, items: list[TrainItem], method: str, cfg: Config) -> float:
+    from qcrd_ray.models import load_student
+
+    model, tokenizer = load_student(student_dir)
+    model.eval()
+    return student_loss(model, tokenizer, items, method, cfg)[1]["loss"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loss and the loop's pieces, without Ray
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory):
+    from qcrd_ray.models import load_student
+
+    cfg, items = make_cfg(), make_items()
+    return (cfg, items, *load_student(make_student(cfg, items, tmp_path_factory.mktemp("t5") / "student")))
+
+
+def test_split_slots_puts_positives_then_negatives_with_masks_and_scores():
+    items = make_items()[:4]  # positives 1, 2, 1, 2; negatives 0, 1, 2, 0
+    ce = torch.arange(4 * 4, dtype=torch.float32).view(4, 4)  # [B, R], R = the widest 1 + 2 of item 2
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(items, ce, mask)
+    assert pos_mask.tolist() == [[True, False], [True, True], [True, False], [True, True]]
+    assert neg_mask.tolist() == [[False, False], [True, False], [True, True], [False, False]]
+    assert pos_ce[1].tolist() == [4.0, 5.0] and neg_ce[1, 0] == 6.0 and neg_ce[2].tolist() == [9.0, 10.0]
+    assert pos_s[1].tolist() == pytest.approx([0.9, 0.7]) and neg_s[2].tolist() == pytest.approx([0.1, 0.3])
+
+
+def test_qcrd_with_one_positive_scored_one_and_beta_zero_is_exactly_dss(t5):
+    cfg, items, model, tokenizer = t5
+    items = [TrainItem(it.id, it.input, it.label, it.positives[:1], (1.0,) * len(it.positives[:1]),
+                       it.negatives, it.negative_scores) for it in items]  # fmt: skip
+    a = 0.3
+    qcrd_cfg = cfg.replace({"loss.beta": 0.0, "loss.alpha_pred": a, "loss.alpha_cl": 1 - a})
+    dss_cfg = cfg.replace({"loss.dss_alpha": a})
+    model.eval()
+    qcrd, qcrd_parts = student_loss(model, tokenizer, items, "qcrd", qcrd_cfg)
+    dss, dss_parts = student_loss(model, tokenizer, items, "dss", dss_cfg)
+    assert qcrd.item() == pytest.approx(dss.item(), rel=1e-6)
+    assert qcrd_parts["loss_cl"] == pytest.approx(dss_parts["loss_rationale"], rel=1e-6)
+    assert qcrd_parts["ce_negative"] > 0  # negatives were scored, only beta = 0 silenced them
+
+
+def test_contrast_pushes_negatives_and_finetune_sees_only_labels(t5):
+    cfg, items, model, tokenizer = t5
+    model.eval()
+    plain = student_loss(model, tokenizer, items, "qcrd", cfg.replace({"loss.beta": 0.0}))[0]
+    # Every negative sits inside a margin of 100, so each adds -beta * (1 - s) * (l - delta) > 0.
+    pushed = student_loss(model, tokenizer, items, "qcrd", cfg.replace({"loss.beta": 1.0, "loss.delta": 100.0}))[0]
+    assert pushed.item() > plain.item() + 1.0
+    loss, parts = student_loss(model, tokenizer, items, "finetune", cfg)
+    assert set(parts) == {"loss", "loss_pred"} and parts["loss"] == pytest.approx(parts["loss_pred"])
+    model.zero_grad()
+    loss.backward()
+    assert model.shared.weight.grad is not None and model.shared.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="method must be one of"):
+        student_loss(model, tokenizer, items, "distill", cfg)
+
+
+def test_batches_are_deterministic_permutations_of_the_shard():
+    def draw(seed):
+        return batch_indices(5, 2, 6, torch.Generator().manual_seed(seed))
+
+    assert draw(iteration_seed(0, 1, 0)) == draw(iteration_seed(0, 1, 0))
+    assert draw(iteration_seed(0, 1, 0)) != draw(iteration_seed(0, 2, 0))
+    flat = [i for batch in draw(7) for i in batch]
+    assert sorted(flat[:5]) == list(range(5)) and sorted(flat[5:10]) == list(range(5)) and len(flat) == 12
+    assert len({iteration_seed(0, 0, r) for r in range(4)}) == 4
+    with pytest.raises(ValueError, match="shard is empty"):
+        batch_indices(0, 2, 1, torch.Generator())
+
+
+def test_deepspeed_config_follows_the_train_section():
+    cfg = make_cfg(**{"train.batch_size": 8, "train.num_workers": 2, "train.zero_stage": 2, "train.precision": "bf16"})
+    ds = deepspeed_config(cfg.train, world_size=2)
+    assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["train_batch_size"] == 8
+    assert ds["zero_optimization"]["stage"] == 2 and ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
+    assert ds["optimizer"]["params"] == {"lr": 3e-3, "weight_decay": 0.0, "torch_adam": True}
+    assert ds["gradient_clipping"] == 1.0
+
+
+def test_train_student_rejects_bad_input_before_starting(tmp_path):
+    cfg, items = make_cfg(), make_items()
+    args = {"out_dir": str(tmp_path / "out"), "iteration": 0, "storage_path": str(tmp_path), "seed": 0}
+    with pytest.raises(FileNotFoundError, match="init_dir"):
+        train_student(cfg, "qcrd", items, str(tmp_path / "nothing"), **args)
+    init = make_student(cfg, items, tmp_path / "init")
+    with pytest.raises(ValueError, match="method must be one of"):
+        train_student(cfg, "sft", items, str(init), **args)
+    bad = [TrainItem("x", "q", "1", ("r",), (0.5, 0.5))]
+    with pytest.raises(ValueError, match="item 'x' has 1 positives"):
+        train_student(cfg, "qcrd", bad, str(init), **args)
+    with pytest.raises(ValueError, match="num_workers=2"):
+        train_student(make_cfg(**{"train.num_workers": 2}), "qcrd", items[:1], str(init), **args)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# real fits: Ray Train + DeepSpeed on CPU
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def qcrd_fit(ray_session, tmp_path_factory):
+    """One QCRD iteration, 1 worker, ZeRO-0 fp32: the fit the fast tests share."""
+    root = tmp_path_factory.mktemp("qcrd_fit")
+    cfg, items = make_cfg(), make_items()
+    init = make_student(cfg, items, root / "init")
+    result = train_student(cfg, "qcrd", items, str(init), str(root / "iter_0001"), iteration=0,
+                           storage_path=str(root / "ray"), seed=0)  # fmt: skip
+    return cfg, items, init, root, result
+
+
+def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    cfg, items, init, root, result = qcrd_fit
+    assert result["steps"] == 6 and result["samples"] == 24 and result["iteration"] == 0
+    assert len(result["iterations"]) == 1 and result["samples_per_s"] > 0 and result["seconds"] > 0
+    assert {"loss", "loss_pred", "loss_cl"} <= set(result) and "loss_rationale" not in result
+    assert result["loss_last"] < result["loss_first"]
+    assert result["student_dir"] == str(root / "iter_0001")
+    # The saved student loads with one line and beats the initial one on the training data.
+    model = AutoModelForSeq2SeqLM.from_pretrained(result["student_dir"])
+    assert AutoTokenizer.from_pretrained(result["student_dir"]).pad_token == "<pad>"
+    assert next(model.parameters()).dtype == torch.float32
+    assert dataset_loss(result["student_dir"], items, "qcrd", cfg) < dataset_loss(init, items, "qcrd", cfg) - 0.1
+    changed = [k for k, v in weights(init).items() if not torch.equal(v, weights(result["student_dir"])[k])]
+    assert changed
+    # The DeepSpeed checkpoint (weights + Adam state) and the loop's state sit in the reported checkpoint.
+    ckpt = Path(result["optimizer_state"])
+    assert (ckpt / "deepspeed" / "latest").read_text() == "iter_0001"
+    assert (ckpt / "deepspeed" / "iter_0001" / "mp_rank_00_model_states.pt").is_file()
+    state = json.loads((ckpt / "qcrd_train_state.json").read_text())
+    assert state["completed"] == 1 and state["history"][0]["loss"] == pytest.approx(result["loss"])
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights_and_adam_state_carries_across_fits(qcrd_fit):
+    """Two iterations in one fit == the fixture's iteration + a second fit resumed from its optimizer state."""
+    cfg, items, init, root, first = qcrd_fit
+    both = train_student(cfg, "qcrd", items, str(init), str(root / "both"), iteration=0,
+                         storage_path=str(root / "ray_both"), seed=0, iterations_in_fit=2)  # fmt: skip
+    assert [h["iteration"] for h in both["iterations"]] == [0, 1]
+    assert both["student_dir"] == str(root / "both" / "iter_0002")
+    one = weights(both["iterations"][0]["student_dir"])
+    assert all(torch.equal(v, weights(first["student_dir"])[k]) for k, v in one.items())  # same seed, same weights
+    second = train_student(cfg, "qcrd", items, first["student_dir"], str(root / "iter_0002"), iteration=1,
+                           storage_path=str(root / "ray_second"), seed=0, optimizer_state=first["optimizer_state"])  # fmt: skip
+    two = weights(second["student_dir"])
+    assert all(torch.equal(v, weights(both["student_dir"])[k]) for k, v in two.items())
+    assert not all(torch.equal(v, one[k]) for k, v in two.items())  # the second iteration did train
+
+
+@pytest.mark.slow
+def test_two_workers_zero2_dss_runs_every_iteration_in_one_fit(ray_session, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    cfg = make_cfg(**{"train.num_workers": 2, "train.zero_stage": 2, "train.steps_per_iteration": 3})
+    items = make_items()
+    init = make_student(cfg, items, tmp_path / "init")
+    result = train_student(cfg, "dss", items, str(init), str(tmp_path / "students"), iteration=0,
+                           storage_path=str(tmp_path / "ray"), seed=1, iterations_in_fit=2)  # fmt: skip
+    assert [Path(h["student_dir"]).name for h in result["iterations"]] == ["iter_0001", "iter_0002"]
+    assert "loss_rationale" in result and "loss_cl" not in result and result["samples"] == 12
+    for h in result["iterations"]:
+        AutoModelForSeq2SeqLM.from_pretrained(h["student_dir"])
+    shards = sorted(p.name for p in (Path(result["checkpoint"]) / "deepspeed" / "iter_0002").iterdir())
+    assert [s for s in shards if "optim_states" in s] == [
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]  # fmt: skip
+    assert dataset_loss(result["student_dir"], items, "dss", cfg) < dataset_loss(init, items, "dss", cfg)
+
+
+@pytest.mark.slow
+def test_causal_student_trains_under_zero3_bf16_and_finetune_runs(ray_session, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    cfg = make_cfg(**{"student.architecture": "causal", "train.zero_stage": 3, "train.precision": "bf16"})
+    items = make_items()
+    init = make_student(cfg, items, tmp_path / "init")
+    result = train_student(cfg, "qcrd", items, str(init), str(tmp_path / "llama"), iteration=0,
+                           storage_path=str(tmp_path / "ray"), seed=0)  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(result["student_dir"])  # gathered from ZeRO-3 shards
+    assert next(model.parameters()).dtype == torch.float32
+    assert dataset_loss(result["student_dir"], items, "qcrd", cfg) < dataset_loss(init, items, "qcrd", cfg)
+    tuned = train_student(make_cfg(), "finetune", items, str(make_student(make_cfg(), items, tmp_path / "t5")),
+                          str(tmp_path / "ft"), iteration=0, storage_path=str(tmp_path / "ray_ft"), seed=0)  # fmt: skip
+    assert set(tuned) >= {"loss", "loss_pred"} and tuned["loss"] == pytest.approx(tuned["loss_pred"])
+    assert tuned["loss_last"] < tuned["loss_first"]
