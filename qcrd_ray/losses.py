@@ -133,7 +133,9 @@ def contrastive_loss(
     _check_slots("pos", pos_ce, pos_mask, pos_scores)
     _check_slots("neg", neg_ce, neg_mask, neg_scores)
     if pos_ce.shape[0] != neg_ce.shape[0]:
-        raise ValueError(f"contrastive_loss: {pos_ce.shape[0]} questions of positives but {neg_ce.shape[0]} of negatives")
+        raise ValueError(
+            f"contrastive_loss: {pos_ce.shape[0]} questions of positives but {neg_ce.shape[0]} of negatives"
+        )
     pos_mode, neg_mode = _MODES[aggregation]
     positive = _aggregate(pos_ce, pos_scores.detach(), pos_mask, pos_mode, generator)
     clipped = torch.clamp(neg_ce - delta, max=0.0)
@@ -169,5 +171,7 @@ def discriminator_loss(
     pos = pos_scores[usable].masked_fill(~pos_mask[usable], float("-inf"))
     neg = neg_scores[usable].masked_fill(~neg_mask[usable], float("-inf"))
     log_pos = torch.logsumexp(pos, dim=1)
-    log_denominator = torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1) if form == "infonce" else torch.logsumexp(neg, dim=1)
+    log_denominator = (
+        torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1) if form == "infonce" else torch.logsumexp(neg, dim=1)
+    )
     return (log_denominator - log_pos).mean()

@@ -117,14 +117,21 @@ def _tiny_llama_config(cfg: StudentConfig, tokenizer):
 def build_student(cfg: StudentConfig, tokenizer, seed: int = 0):
     """A student: ``from_pretrained(cfg.model)`` (architecture from its config; ``cfg.architecture`` is for tiny
     models only) or a tiny random-init T5 / Llama from ``cfg.tiny``, initialised from ``seed``."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaForCausalLM
-    from transformers import T5ForConditionalGeneration
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        LlamaForCausalLM,
+        T5ForConditionalGeneration,
+    )
 
     if cfg.model is not None:
         auto = AutoModelForSeq2SeqLM if is_seq2seq(AutoConfig.from_pretrained(cfg.model)) else AutoModelForCausalLM
         model = auto.from_pretrained(cfg.model)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            raise ValueError(f"student.model {cfg.model!r}: its vocabulary is smaller than the tokenizer's ({len(tokenizer)})")
+            raise ValueError(
+                f"student.model {cfg.model!r}: its vocabulary is smaller than the tokenizer's ({len(tokenizer)})"
+            )
         return model
     with _seeded(seed):
         if cfg.architecture == "seq2seq":

@@ -110,7 +110,9 @@ def _prepare(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     if "causal" in batch and bool(batch["causal"]) == seq2seq:
         kind = "an encoder-decoder" if seq2seq else "a decoder-only"
-        raise ValueError(f"rationale scoring: the batch was encoded with causal={bool(batch['causal'])} for {kind} model")
+        raise ValueError(
+            f"rationale scoring: the batch was encoded with causal={bool(batch['causal'])} for {kind} model"
+        )
     device = next(model.parameters()).device
     return {k: v.to(device) for k, v in batch.items()}
 

@@ -23,8 +23,9 @@ def test_one_positive_unit_score_zero_beta_is_exactly_the_dss_rationale_loss():
     ce = sequence_ce(logits, labels)  # [3]
     ones = torch.ones(3, 1)
     neg = torch.rand(3, 2) * 5
-    cl = contrastive_loss(ce.unsqueeze(1), ones.bool(), ones, neg, torch.ones(3, 2, dtype=torch.bool),
-                          torch.rand(3, 2), beta=0.0)
+    cl = contrastive_loss(
+        ce.unsqueeze(1), ones.bool(), ones, neg, torch.ones(3, 2, dtype=torch.bool), torch.rand(3, 2), beta=0.0
+    )
     assert torch.equal(cl, dss_loss(torch.zeros(3), ce, alpha=0.0))
 
 
@@ -53,8 +54,9 @@ def test_sampling_picks_valid_slots_only():
     mask = torch.tensor([[True, False]])
     g = torch.Generator().manual_seed(0)
     for _ in range(10):
-        got = contrastive_loss(pos, mask, torch.ones(1, 2), neg, mask, torch.zeros(1, 2), aggregation="sampling",
-                               generator=g)
+        got = contrastive_loss(
+            pos, mask, torch.ones(1, 2), neg, mask, torch.zeros(1, 2), aggregation="sampling", generator=g
+        )
         assert got.item() == pytest.approx(1.0 - 0.2 * (0.0 - 3.0))
 
 
@@ -66,9 +68,15 @@ def test_negative_beyond_the_margin_gives_no_gradient(aggregation):
         neg_logits[0, torch.arange(4), labels[0]] = -30.0  # the student finds this negative very unlikely
     neg_ce = sequence_ce(neg_logits, labels)
     assert neg_ce.item() > 3.0
-    loss = contrastive_loss(torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1),
-                            neg_ce.view(1, 1), torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1),
-                            aggregation=aggregation)
+    loss = contrastive_loss(
+        torch.ones(1, 1),
+        torch.ones(1, 1, dtype=torch.bool),
+        torch.ones(1, 1),
+        neg_ce.view(1, 1),
+        torch.ones(1, 1, dtype=torch.bool),
+        torch.zeros(1, 1),
+        aggregation=aggregation,
+    )
     loss.backward()
     assert torch.count_nonzero(neg_logits.grad) == 0
 

@@ -9,8 +9,18 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from qcrd_ray.config import DiscriminatorConfig, StudentConfig, TinyModelConfig
-from qcrd_ray.models import (build_discriminator, build_student, build_tokenizer, generate, is_seq2seq,
-                             judge_text, load_discriminator, load_student, save_discriminator, save_student)  # fmt: skip
+from qcrd_ray.models import (
+    build_discriminator,
+    build_student,
+    build_tokenizer,
+    generate,
+    is_seq2seq,
+    judge_text,  # fmt: skip
+    load_discriminator,
+    load_student,
+    save_discriminator,
+    save_student,
+)
 from qcrd_ray.scoring import causal_prompt, causal_prompt_ids
 
 TEXTS = ["predict: Tom has 3 apples.", "explain: Tom has 3 apples.", "3 + 4 = 7. So the answer is 7."] * 10
@@ -86,7 +96,9 @@ def test_student_saves_reloads_and_generates(tmp_path, architecture):
 
 def test_generate_refuses_several_greedy_sequences():
     tokenizer = build_tokenizer(StudentConfig(), TEXTS)
-    model = build_student(StudentConfig(tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)), tokenizer)
+    model = build_student(
+        StudentConfig(tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)), tokenizer
+    )
     with pytest.raises(ValueError, match="do_sample"):
         generate(model, tokenizer, PROMPTS, max_new_tokens=3, num_return_sequences=2)
 

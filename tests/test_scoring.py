@@ -13,7 +13,12 @@ from qcrd_ray.scoring import causal_prompt, causal_prompt_ids, encode_batch, nai
 
 TEXTS = ["explain: Tom has 3 apples and buys 4 more. How many?", "Tom has 3 apples. 3 + 4 = 7.", "8 - 2 = 6."] * 10
 # Prompts of different lengths (padding) and 3, 1, 0 and 2 rationales per question (ragged, one question empty).
-PROMPTS = ["explain: Tom has 3 apples and buys 4 more. How many?", "explain: Ann has 8 pens.", "explain: y", "explain: x"]
+PROMPTS = [
+    "explain: Tom has 3 apples and buys 4 more. How many?",
+    "explain: Ann has 8 pens.",
+    "explain: y",
+    "explain: x",
+]
 RATIONALES = [["3 + 4 = 7.", "3 + 4 = 8. So wrong", "Tom buys 4."], ["8 - 2 = 6."], [], ["a", "b b b b b b b"]]
 MASK = [[True] * 3, [True, False, False], [False] * 3, [True, True, False]]
 
