@@ -8,7 +8,6 @@ up after the last manifest: snapshot ring, judge version, optimizer state, a3 an
 
 from __future__ import annotations
 
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -148,12 +147,14 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
     from actors.discriminator import DiscriminatorActor
     from actors.student_sampler import StudentSamplerActor
     from actors.student_train import train_student
-    from qcrd_ray.manifest import RunManifest, config_hash, read_manifest, write_manifest
+    from qcrd_ray.manifest import RunManifest, capture_rng_state, config_hash, read_manifest, write_manifest
     from qcrd_ray.schedule import SnapshotRing, alpha_disc_at, snapshot_for
 
     name = f"{cfg.run.name}/seed_{seed}"
-    judge = DiscriminatorActor.options(name=f"{name}/discriminator").remote(cfg.discriminator, str(init_dir), seed)
-    sampler = StudentSamplerActor.options(name=f"{name}/student_sampler").remote()
+    # Half a CPU each: on a 2-CPU laptop both services stay up while a Ray Train worker takes its CPU.
+    judge = DiscriminatorActor.options(name=f"{name}/discriminator", num_cpus=0.5).remote(
+        cfg.discriminator, str(init_dir), seed)
+    sampler = StudentSamplerActor.options(name=f"{name}/student_sampler", num_cpus=0.5).remote()
     manifest = read_manifest(method_dir) if resume else None
     if manifest is not None:
         ring = SnapshotRing.from_dict(manifest.snapshot_ring)
@@ -217,7 +218,7 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         write_manifest(method_dir, RunManifest(
             run_name=cfg.run.name, config_hash=config_hash(cfg), completed_iteration=t, alpha_disc=alpha_disc,
             snapshot_ring=ring.to_dict(), discriminator_version=ray.get(judge.state.remote())["version"],
-            discriminator_path=judge_path, data_cursor=t + 1, rng_state=random.Random(seed + t).getstate(),
+            discriminator_path=judge_path, data_cursor=t + 1, rng_state=capture_rng_state(),
             teacher_cache_key=None, metrics_history=history, optimizer_state=optimizer_state))
     for actor in (judge, sampler):
         ray.kill(actor)

@@ -45,6 +45,7 @@ class RunManifest:
     data_cursor: int = 0  # position in the training stream, so a resume sees the same batches
     rng_state: dict[str, Any] = field(default_factory=dict)  # capture_rng_state()
     teacher_cache_key: str | None = None
+    optimizer_state: str | None = None  # the student's DeepSpeed checkpoint: Adam moments carry over
     metrics_history: tuple[dict[str, Any], ...] = ()  # one dict per completed iteration
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +77,7 @@ class RunManifest:
             "data_cursor": (int, "an integer"),
             "rng_state": (dict, "an object"),
             "teacher_cache_key": ((str, type(None)), "a string or null"),
+            "optimizer_state": ((str, type(None)), "a string or null"),
             "metrics_history": (list, "a list of objects"),
         }
         for name, (types_, expected) in checks.items():

@@ -156,7 +156,7 @@ def load_student(path: str | Path):
 
 
 def _prompt_ids(tokenizer, prompts: list[str], seq2seq: bool, max_input_length: int | None) -> list[list[int]]:
-    """Token ids as the student trains on them (``scoring.encode_batch``): seq2seq with EOS, causal with BOS."""
+    """Token ids as the student trains on them (``scoring.encode_batch``): seq2seq with EOS, causal text only."""
     if not seq2seq:
         return [causal_prompt_ids(tokenizer, p, max_input_length) for p in prompts]
     truncate = {"truncation": True, "max_length": max_input_length} if max_input_length else {}
@@ -181,8 +181,8 @@ def generate(
 ) -> list[list[str]]:
     """Decode ``num_return_sequences`` continuations per prompt, in padded batches with the KV cache.
 
-    Seq2seq prompts are right-padded; decoder-only ones are left-padded (BOS + text, as the student trains)
-    and only the continuation is returned. ``top_k = 0`` samples from the whole temperature / top-p
+    Seq2seq prompts are right-padded; decoder-only ones are left-padded (their text's tokens only, as the
+    student trains: ``scoring.causal_prompt_ids``) and only the continuation is returned. ``top_k = 0`` samples from the whole temperature / top-p
     distribution (transformers would otherwise cut it at 50). Prompts are batched by length (less padding);
     ``seed`` makes the result reproducible without touching the caller's RNG. Returns one list per prompt.
     """

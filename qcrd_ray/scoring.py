@@ -8,7 +8,8 @@ left-padded, as ``generate`` pads them, so the last prompt position is always a 
 predict the first target token.
 
 The layout of a decoder-only student's text is one convention, used here and by ``models.generate``'s
-callers: ``causal_prompt_ids(causal_prompt(input))`` then the rationale's tokens and EOS.
+callers: ``causal_prompt_ids(causal_prompt(input))`` (the text's tokens, no special token), then the
+rationale's tokens and EOS.
 
 Shapes: N questions, S prompt tokens, R rationale slots (ragged counts masked), T target tokens, K = number
 of valid (question, rationale) pairs, V vocab.
@@ -29,22 +30,21 @@ def causal_prompt(text: str) -> str:
 
 
 def causal_prompt_ids(tokenizer, prompt: str, max_length: int | None = None) -> list[int]:
-    """Token ids of an already formatted decoder-only prompt: BOS (when the tokenizer has one) + text, no EOS.
+    """Token ids of an already formatted decoder-only prompt: exactly its text, no BOS and no EOS.
 
-    Mainstream causal tokenizers add exactly this BOS themselves; the project's trained BPE would append EOS
-    instead, which must not sit between a prompt and its continuation. Truncation keeps BOS and the END of
-    the text (the question and the separator).
+    No special token is added (the built-in teacher trains this way too, and the project's BPE would
+    append an EOS that must not sit between a prompt and its continuation); a model that wants a BOS gets it
+    from the prompt text or its chat template. Truncation keeps the END of the text (the question and the
+    separator the continuation follows).
     """
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    head = [bos] if bos is not None else []
-    if head and ids[:1] == head:  # a chat template may already spell out the BOS
-        ids = ids[1:]
+    if not ids:
+        raise ValueError(f"causal_prompt_ids: the prompt {prompt!r} encodes to no token; a continuation needs one")
     if max_length is not None:
-        if max_length <= len(head):
-            raise ValueError(f"causal_prompt_ids: max_length {max_length} leaves no room for the prompt text")
-        ids = ids[len(ids) - min(len(ids), max_length - len(head)) :]
-    return head + ids
+        if max_length < 1:
+            raise ValueError(f"causal_prompt_ids: max_length must be >= 1, got {max_length}")
+        ids = ids[-max_length:]
+    return ids
 
 
 def pad_rows(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
@@ -177,30 +177,24 @@ def _causal_ce(model, input_ids, attention_mask, q_index, labels) -> torch.Tenso
 
 
 def naive_rationale_ce(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The reference: every (question, rationale) pair as its own row of one batch, question re-encoded: [N, R].
+    """The reference: each (question, rationale) pair run on its own, the question re-encoded every time: [N, R].
 
-    This is how a plain DSS-style loop scores R rationales: the input is repeated R times (seq2seq) or
-    concatenated with each rationale (decoder-only, right-padded), and the whole model runs on K rows.
+    One unpadded forward per pair, as a per-rationale implementation would do it (the benchmark's baseline;
+    ``rationale_ce`` on a batch with the question repeated per rationale is the batched re-encode).
     """
     batch = _prepare(model, batch)
     mask = batch["rationale_mask"]
-    q_index = mask.nonzero()[:, 0]
-    labels = batch["labels"][mask]  # [K, T]
-    if q_index.numel() == 0:
+    seq2seq = getattr(model.config, "is_encoder_decoder", False)
+    values = []
+    for n, r in mask.nonzero().tolist():
+        ids = batch["input_ids"][n][batch["attention_mask"][n].bool()].unsqueeze(0)  # [1, S_n]
+        labels = batch["labels"][n, r]
+        labels = labels[labels != IGNORE_INDEX].unsqueeze(0)  # [1, T_nr]
+        if seq2seq:
+            logits = model(input_ids=ids, labels=labels).logits
+        else:  # prompt + rationale in one sequence; positions S_n - 1 ... predict the rationale
+            logits = model(input_ids=torch.cat([ids, labels], dim=-1)).logits[:, ids.shape[1] - 1 : -1]
+        values.append(sequence_ce(logits, labels))
+    if not values:
         return torch.zeros(mask.shape, device=mask.device)
-    input_ids = batch["input_ids"].index_select(0, q_index)  # [K, S]
-    attention_mask = batch["attention_mask"].index_select(0, q_index)
-    if getattr(model.config, "is_encoder_decoder", False):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
-        return _scatter(sequence_ce(logits, labels), mask)
-    rows, row_labels = [], []
-    for ids, keep, target in zip(input_ids.tolist(), attention_mask.bool().tolist(), labels.tolist(), strict=True):
-        prompt = [t for t, k in zip(ids, keep, strict=True) if k]
-        target = [t for t in target if t != IGNORE_INDEX]
-        rows.append(prompt + target)
-        row_labels.append([IGNORE_INDEX] * len(prompt) + target)
-    full = pad_rows(rows, 0).to(mask.device)  # [K, S + T], right-padded
-    full_mask = pad_rows([[1] * len(r) for r in rows], 0).to(mask.device)
-    full_labels = pad_rows(row_labels, IGNORE_INDEX).to(mask.device)
-    logits = model(input_ids=full, attention_mask=full_mask).logits
-    return _scatter(sequence_ce(logits[:, :-1], full_labels[:, 1:]), mask)
+    return _scatter(torch.cat(values), mask)

@@ -1,9 +1,5 @@
 """Students and the judge: built tiny, saved, reloaded from a directory (the hub-name path), and generating."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
@@ -25,6 +21,15 @@ from qcrd_ray.scoring import causal_prompt, causal_prompt_ids
 
 TEXTS = ["predict: Tom has 3 apples.", "explain: Tom has 3 apples.", "3 + 4 = 7. So the answer is 7."] * 10
 PROMPTS = ["explain: Tom has 3 apples and buys 4 more.", "explain: x", "predict: Tom has 3 apples."]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids intra-op contention (10x on small matmuls)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _manual_greedy(model, tokenizer, prompt: str, steps: int) -> str:

@@ -1,9 +1,5 @@
 """All rationales of a question scored with one encoder (or prompt) pass equal the naive computation."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import pytest
 import torch
 
@@ -21,6 +17,15 @@ PROMPTS = [
 ]
 RATIONALES = [["3 + 4 = 7.", "3 + 4 = 8. So wrong", "Tom buys 4."], ["8 - 2 = 6."], [], ["a", "b b b b b b b"]]
 MASK = [[True] * 3, [True, False, False], [False] * 3, [True, True, False]]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids intra-op contention (10x on small matmuls)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _gpt2(tokenizer):
@@ -90,16 +95,18 @@ def test_gradients_flow_and_match_the_naive_ones(kind):
         torch.testing.assert_close(fast[name], naive[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_causal_layout_is_bos_prompt_newline_then_rationale_and_eos():
+def test_causal_layout_is_prompt_newline_then_rationale_and_eos():
     _, tokenizer = _student("llama")
     batch = encode_batch(tokenizer, ["explain: x"], [["y z"]], max_input=64, max_target=32, causal=True)
     prompt = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
-    assert prompt[0] == tokenizer.bos_token_id and tokenizer.decode(prompt[1:]) == "explain: x\n"
+    assert prompt == tokenizer("explain: x\n", add_special_tokens=False)["input_ids"]  # no BOS, no EOS
     target = batch["labels"][0, 0][batch["labels"][0, 0] != -100].tolist()
     assert target[-1] == tokenizer.eos_token_id and tokenizer.decode(target[:-1]) == "y z"
-    # Truncation keeps BOS and the end of the prompt (the separator the continuation follows).
+    # Truncation keeps the end of the prompt (the separator the continuation follows).
     short = causal_prompt_ids(tokenizer, causal_prompt("explain: a long question " * 5), max_length=4)
-    assert len(short) == 4 and short[0] == tokenizer.bos_token_id and tokenizer.decode(short[1:]).endswith("\n")
+    assert len(short) == 4 and tokenizer.decode(short).endswith("\n")
+    with pytest.raises(ValueError, match="no token"):
+        causal_prompt_ids(tokenizer, "")
 
 
 def test_a_batch_encoded_for_the_other_architecture_is_refused():
