@@ -40,8 +40,6 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
 
     ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
     """
-    import torch
-
     from qcrd_ray.losses import contrastive_loss, dss_loss
     from qcrd_ray.models import is_seq2seq
     from qcrd_ray.scoring import encode_batch, rationale_ce
@@ -85,6 +83,8 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
 def _split_slots(batch: list[TrainItem], ce, mask):
     """Question i's slots are its positives then its negatives: [B, R] -> [B, P] and [B, M] with masks, scores."""
     import torch
+
+    mask = mask.to(ce.device)  # encode_batch leaves it on the CPU
 
     def gather(offsets: list[int], counts: list[int], scores: list[tuple[float, ...]]):
         width = max(max(counts), 1)
@@ -259,7 +259,12 @@ def _train_loop(config: dict) -> None:
     from qcrd_ray.models import load_student
 
     cfg: Config = config["cfg"]
-    method, seed, first_iteration, n_iterations = config["method"], config["seed"], config["iteration"], config["iterations_in_fit"]
+    method, seed, first_iteration, n_iterations = (
+        config["method"],
+        config["seed"],
+        config["iteration"],
+        config["iterations_in_fit"],
+    )
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     shard = ray.get(config["items"])[rank::world]  # the same items in the same order give the same shards

@@ -17,10 +17,26 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 TEST_NAMESPACE = "qcrd-tests"
 
 
-def _init_ray():
+def _init_ray(attempts: int = 3):
+    """``ray.init`` on loopback, or joins ``$QCRD_TEST_RAY_ADDRESS`` (a cluster started by hand) when set.
+
+    On a CPU-starved machine Ray's raylet gives up on its slow-starting agents ("timed out during startup");
+    that says nothing about the code under test, so startup is tried again a few times.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", namespace=TEST_NAMESPACE)
+    address = os.environ.get("QCRD_TEST_RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=TEST_NAMESPACE)
+        return
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", namespace=TEST_NAMESPACE)
+            return
+        except Exception as err:  # Ray raises a bare Exception here
+            if "timed out during startup" not in str(err) or attempt == attempts:
+                raise
+            ray.shutdown()
 
 
 @pytest.fixture(scope="session")
