@@ -105,7 +105,7 @@ def _evaluate(cfg: Config, inputs, snapshot: Path) -> dict:
 
     task = ray.remote(num_cpus=1)(evaluate_snapshot)
     return ray.get(task.remote(str(snapshot), inputs.eval, cfg.data.task, cfg.eval.max_new_tokens,
-                               cfg.eval.batch_size, cfg.eval.num_examples_in_report))
+                               cfg.eval.batch_size, cfg.eval.num_examples_in_report, cfg.negatives.max_new_tokens))
 
 
 def _summary(history: list[dict], student_dir: Path) -> dict:

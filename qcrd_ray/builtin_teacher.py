@@ -174,13 +174,10 @@ def build_teacher(out_dir: str | Path, recipe: TeacherRecipe, seed: int = 0, log
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, recipe))
-    order: list[int] = []
+    batches = _length_grouped_batches([len(ids) for ids, _ in sequences], recipe.batch_size, rng)
     losses: list[float] = []
     for step in range(recipe.steps):
-        if len(order) < recipe.batch_size:
-            order += rng.sample(range(len(sequences)), len(sequences))
-        batch = [sequences[i] for i in order[: recipe.batch_size]]
-        del order[: recipe.batch_size]
+        batch = [sequences[i] for i in next(batches)]
         input_ids, attention_mask, labels = _collate(batch, tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
@@ -224,6 +221,22 @@ def _lr_factor(step: int, recipe: TeacherRecipe) -> float:
         return (step + 1) / recipe.warmup_steps
     progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
+    """Endless shuffled batches of indices whose sequences have similar lengths (little padding to pay for):
+    each epoch is shuffled, cut into pools of 32 batches, each pool sorted by length and cut into batches."""
+    if len(lengths) < batch_size:
+        raise ValueError(f"builtin_teacher.py: {len(lengths)} training sequences cannot fill a batch of {batch_size}")
+    pool = 32 * batch_size
+    while True:
+        order = rng.sample(range(len(lengths)), len(lengths))
+        epoch = []
+        for start in range(0, len(order) - batch_size + 1, pool):
+            chunk = sorted(order[start : start + pool], key=lengths.__getitem__)
+            epoch += [chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+        rng.shuffle(epoch)
+        yield from epoch
 
 
 def _tokenize_for_training(tokenizer, texts: Sequence[str]) -> list[tuple[list[int], int]]:

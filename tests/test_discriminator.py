@@ -3,19 +3,14 @@ scoring, versions, save/load, and the Ray Serve deployment over real HTTP on 127
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import statistics
 
 import pytest
+import ray
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-from qcrd_ray.config import DiscriminatorConfig, TinyModelConfig  # noqa: E402
-
-ray = pytest.importorskip("ray")
+from qcrd_ray.config import DiscriminatorConfig, TinyModelConfig
 
 CFG = DiscriminatorConfig(
     tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64),
@@ -48,17 +43,6 @@ def pairs_of(groups, which: int) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    """A loopback Ray for this module (reuses one a session fixture already started)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
     from qcrd_ray.tokenizer import train_tokenizer
 
@@ -69,7 +53,7 @@ def tokenizer_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pretrained(ray_local, tokenizer_dir):
+def pretrained(_ray_session, tokenizer_dir):
     """A judge actor, its scores before pretraining, and what pretraining reported."""
     from actors.discriminator import DiscriminatorActor
 

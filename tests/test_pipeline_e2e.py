@@ -67,9 +67,8 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
 
     from transformers import AutoModelForSeq2SeqLM
 
-    student_dir = json.loads((out / "summary.json").read_text())
-    model = AutoModelForSeq2SeqLM.from_pretrained(Path(final_student(out)))
-    assert model.num_parameters() > 0 and student_dir
+    model = AutoModelForSeq2SeqLM.from_pretrained(final_student(out))
+    assert model.num_parameters() > 0
 
 
 def final_student(out: Path) -> str:
@@ -146,8 +145,7 @@ def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache
     time.sleep(3)  # into the second iteration
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = json.loads(marker.read_text()) if marker.read_text().startswith("{") else marker.read_text()
-    assert done  # at least one iteration was complete when it died
+    assert marker.read_text().strip()  # at least one iteration was complete when it died
 
     distill([*args, "--resume"])
     resumed, reference = final_history(broken), final_history(unbroken)

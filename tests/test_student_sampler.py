@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+import ray
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-from qcrd_ray.config import StudentConfig, TinyModelConfig  # noqa: E402
-
-ray = pytest.importorskip("ray")
+from qcrd_ray.config import StudentConfig, TinyModelConfig
 
 QUESTIONS = [("q1", "what is 3 + 4 ?"), ("q2", "what is 2 + 5 ?"), ("q3", "what is 6 + 1 ?")]
 TEXTS = [text for _, text in QUESTIONS] + ["explain: 3 plus 4 makes 7 so the answer is 7", "predict: 7"]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """A loopback Ray for this module (reuses one a session fixture already started)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 def save_tiny_student(path, architecture: str = "seq2seq", seed: int = 0) -> str:
@@ -45,7 +29,7 @@ def snapshot(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sampler(ray_local):
+def sampler(_ray_session):
     from actors.student_sampler import StudentSamplerActor
 
     actor = StudentSamplerActor.options(num_cpus=0.5).remote()

@@ -8,7 +8,6 @@ shared by the fast tests and the other fits are marked slow.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,6 @@ from actors.student_train import (
 )
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def make_items() -> list[TrainItem]:
@@ -176,15 +172,13 @@ def test_train_student_rejects_bad_input_before_starting(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    import ray
+def ray_session(_ray_session):
+    """The session's local Ray from tests/conftest.py (started again if another module shut it down)."""
+    from conftest import _init_ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    if started:
-        ray.shutdown()
+    if not _ray_session.is_initialized():
+        _init_ray()
+    return _ray_session
 
 
 @pytest.fixture(scope="module")
