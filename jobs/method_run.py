@@ -208,9 +208,9 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         with timer.phase("evaluate"):
             evaluation = _evaluate(cfg, inputs, Path(result["student_dir"]))
         judge_path = ray.get(judge.save.remote(str(method_dir / "judge" / f"iter_{t + 1:04d}")))
-        record = {"iteration": t, "accuracy": evaluation["accuracy"], "examples": evaluation["examples"],
-                  "alpha_disc": alpha_disc, "seconds": time.perf_counter() - started,
-                  **{k: v for k, v in result.items() if isinstance(v, (int, float))}}
+        record = {**{k: v for k, v in result.items() if isinstance(v, (int, float))}, "iteration": t,
+                  "accuracy": evaluation["accuracy"], "examples": evaluation["examples"], "alpha_disc": alpha_disc,
+                  "seconds": time.perf_counter() - started}
         history.append(record)
         metrics.log("iteration", method="qcrd", **{k: v for k, v in record.items() if k != "examples"})
         print(f"[qcrd] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
