@@ -26,24 +26,39 @@ def node_shapes() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
-def check_feasible(phase: str, bundles: list[Mapping[str, float]], shapes: list[dict[str, float]] | None = None,
-                   autoscaling: bool = False) -> None:
+def check_feasible(
+    phase: str,
+    bundles: list[Mapping[str, float]],
+    shapes: list[dict[str, float]] | None = None,
+    autoscaling: bool = False,
+) -> None:
     """Raise ``InfeasibleResources`` if some bundle fits no node shape (``autoscaling`` only warns)."""
     shapes = node_shapes() if shapes is None else shapes
     for bundle in bundles:
         if not any(_fits(bundle, shape) for shape in shapes):
-            offered = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(s.items()) if not k.startswith("node:"))
-                                for s in shapes) or "no nodes"
-            message = (f"{phase}: no node can hold the bundle {dict(bundle)}; nodes offer: {offered}. "
-                       f"Lower the request in the config or add a node type that offers it (cluster/).")
+            offered = (
+                "; ".join(
+                    ", ".join(f"{k}={v:g}" for k, v in sorted(s.items()) if not k.startswith("node:")) for s in shapes
+                )
+                or "no nodes"
+            )
+            message = (
+                f"{phase}: no node can hold the bundle {dict(bundle)}; nodes offer: {offered}. "
+                f"Lower the request in the config or add a node type that offers it (cluster/)."
+            )
             if autoscaling:
                 print(f"warning: {message} (waiting for the autoscaler)", flush=True)
                 return
             raise InfeasibleResources(message)
 
 
-def reserve(phase: str, bundles: list[dict[str, float]], strategy: str = "PACK", timeout_s: float = 600.0,
-            autoscaling: bool = False):
+def reserve(
+    phase: str,
+    bundles: list[dict[str, float]],
+    strategy: str = "PACK",
+    timeout_s: float = 600.0,
+    autoscaling: bool = False,
+):
     """A ready placement group for ``bundles`` after the feasibility check; raises if not ready in time."""
     import ray
     from ray.util.placement_group import placement_group

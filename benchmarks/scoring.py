@@ -25,8 +25,12 @@ def repeated_batch(batch: dict) -> dict:
     """The same pairs with every question repeated per rationale: the batched re-encode baseline."""
     mask = batch["rationale_mask"]
     q = mask.nonzero()[:, 0]
-    return {"input_ids": batch["input_ids"][q], "attention_mask": batch["attention_mask"][q],
-            "labels": batch["labels"][mask].unsqueeze(1), "rationale_mask": torch.ones(len(q), 1, dtype=torch.bool)}
+    return {
+        "input_ids": batch["input_ids"][q],
+        "attention_mask": batch["attention_mask"][q],
+        "labels": batch["labels"][mask].unsqueeze(1),
+        "rationale_mask": torch.ones(len(q), 1, dtype=torch.bool),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     examples = generate_split("train", 64, seed=0)
     texts = [ex.input for ex in examples] + [r.text for ex in examples for r in ex.rationales]
     # t5-small's shape (d_model 512, 6 layers, 8 heads, d_ff 2048), random init.
-    cfg = StudentConfig(architecture=args.architecture, tiny=TinyModelConfig(d_model=512, num_layers=6, num_heads=8,
-                                                                            d_ff=2048))
+    cfg = StudentConfig(
+        architecture=args.architecture, tiny=TinyModelConfig(d_model=512, num_layers=6, num_heads=8, d_ff=2048)
+    )
     tokenizer = build_tokenizer(cfg, texts)
     model = build_student(cfg, tokenizer, seed=0)
     rng = random.Random(0)
@@ -57,12 +62,16 @@ def main(argv: list[str] | None = None) -> None:
     reencode = timed(lambda: step(rationale_ce, flat))
     naive = timed(lambda: step(naive_rationale_ce, batch), repeats=1)
     pairs = args.questions * args.rationales
-    print(f"scoring ({args.architecture}, t5-small shape, {args.questions} questions x {args.rationales} rationales, "
-          f"forward+backward) on {machine()}")
+    print(
+        f"scoring ({args.architecture}, t5-small shape, {args.questions} questions x {args.rationales} rationales, "
+        f"forward+backward) on {machine()}"
+    )
     print(f"  naive per-pair loop     {naive:7.3f} s  ({pairs / naive:7.1f} pairs/s)  1.00x")
     print(f"  batched re-encode       {reencode:7.3f} s  ({pairs / reencode:7.1f} pairs/s)  {naive / reencode:.2f}x")
-    print(f"  encode once per question{once:7.3f} s  ({pairs / once:7.1f} pairs/s)  {naive / once:.2f}x "
-          f"(vs batched re-encode {reencode / once:.2f}x)")
+    print(
+        f"  encode once per question{once:7.3f} s  ({pairs / once:7.1f} pairs/s)  {naive / once:.2f}x "
+        f"(vs batched re-encode {reencode / once:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

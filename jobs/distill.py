@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qcrd_ray.config import Config, ConfigError, ClusterConfig, load_config
+from qcrd_ray.config import ClusterConfig, Config, ConfigError, load_config
 from qcrd_ray.data import DataError, load_examples
 from qcrd_ray.records import Example
 from qcrd_ray.tasks import Task, get_task
@@ -92,8 +92,11 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     init_ray(cfg.cluster)
     started = time.perf_counter()
-    print(f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
-          f"questions, methods {methods_of(cfg)}, seeds {seeds}, output {run_dir}", flush=True)
+    print(
+        f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
+        f"questions, methods {methods_of(cfg)}, seeds {seeds}, output {run_dir}",
+        flush=True,
+    )
 
     summaries = []
     for seed in seeds:

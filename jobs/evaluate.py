@@ -5,8 +5,15 @@ from __future__ import annotations
 from qcrd_ray.records import Example
 
 
-def evaluate_snapshot(snapshot_dir: str, examples: list[Example], task_name: str, max_new_tokens: int,
-                      batch_size: int, num_rationales: int = 3, rationale_tokens: int = 128) -> dict:
+def evaluate_snapshot(
+    snapshot_dir: str,
+    examples: list[Example],
+    task_name: str,
+    max_new_tokens: int,
+    batch_size: int,
+    num_rationales: int = 3,
+    rationale_tokens: int = 128,
+) -> dict:
     """Greedy-decode labels for ``examples`` and score them; also decode a few rationales for the report.
 
     Returns {"accuracy", "predictions", "examples": [{"input", "label", "prediction", "rationale"}]}.

@@ -48,8 +48,9 @@ def first_teacher_rationale(vote: Vote) -> tuple[str, ...]:
     return (samples[0].text,) if samples else ()
 
 
-def build_items(cfg: Config, method: str, train: list[Example], votes: list[Vote],
-                student_samples: dict[str, list[str]]) -> list[TrainItem]:
+def build_items(
+    cfg: Config, method: str, train: list[Example], votes: list[Vote], student_samples: dict[str, list[str]]
+) -> list[TrainItem]:
     """This iteration's training items: positives and negatives per question (scores filled in later)."""
     items = []
     cap = cfg.negatives.max_per_question
@@ -87,8 +88,9 @@ def score_items(judge, items: list[TrainItem]) -> list[TrainItem]:
     return scored
 
 
-def run_method(cfg: Config, method: str, seed: int, inputs, votes: list[Vote], seed_dir: Path, timer, metrics,
-               resume: bool = False) -> MethodResult:
+def run_method(
+    cfg: Config, method: str, seed: int, inputs, votes: list[Vote], seed_dir: Path, timer, metrics, resume: bool = False
+) -> MethodResult:
     """Train one method for cfg.run.iterations iterations and evaluate every iteration's student."""
     init_dir = initial_student(cfg, seed, inputs.train, votes, seed_dir)
     method_dir = seed_dir / method
@@ -104,8 +106,17 @@ def _evaluate(cfg: Config, inputs, snapshot: Path) -> dict:
     from jobs.evaluate import evaluate_snapshot
 
     task = ray.remote(num_cpus=1)(evaluate_snapshot)
-    return ray.get(task.remote(str(snapshot), inputs.eval, cfg.data.task, cfg.eval.max_new_tokens,
-                               cfg.eval.batch_size, cfg.eval.num_examples_in_report, cfg.negatives.max_new_tokens))
+    return ray.get(
+        task.remote(
+            str(snapshot),
+            inputs.eval,
+            cfg.data.task,
+            cfg.eval.max_new_tokens,
+            cfg.eval.batch_size,
+            cfg.eval.num_examples_in_report,
+            cfg.negatives.max_new_tokens,
+        )
+    )
 
 
 def _summary(history: list[dict], student_dir: Path) -> dict:
@@ -127,14 +138,27 @@ def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer,
     storage = method_dir / "ray_train"
     shutil.rmtree(storage, ignore_errors=True)  # a fresh fit: Ray Train would resume a same-named one
     with timer.phase("train"):
-        result = train_student(cfg, method, items, str(init_dir), str(out_dir), iteration=0,
-                               storage_path=str(storage.resolve()), seed=seed, iterations_in_fit=cfg.run.iterations)
+        result = train_student(
+            cfg,
+            method,
+            items,
+            str(init_dir),
+            str(out_dir),
+            iteration=0,
+            storage_path=str(storage.resolve()),
+            seed=seed,
+            iterations_in_fit=cfg.run.iterations,
+        )
     history = []
     for t, train_metrics in enumerate(result["iterations"]):
         with timer.phase("evaluate"):
             evaluation = _evaluate(cfg, inputs, Path(train_metrics["student_dir"]))
-        record = {"iteration": t, "accuracy": evaluation["accuracy"], "examples": evaluation["examples"],
-                  **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}}
+        record = {
+            "iteration": t,
+            "accuracy": evaluation["accuracy"],
+            "examples": evaluation["examples"],
+            **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
+        }
         metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k != "examples"})
         print(f"[{method}] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}", flush=True)
         history.append(record)
@@ -153,7 +177,8 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
     name = f"{cfg.run.name}/seed_{seed}"
     # Half a CPU each: on a 2-CPU laptop both services stay up while a Ray Train worker takes its CPU.
     judge = DiscriminatorActor.options(name=f"{name}/discriminator", num_cpus=0.5).remote(
-        cfg.discriminator, str(init_dir), seed)
+        cfg.discriminator, str(init_dir), seed
+    )
     sampler = StudentSamplerActor.options(name=f"{name}/student_sampler", num_cpus=0.5).remote()
     manifest = read_manifest(method_dir) if resume else None
     if manifest is not None:
@@ -168,8 +193,11 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         ring.push(0, str(init_dir))
         if cfg.run.use_discriminator and cfg.discriminator.pretrain_steps > 0:
             with timer.phase("judge_pretrain"):
-                groups = [(ex.input, [r.text for r in v.positives], [r.text for r in v.negatives])
-                          for ex, v in zip(inputs.train, votes, strict=True) if v.positives]
+                groups = [
+                    (ex.input, [r.text for r in v.positives], [r.text for r in v.negatives])
+                    for ex, v in zip(inputs.train, votes, strict=True)
+                    if v.positives
+                ]
                 info = ray.get(judge.pretrain.remote(groups))
             metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
     start = len(history)
@@ -180,10 +208,17 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         if cfg.run.student_negatives:
             snapshot = ring.get(snapshot_for(t, cfg.negatives.lag))
             with timer.phase("negatives"):
-                student_samples = ray.get(sampler.sample.remote(
-                    snapshot, [(ex.id, ex.input) for ex in inputs.train], cfg.negatives.samples_per_question,
-                    cfg.negatives.temperature, cfg.negatives.max_new_tokens, cfg.negatives.batch_size,
-                    seed * 100_003 + t))
+                student_samples = ray.get(
+                    sampler.sample.remote(
+                        snapshot,
+                        [(ex.id, ex.input) for ex in inputs.train],
+                        cfg.negatives.samples_per_question,
+                        cfg.negatives.temperature,
+                        cfg.negatives.max_new_tokens,
+                        cfg.negatives.batch_size,
+                        seed * 100_003 + t,
+                    )
+                )
         items = build_items(cfg, "qcrd", inputs.train, votes, student_samples)
         if cfg.run.use_discriminator:
             with timer.phase("judge_score"):
@@ -195,8 +230,17 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         storage = method_dir / "ray_train" / f"iter_{t + 1:04d}"
         shutil.rmtree(storage, ignore_errors=True)  # a resumed iteration starts its fit afresh
         with timer.phase("train"):
-            result = train_student(cfg, "qcrd", items, ring.latest()[1], str(out_dir), iteration=t,
-                                   storage_path=str(storage.resolve()), seed=seed, optimizer_state=optimizer_state)
+            result = train_student(
+                cfg,
+                "qcrd",
+                items,
+                ring.latest()[1],
+                str(out_dir),
+                iteration=t,
+                storage_path=str(storage.resolve()),
+                seed=seed,
+                optimizer_state=optimizer_state,
+            )
         optimizer_state = result["optimizer_state"]
         alpha_disc = alpha_disc_at(cfg.loss, t)
         if cfg.run.use_discriminator and (t + 1) % cfg.discriminator.update_interval == 0:
@@ -208,18 +252,38 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         with timer.phase("evaluate"):
             evaluation = _evaluate(cfg, inputs, Path(result["student_dir"]))
         judge_path = ray.get(judge.save.remote(str(method_dir / "judge" / f"iter_{t + 1:04d}")))
-        record = {**{k: v for k, v in result.items() if isinstance(v, (int, float))}, "iteration": t,
-                  "accuracy": evaluation["accuracy"], "examples": evaluation["examples"], "alpha_disc": alpha_disc,
-                  "seconds": time.perf_counter() - started}
+        record = {
+            **{k: v for k, v in result.items() if isinstance(v, (int, float))},
+            "iteration": t,
+            "accuracy": evaluation["accuracy"],
+            "examples": evaluation["examples"],
+            "alpha_disc": alpha_disc,
+            "seconds": time.perf_counter() - started,
+        }
         history.append(record)
         metrics.log("iteration", method="qcrd", **{k: v for k, v in record.items() if k != "examples"})
-        print(f"[qcrd] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
-              f"loss {record.get('loss', float('nan')):.3f}, {record['seconds']:.0f} s", flush=True)
-        write_manifest(method_dir, RunManifest(
-            run_name=cfg.run.name, config_hash=config_hash(cfg), completed_iteration=t, alpha_disc=alpha_disc,
-            snapshot_ring=ring.to_dict(), discriminator_version=ray.get(judge.state.remote())["version"],
-            discriminator_path=judge_path, data_cursor=t + 1, rng_state=capture_rng_state(),
-            teacher_cache_key=None, metrics_history=history, optimizer_state=optimizer_state))
+        print(
+            f"[qcrd] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
+            f"loss {record.get('loss', float('nan')):.3f}, {record['seconds']:.0f} s",
+            flush=True,
+        )
+        write_manifest(
+            method_dir,
+            RunManifest(
+                run_name=cfg.run.name,
+                config_hash=config_hash(cfg),
+                completed_iteration=t,
+                alpha_disc=alpha_disc,
+                snapshot_ring=ring.to_dict(),
+                discriminator_version=ray.get(judge.state.remote())["version"],
+                discriminator_path=judge_path,
+                data_cursor=t + 1,
+                rng_state=capture_rng_state(),
+                teacher_cache_key=None,
+                metrics_history=history,
+                optimizer_state=optimizer_state,
+            ),
+        )
     for actor in (judge, sampler):
         ray.kill(actor)
     return MethodResult(_summary(history, Path(ring.latest()[1])), judge_scores)

@@ -73,13 +73,20 @@ class DataConfig:
     toy_eval_size: int = 300
 
     def validate(self, p: str) -> None:
-        _check(0.0 <= self.validation_fraction < 1.0, f"{p}.validation_fraction", "a float in [0, 1)", self.validation_fraction)
+        _check(
+            0.0 <= self.validation_fraction < 1.0,
+            f"{p}.validation_fraction",
+            "a float in [0, 1)",
+            self.validation_fraction,
+        )
         for key in ("max_train_examples", "max_eval_examples"):
             v = getattr(self, key)
             _check(v is None or v >= 1, f"{p}.{key}", "null or an integer >= 1", v)
         _check(self.toy_train_size >= 1, f"{p}.toy_train_size", "an integer >= 1", self.toy_train_size)
         _check(self.toy_eval_size >= 1, f"{p}.toy_eval_size", "an integer >= 1", self.toy_eval_size)
-        _check(self.source != "toy" or self.task == "arith", f"{p}.task", "'arith' when data.source is 'toy'", self.task)
+        _check(
+            self.source != "toy" or self.task == "arith", f"{p}.task", "'arith' when data.source is 'toy'", self.task
+        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,12 @@ class TeacherConfig:
         for key in ("max_new_tokens", "batch_size", "num_actors", "max_concurrency", "tensor_parallel_size"):
             _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         _check(self.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", self.num_gpus)
-        _check(self.backend != "openai" or bool(self.endpoint), f"{p}.endpoint", "a URL when backend is 'openai'", self.endpoint)
+        _check(
+            self.backend != "openai" or bool(self.endpoint),
+            f"{p}.endpoint",
+            "a URL when backend is 'openai'",
+            self.endpoint,
+        )
 
 
 @dataclass(frozen=True)
@@ -166,7 +178,12 @@ class DiscriminatorConfig:
     serve_port: int = 8000
 
     def validate(self, p: str) -> None:
-        _check(0 <= self.pretrain_steps <= 500, f"{p}.pretrain_steps", "an integer in [0, 500] (METHOD.md: at most 500)", self.pretrain_steps)
+        _check(
+            0 <= self.pretrain_steps <= 500,
+            f"{p}.pretrain_steps",
+            "an integer in [0, 500] (METHOD.md: at most 500)",
+            self.pretrain_steps,
+        )
         _check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
         _check(0.0 <= self.mask_probability < 1.0, f"{p}.mask_probability", "a float in [0, 1)", self.mask_probability)
         for key in ("hidden_size", "update_interval", "batch_size", "score_batch_size", "max_length"):
@@ -223,8 +240,18 @@ class TrainConfig:
             _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         _check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)
         _check(self.max_failures >= -1, f"{p}.max_failures", "an integer >= -1", self.max_failures)
-        _check(self.use_gpu or self.precision != "fp16", f"{p}.precision", "fp32 or bf16 on CPU (DeepSpeed refuses fp16 there)", self.precision)
-        _check(self.batch_size % self.num_workers == 0, f"{p}.batch_size", f"a multiple of train.num_workers ({self.num_workers})", self.batch_size)
+        _check(
+            self.use_gpu or self.precision != "fp16",
+            f"{p}.precision",
+            "fp32 or bf16 on CPU (DeepSpeed refuses fp16 there)",
+            self.precision,
+        )
+        _check(
+            self.batch_size % self.num_workers == 0,
+            f"{p}.batch_size",
+            f"a multiple of train.num_workers ({self.num_workers})",
+            self.batch_size,
+        )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ def test_paper_presets_keep_the_papers_numbers():
 
 
 def test_dotted_overrides_parse_yaml_scalars():
-    cfg = load_config(None, ["train.lr=3e-4", "run.method=dss", "data.max_train_examples=10", "run.use_discriminator=false"])
+    cfg = load_config(
+        None, ["train.lr=3e-4", "run.method=dss", "data.max_train_examples=10", "run.use_discriminator=false"]
+    )
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.run.method == "dss"
     assert cfg.data.max_train_examples == 10

@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def distill(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
-    return subprocess.run([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_failed_early(proc: subprocess.CompletedProcess, message: str) -> None:
@@ -34,8 +35,16 @@ def test_malformed_data_names_file_and_line(tmp_path):
     data = tmp_path / "qs_train.jsonl"
     data.write_text('{"id": "a", "input": "1 + 1?", "label": "2"}\n{"id": "b", "input": 3}\n')
     (tmp_path / "qs_test.jsonl").write_text('{"id": "c", "input": "2 + 2?", "label": "4"}\n')
-    proc = distill("--set", "data.source=jsonl", "--set", "data.task=svamp", "--set",
-                   f"data.path={tmp_path}/qs_{{split}}.jsonl", "--set", "teacher.backend=dataset")
+    proc = distill(
+        "--set",
+        "data.source=jsonl",
+        "--set",
+        "data.task=svamp",
+        "--set",
+        f"data.path={tmp_path}/qs_{{split}}.jsonl",
+        "--set",
+        "teacher.backend=dataset",
+    )
     assert_failed_early(proc, f"{data}:2")
 
 

@@ -35,8 +35,14 @@ def overrides(out: Path, teacher_cache: str, *extra: str) -> list[str]:
 
 
 def distill(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env(), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.distill", *args],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
@@ -50,9 +56,20 @@ def final_history(out: Path, method: str = "qcrd", seed: int = 0) -> list[dict]:
 def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, teacher_cache):
     """The README's first command, shortened: QCRD vs DSS vs fine-tuning, report with plots, saved student."""
     out = tmp_path / "run"
-    proc = distill(overrides(out, teacher_cache, "data.toy_train_size=48", "data.toy_eval_size=24",
-                             "run.iterations=2", "train.steps_per_iteration=6", "train.batch_size=8",
-                             "teacher.num_samples=3", "discriminator.pretrain_steps=5", "discriminator.update_steps=2"))
+    proc = distill(
+        overrides(
+            out,
+            teacher_cache,
+            "data.toy_train_size=48",
+            "data.toy_eval_size=24",
+            "run.iterations=2",
+            "train.steps_per_iteration=6",
+            "train.batch_size=8",
+            "teacher.num_samples=3",
+            "discriminator.pretrain_steps=5",
+            "discriminator.update_steps=2",
+        )
+    )
     report = out / "report.md"
     assert f"report: {report}" in proc.stdout
     text = report.read_text()
@@ -86,16 +103,52 @@ def free_port() -> int:
 def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     port, dashboard = free_port(), free_port()
     ray = str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                    "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
-                    "--disable-usage-stats"], check=True, env=env(), capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard),
+            "--num-cpus",
+            "2",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env(),
+        capture_output=True,
+        timeout=120,
+    )
     try:
         out = tmp_path / "run"
         proc = subprocess.run(
-            [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--runtime-env",
-             "cluster/runtime_env.yaml", "--", "python", "-m", "jobs.distill", *TINY,
-             *overrides(out, teacher_cache)],
-            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+            [
+                ray,
+                "job",
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{dashboard}",
+                "--runtime-env",
+                "cluster/runtime_env.yaml",
+                "--",
+                "python",
+                "-m",
+                "jobs.distill",
+                *TINY,
+                *overrides(out, teacher_cache),
+            ],
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
         assert "succeeded" in proc.stdout
         assert (out / "report.md").is_file()
@@ -122,8 +175,14 @@ sys.exit(code)
 
 def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-c", TWO_NODE, *TINY, *overrides(out, teacher_cache)], cwd=ROOT,
-                          env=env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_NODE, *TINY, *overrides(out, teacher_cache)],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert len(final_history(out)) == 2
 
@@ -135,8 +194,14 @@ def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache
     broken = tmp_path / "broken"
     args = [*TINY, *overrides(broken, teacher_cache, "run.iterations=3")]
     # Its own session, so the kill takes the driver's local Ray (raylet, workers) down with it.
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.distill", *args],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     marker = broken / "seed_0" / "qcrd" / "latest"
     deadline = time.monotonic() + 900
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
