@@ -62,13 +62,19 @@ def init_ray(cluster: ClusterConfig) -> None:
         ray.init(address=address, namespace=cluster.namespace)
         return
     # A laptop run stays on loopback: Ray otherwise binds the host's interface address.
-    ray.init(
+    options = dict(
         num_cpus=cluster.num_cpus,
         namespace=cluster.namespace,
         _node_ip_address="127.0.0.1",
         dashboard_host="127.0.0.1",
         runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("HF_", "QCRD_"))}},
     )
+    try:
+        ray.init(**options)
+    except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception when a busy node starts too slowly
+        print(f"[qcrd] local Ray did not start ({err}); trying once more", flush=True)
+        ray.shutdown()
+        ray.init(**options)
 
 
 def methods_of(cfg: Config) -> list[str]:
