@@ -130,6 +130,10 @@ class VLLMBackend:
         outputs = [[c.text for c in sorted(r.outputs, key=lambda c: c.index)] for r in results]
         return _check_shape(outputs, len(prompts), cfg.num_samples, "vllm")
 
+    def close(self) -> None:
+        """Stop the engine and its engine-core process now, not whenever the garbage collector gets to it."""
+        self.llm.llm_engine.engine_core.shutdown()
+
 
 class OpenAIBackend:
     """An OpenAI-compatible endpoint: ``/v1/completions`` (or ``/v1/chat/completions`` when ``teacher.chat``),
