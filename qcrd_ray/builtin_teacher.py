@@ -4,7 +4,9 @@ A newcomer with no GPU and no hub still needs a teacher that is right often but 
 differ between samples, so that self-consistency has something to vote on. This module trains one: a small
 Llama-style causal LM (an architecture vLLM also serves) on the toy task's deliberately imperfect rationales
 (``toy.teacher_training_text``), with a byte-level BPE that splits numbers into digits. The result is a
-plain transformers directory (``save_pretrained``), cached so it is built once per machine.
+plain transformers directory (``save_pretrained``). The recipe's build is shipped with the package
+(``qcrd_ray/assets``, 2.7 MB; building it takes ~16 min on 2 cores); any other seed or a ``--force`` rebuild is
+trained here and cached, so it is built once per machine.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from qcrd_ray.records import Example
 from qcrd_ray.tokenizer import SPECIAL_TOKENS
 from qcrd_ray.toy import completion_text, generate_split, parse_answer, prompt_text, teacher_training_text
 
-VERSION = "v1"
+VERSION = "v2"
 # The teacher's training questions come from the "train" split family with their own seed, so they never
 # include a validation or test question (toy.py partitions questions by hash) and differ from the
 # distillation set drawn with the run's seed.
 DATA_SEED_OFFSET = 1000
 DONE_MARKER = "build_info.json"
+SHIPPED_ROOT = Path(__file__).parent / "assets"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class TeacherRecipe:
     num_layers: int = 3
     num_heads: int = 4
     intermediate_size: int = 384
-    steps: int = 500
+    steps: int = 1500  # 500 steps: 11% single-sample accuracy; 1000: 61%; 1500: 85% (SC over 5: 93%)
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 40
@@ -66,11 +69,12 @@ def teacher_dir_name(name: str = "arith", seed: int = 0) -> str:
 def ensure_builtin_teacher(
     name: str = "arith", cache_dir: str | Path | None = None, seed: int = 0, force: bool = False
 ) -> Path:
-    """The directory of the built-in teacher (a transformers causal LM + tokenizer), built on first use.
+    """The directory of the built-in teacher (a transformers causal LM + tokenizer).
 
-    Cached as ``<cache_dir or $QCRD_CACHE or ~/.cache/qcrd-ray>/teacher-arith-v1``. The build writes into a
-    temporary directory and renames it into place at the end, under a file lock, so a killed build never
-    leaves a half teacher that looks whole and two processes never build over each other.
+    The shipped build when it matches the recipe and seed (and no ``cache_dir`` or ``force`` asks otherwise);
+    else built on first use and cached as ``<cache_dir or $QCRD_CACHE or ~/.cache/qcrd-ray>/teacher-arith-v2``.
+    The build writes into a temporary directory and renames it into place at the end, under a file lock, so a
+    killed build never leaves a half teacher that looks whole and two processes never build over each other.
     """
     if name not in RECIPES:
         raise ValueError(f"builtin_teacher.py: unknown built-in teacher {name!r} (known: {', '.join(RECIPES)})")
@@ -78,6 +82,9 @@ def ensure_builtin_teacher(
     root.mkdir(parents=True, exist_ok=True)
     target = root / teacher_dir_name(name, seed)
     recipe = RECIPES[name]
+    shipped = SHIPPED_ROOT / teacher_dir_name(name, seed)
+    if cache_dir is None and not force and _is_built(shipped, recipe, seed):
+        return shipped
     if not force and _is_built(target, recipe, seed):
         return target
     with _file_lock(root / f".{target.name}.lock"):

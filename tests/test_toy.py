@@ -149,21 +149,15 @@ def test_a_minimal_teacher_trains_saves_reloads_and_is_evaluated(tmp_path):
     assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["sc_accuracy"] <= 1.0
 
 
-@pytest.mark.slow
-def test_builtin_teacher_builds_reloads_and_writes_parseable_answers(tmp_path):
-    """The full build (about 3 minutes on 2 idle cores) into a fresh cache, then reuse without rebuilding."""
+def test_shipped_teacher_matches_its_recipe_and_writes_parseable_answers():
+    """The shipped build is what ``ensure_builtin_teacher`` returns (no build), and it answers the task."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from qcrd_ray.builtin_teacher import ensure_builtin_teacher
+    from qcrd_ray.builtin_teacher import SHIPPED_ROOT, ensure_builtin_teacher
 
-    path = ensure_builtin_teacher("arith", cache_dir=tmp_path, seed=0)
-    assert path == tmp_path / "teacher-arith-v1" and (path / DONE_MARKER).is_file()
-    assert not [p for p in tmp_path.iterdir() if ".building-" in p.name]  # the temp dir was renamed, not left
-    built_at = (path / DONE_MARKER).stat().st_mtime_ns
-    assert ensure_builtin_teacher("arith", cache_dir=tmp_path, seed=0) == path
-    assert (path / DONE_MARKER).stat().st_mtime_ns == built_at
-
+    path = ensure_builtin_teacher("arith")
+    assert path.parent == SHIPPED_ROOT and (path / DONE_MARKER).is_file()
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path).eval()
@@ -172,5 +166,23 @@ def test_builtin_teacher_builds_reloads_and_writes_parseable_answers(tmp_path):
     with torch.no_grad():
         out = model.generate(**enc, do_sample=False, max_new_tokens=96, pad_token_id=tok.pad_token_id)
     completions = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert all(parse_answer(c) is not None for c in completions), completions
-    assert sum(parse_answer(c) == ex.label for c, ex in zip(completions, test, strict=True)) >= 2
+    answers = [parse_answer(c) for c in completions]
+    assert all(a is not None for a in answers), completions
+    assert sum(a == ex.label for a, ex in zip(answers, test, strict=True)) >= 5, completions  # greedy: mostly right
+
+
+def test_ensure_builds_into_the_cache_once_and_reuses_it(tmp_path, monkeypatch):
+    """Another recipe (here a toy-sized one) is built into the cache, renamed into place, then reused."""
+    from qcrd_ray import builtin_teacher
+
+    small = TeacherRecipe(num_questions=64, vocab_size=300, hidden_size=32, num_layers=1, num_heads=2,
+                          intermediate_size=64, steps=2, batch_size=8, warmup_steps=1)  # fmt: skip
+    monkeypatch.setitem(builtin_teacher.RECIPES, "arith", small)
+    monkeypatch.setenv("QCRD_CACHE", str(tmp_path / "default"))  # the shipped build is of another recipe
+    assert builtin_teacher.ensure_builtin_teacher("arith").parent == tmp_path / "default"
+    path = builtin_teacher.ensure_builtin_teacher("arith", cache_dir=tmp_path, seed=0)
+    assert path == tmp_path / builtin_teacher.teacher_dir_name("arith") and (path / DONE_MARKER).is_file()
+    assert not [p for p in tmp_path.iterdir() if ".building-" in p.name]  # the temp dir was renamed, not left
+    built_at = (path / DONE_MARKER).stat().st_mtime_ns
+    assert builtin_teacher.ensure_builtin_teacher("arith", cache_dir=tmp_path, seed=0) == path
+    assert (path / DONE_MARKER).stat().st_mtime_ns == built_at
