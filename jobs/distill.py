@@ -51,6 +51,17 @@ def load_inputs(cfg: Config) -> Inputs:
     return Inputs(task=task, train=train, eval=evaluation)
 
 
+def local_env_vars() -> dict[str, str]:
+    """What a local run's Ray workers inherit: the HF_/QCRD_ settings, and every core for torch.
+
+    Ray caps a worker's OMP_NUM_THREADS at its CPU request (1 for a train worker); on a laptop the phases run
+    one after another, so whichever is running may use every core. A value the user exported wins.
+    """
+    env = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "QCRD_"))}
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    return env
+
+
 def init_ray(cluster: ClusterConfig) -> None:
     """Join the cluster named by config or RAY_ADDRESS, else start a local Ray bound to loopback."""
     import ray
@@ -67,7 +78,7 @@ def init_ray(cluster: ClusterConfig) -> None:
         namespace=cluster.namespace,
         _node_ip_address="127.0.0.1",
         dashboard_host="127.0.0.1",
-        runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("HF_", "QCRD_"))}},
+        runtime_env={"env_vars": local_env_vars()},
     )
     try:
         ray.init(**options)

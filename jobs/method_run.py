@@ -137,7 +137,7 @@ def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer,
     out_dir = method_dir / "students"
     storage = method_dir / "ray_train"
     shutil.rmtree(storage, ignore_errors=True)  # a fresh fit: Ray Train would resume a same-named one
-    with timer.phase("train"):
+    with timer.phase("train", method=method, iterations=cfg.run.iterations):
         result = train_student(
             cfg,
             method,
@@ -151,7 +151,7 @@ def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer,
         )
     history = []
     for t, train_metrics in enumerate(result["iterations"]):
-        with timer.phase("evaluate"):
+        with timer.phase("evaluate", method=method, iteration=t):
             evaluation = _evaluate(cfg, inputs, Path(train_metrics["student_dir"]))
         record = {
             "iteration": t,
@@ -192,7 +192,7 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         ring, history, optimizer_state = SnapshotRing.for_lag(cfg.negatives.lag), [], None
         ring.push(0, str(init_dir))
         if cfg.run.use_discriminator and cfg.discriminator.pretrain_steps > 0:
-            with timer.phase("judge_pretrain"):
+            with timer.phase("judge_pretrain", method="qcrd"):
                 groups = [
                     (ex.input, [r.text for r in v.positives], [r.text for r in v.negatives])
                     for ex, v in zip(inputs.train, votes, strict=True)
@@ -207,7 +207,7 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         student_samples: dict[str, list[str]] = {}
         if cfg.run.student_negatives:
             snapshot = ring.get(snapshot_for(t, cfg.negatives.lag))
-            with timer.phase("negatives"):
+            with timer.phase("negatives", method="qcrd", iteration=t):
                 student_samples = ray.get(
                     sampler.sample.remote(
                         snapshot,
@@ -221,7 +221,7 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
                 )
         items = build_items(cfg, "qcrd", inputs.train, votes, student_samples)
         if cfg.run.use_discriminator:
-            with timer.phase("judge_score"):
+            with timer.phase("judge_score", method="qcrd", iteration=t):
                 items = score_items(judge, items)
             judge_scores = _score_sets(items, student_samples)
             for kind, scores in judge_scores.items():
@@ -229,7 +229,7 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         out_dir = method_dir / "snapshots" / f"iter_{t + 1:04d}"
         storage = method_dir / "ray_train" / f"iter_{t + 1:04d}"
         shutil.rmtree(storage, ignore_errors=True)  # a resumed iteration starts its fit afresh
-        with timer.phase("train"):
+        with timer.phase("train", method="qcrd", iteration=t):
             result = train_student(
                 cfg,
                 "qcrd",
@@ -244,12 +244,12 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
         optimizer_state = result["optimizer_state"]
         alpha_disc = alpha_disc_at(cfg.loss, t)
         if cfg.run.use_discriminator and (t + 1) % cfg.discriminator.update_interval == 0:
-            with timer.phase("judge_update"):
+            with timer.phase("judge_update", method="qcrd", iteration=t):
                 ray.get(judge.update.remote(judge_groups(items), alpha_disc))
         for _, evicted in ring.push(t + 1, str(result["student_dir"])):
             if Path(evicted).is_relative_to(method_dir):  # snapshot 0 is shared with the other methods
                 shutil.rmtree(evicted, ignore_errors=True)
-        with timer.phase("evaluate"):
+        with timer.phase("evaluate", method="qcrd", iteration=t):
             evaluation = _evaluate(cfg, inputs, Path(result["student_dir"]))
         judge_path = ray.get(judge.save.remote(str(method_dir / "judge" / f"iter_{t + 1:04d}")))
         record = {

@@ -21,8 +21,9 @@ from qcrd_ray.records import Example, Rationale, Vote
 from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha
 
 # How often one batch may meet a dead actor before the phase gives up (a teacher that dies on every try
-# is broken, not unlucky).
+# is broken, not unlucky), and how long it waits for a restarting one (a restart reloads the model).
 MAX_BATCH_ATTEMPTS = 4
+RESTART_WAIT_S = 900.0
 
 
 class TeacherPhaseError(RuntimeError):
@@ -160,29 +161,50 @@ def _sample_and_vote(cfg: Config, examples: list[Example], task, voter, progress
 
 
 def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress) -> None:
-    """Fan ``todo`` (batches of examples) out over the pool; cache and vote each batch as it completes."""
+    """Fan ``todo`` (batches of examples) out over the pool; cache and vote each batch as it completes.
+
+    A batch whose actor died is sent again: at once to the next actor of the pool, and while that actor is
+    still restarting (``ActorUnavailableError``) again after a growing pause, which is not counted as a
+    failed attempt. Only completed batches are written, so a batch is never lost nor cached twice.
+    """
     import ray
-    from ray.exceptions import RayActorError
+    from ray.exceptions import ActorUnavailableError, RayActorError
 
     from actors.teacher import fan_out
 
+    def submit(index: int, state: _BatchState) -> None:
+        actor = pool[(index + state.deaths) % len(pool)]  # after a death: the next actor (itself if alone)
+        pending[actor.sample.remote([prompts[ex.id] for ex in todo[index]])] = (index, state)
+
     refs = fan_out(pool, [[prompts[ex.id] for ex in batch] for batch in todo])
-    pending = {ref: (index, 1) for index, ref in enumerate(refs)}  # ref -> (batch index, attempt)
-    while pending:
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        index, attempt = pending.pop(ref)
+    pending = {ref: (index, _BatchState()) for index, ref in enumerate(refs)}
+    retries: list[tuple[float, int, _BatchState]] = []  # (due time, batch index, state)
+    while pending or retries:
+        now = time.monotonic()
+        for due in [r for r in retries if r[0] <= now]:
+            retries.remove(due)
+            submit(due[1], due[2])
+        if not pending:
+            time.sleep(max(0.0, min(r[0] for r in retries) - time.monotonic()))
+            continue
+        timeout = max(0.0, min(r[0] for r in retries) - now) if retries else None
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+        if not ready:
+            continue
+        index, state = pending.pop(ready[0])
         batch = todo[index]
         try:
-            completions = ray.get(ref)
+            completions = ray.get(ready[0])
+        except ActorUnavailableError as err:
+            delay = state.unavailable(err, index)
+            if state.waits == 1:
+                progress(f"teacher: batch {index} waits for its restarting actor; resubmitting it when it is back")
+            retries.append((time.monotonic() + delay, index, state))
+            continue
         except RayActorError as err:
-            if attempt >= MAX_BATCH_ATTEMPTS:
-                raise TeacherPhaseError(
-                    f"teacher phase: batch {index} ({len(batch)} questions) failed {attempt} times; last: {err}"
-                ) from err
-            # The dead actor is restarting: try the next actor (itself again when the pool has one).
-            actor = pool[(index + attempt) % len(pool)]
+            state.died(err, index)
             progress(f"teacher: an actor died on batch {index} ({type(err).__name__}); resubmitting it")
-            pending[actor.sample.remote([prompts[ex.id] for ex in batch])] = (index, attempt + 1)
+            submit(index, state)
             continue
         # Cache first: once the voter has it the batch must be on disk, so a crash never samples it again.
         cache.append((ex.id, prompts[ex.id], c) for ex, c in zip(batch, completions, strict=True))
@@ -190,3 +212,30 @@ def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, p
         vote_refs[voter.add.remote(samples)] = len(batch)
         done, _ = ray.wait(list(vote_refs), num_returns=len(vote_refs), timeout=0)
         meter.add(len(batch), sampled=True, voted=sum(vote_refs[r] for r in done))
+
+
+@dataclass
+class _BatchState:
+    """How often a batch met a dead actor, and how long it has waited for restarting ones."""
+
+    deaths: int = 0
+    waits: int = 0
+    waiting_since: float | None = None
+
+    def died(self, err: Exception, index: int) -> None:
+        self.deaths += 1
+        if self.deaths >= MAX_BATCH_ATTEMPTS:
+            raise TeacherPhaseError(
+                f"teacher phase: batch {index} met a dead teacher actor {self.deaths} times; last: {err}"
+            ) from err
+
+    def unavailable(self, err: Exception, index: int) -> float:
+        """Seconds to wait before asking the restarting actor again (0.5 s doubling to 10 s)."""
+        now = time.monotonic()
+        self.waiting_since = self.waiting_since or now
+        if now - self.waiting_since > RESTART_WAIT_S:
+            raise TeacherPhaseError(
+                f"teacher phase: batch {index}: no teacher actor came back within {RESTART_WAIT_S:.0f} s; last: {err}"
+            ) from err
+        self.waits += 1
+        return min(10.0, 0.5 * 2 ** (self.waits - 1))

@@ -1,0 +1,111 @@
+"""Student training throughput: Ray Train + DeepSpeed (one worker) vs a plain single-process loop.
+
+    python -m benchmarks.train [--steps 40] [--d-model 256]
+
+Both train the same student from the same initial weights on the same QCRD items (4 positives and 4
+negatives per question, the full contrastive loss) for the same number of steps. The plain loop is what a
+notebook would write: ``student_loss`` -> ``backward`` -> ``torch.optim.AdamW`` with clipping. Throughput is
+the loop's own steady time (questions/s), so the ratio is what the worker pays per step for DeepSpeed and
+Ray Train; the fit's fixed cost (starting the worker, the checkpoints) is printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks.common import machine
+from qcrd_ray.config import Config, StudentConfig, TinyModelConfig, TrainConfig
+from qcrd_ray.records import TrainItem
+from qcrd_ray.toy import generate_split
+
+
+def qcrd_items(n: int, per_side: int, seed: int = 0) -> list[TrainItem]:
+    """QCRD items from the toy task: gold rationales of other questions stand in for positives and negatives
+    (throughput depends on lengths, not on which rationale is which)."""
+    rng = random.Random(seed)
+    pool = generate_split("train", 4 * n, seed=seed)
+    texts = [ex.rationales[0].text for ex in pool]
+    items = []
+    for ex in pool[:n]:
+        positives = (ex.rationales[0].text, *rng.sample(texts, per_side - 1))
+        negatives = tuple(rng.sample(texts, per_side))
+        ones = (1.0,) * per_side
+        items.append(TrainItem(ex.id, ex.input, ex.label, positives, ones, negatives, ones))
+    return items
+
+
+def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) -> float:
+    """Questions/s of a single-process torch loop with the same loss, batches and optimizer settings."""
+    import torch
+
+    from actors.student_train import GRADIENT_CLIPPING, batch_indices, iteration_seed, student_loss
+    from qcrd_ray.models import load_student
+
+    model, tokenizer = load_student(init_dir)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    order = torch.Generator().manual_seed(iteration_seed(seed, 0, 0, "batches"))
+    steps = batch_indices(len(items), cfg.train.batch_size, cfg.train.steps_per_iteration, order)
+    started = time.perf_counter()
+    for indices in steps:
+        loss, _ = student_loss(model, tokenizer, [items[i] for i in indices], "qcrd", cfg)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIPPING)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return len(steps) * cfg.train.batch_size / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--d-model", type=int, default=256)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import ray
+
+    from actors.student_train import train_student
+    from jobs.distill import init_ray
+    from qcrd_ray.models import build_student, build_tokenizer, save_student
+
+    tiny = TinyModelConfig(d_model=args.d_model, num_layers=4, num_heads=4, d_ff=4 * args.d_model)
+    cfg = Config()
+    cfg = replace(
+        cfg,
+        student=StudentConfig(tiny=tiny),
+        train=TrainConfig(batch_size=args.batch_size, steps_per_iteration=args.steps, lr=1e-4),
+    )
+    items = qcrd_items(256, per_side=4)
+    texts = [it.input for it in items] + [t for it in items for t in (*it.positives, *it.negatives)]
+    with tempfile.TemporaryDirectory() as root:
+        init_dir = Path(root) / "init"
+        tokenizer = build_tokenizer(cfg.student, texts)
+        save_student(build_student(cfg.student, tokenizer, seed=0), tokenizer, init_dir)
+        plain_loop(replace(cfg, train=replace(cfg.train, steps_per_iteration=3)), items, str(init_dir), 0)  # warm-up
+        plain = plain_loop(cfg, items, str(init_dir), seed=0)
+        init_ray(cfg.cluster)  # as the driver does: local workers get every core, as the plain loop has
+        result = train_student(cfg, "qcrd", items, str(init_dir), f"{root}/out", 0, f"{root}/ray_train", seed=0)
+        ray.shutdown()
+    ray_train = result["samples_per_s"]
+    print(
+        f"student training (tiny T5 d_model {args.d_model}, 4 layers, batch {args.batch_size} questions x 8 "
+        f"rationales, {args.steps} steps, QCRD loss) on {machine()}"
+    )
+    print(f"  plain torch loop              {plain:7.1f} questions/s  1.00x")
+    print(f"  Ray Train + DeepSpeed worker  {ray_train:7.1f} questions/s  {ray_train / plain:.2f}x")
+    print(
+        f"  whole fit {result['fit_seconds']:.1f} s, of which the loop {result['seconds']:.1f} s "
+        f"(worker start, DeepSpeed init, checkpoints: {result['fit_seconds'] - result['seconds']:.1f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
