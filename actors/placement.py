@@ -58,13 +58,16 @@ def reserve(
     strategy: str = "PACK",
     timeout_s: float = 600.0,
     autoscaling: bool = False,
+    name: str = "",
 ):
-    """A ready placement group for ``bundles`` after the feasibility check; raises if not ready in time."""
+    """A ready placement group for ``bundles`` after the feasibility check; raises if not ready in time.
+
+    ``name`` shows in the dashboard's placement-group view (and lets the owner find it again)."""
     import ray
     from ray.util.placement_group import placement_group
 
     check_feasible(phase, bundles, autoscaling=autoscaling)
-    group = placement_group(bundles, strategy=strategy)
+    group = placement_group(bundles, strategy=strategy, name=name)
     ready, _ = ray.wait([group.ready()], timeout=timeout_s)
     if not ready:
         ray.util.remove_placement_group(group)

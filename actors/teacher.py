@@ -14,6 +14,7 @@ Ray restarts when they die; the teacher phase (``jobs/teacher_phase.py``) fans b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -293,13 +294,26 @@ def actor_resources(cfg: TeacherConfig) -> dict[str, float]:
     return bundle
 
 
-def create_teacher_pool(cfg: TeacherConfig, run_name: str) -> list:
+def pool_group_name(run_name: str) -> str:
+    return f"{run_name}/teachers"
+
+
+def create_teacher_pool(
+    cfg: TeacherConfig, run_name: str, *, placement_timeout_s: float = 600.0, autoscaling: bool = False
+) -> list:
     """Start ``cfg.num_actors`` teacher actors named ``{run_name}/teacher_{i}`` (in the caller's namespace).
 
-    Each asks for one CPU, ``cfg.num_gpus`` GPUs and one unit of ``cfg.resource`` when set. Ray restarts a
-    dead actor up to ``MAX_RESTARTS`` times; its lost call is not retried by Ray but resubmitted by the phase,
-    which knows which batch it was. Models load in the background: the first call waits for them.
+    The pool first reserves a placement group ``{run_name}/teachers``, one bundle per actor (one CPU,
+    ``cfg.num_gpus`` GPUs, one unit of ``cfg.resource`` when set), after checking that some node can ever
+    hold a bundle; each actor runs in its bundle, and so do the processes it starts (vLLM's tensor-parallel
+    workers share the actor's GPUs). Ray restarts a dead actor in its bundle up to ``MAX_RESTARTS`` times;
+    its lost call is not retried by Ray but resubmitted by the phase, which knows which batch it was. Models
+    load in the background: the first call waits for them.
     """
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from actors.placement import reserve
+
     if cfg.backend not in BACKENDS:
         raise ValueError(
             f"teacher.backend: {cfg.backend!r} has no sampler actor (expected one of {', '.join(BACKENDS)})"
@@ -310,10 +324,19 @@ def create_teacher_pool(cfg: TeacherConfig, run_name: str) -> list:
             f"teacher.num_gpus: expected >= teacher.tensor_parallel_size ({cfg.tensor_parallel_size}), got {cfg.num_gpus}"
         )
     bundle = actor_resources(cfg)
+    group = reserve("teacher", [bundle] * cfg.num_actors, timeout_s=placement_timeout_s, autoscaling=autoscaling,
+                    name=pool_group_name(run_name))  # fmt: skip
     options = {"num_cpus": 1, "num_gpus": cfg.num_gpus, "max_restarts": MAX_RESTARTS, "max_task_retries": 0}
     if cfg.resource:
         options["resources"] = {cfg.resource: bundle[cfg.resource]}
-    return [TeacherActor.options(name=f"{run_name}/teacher_{i}", **options).remote(cfg) for i in range(cfg.num_actors)]
+    return [
+        TeacherActor.options(
+            name=f"{run_name}/teacher_{i}",
+            scheduling_strategy=PlacementGroupSchedulingStrategy(group, i, placement_group_capture_child_tasks=True),
+            **options,
+        ).remote(cfg)
+        for i in range(cfg.num_actors)
+    ]
 
 
 def fan_out(pool: Sequence, batches: Sequence[Sequence[str]], first: int = 0) -> list:
@@ -324,9 +347,14 @@ def fan_out(pool: Sequence, batches: Sequence[Sequence[str]], first: int = 0) ->
 
 
 def kill_pool(pool: Sequence, run_name: str) -> None:
-    """End the pool's actors for good (frees their GPUs for the student) and wait until their names are free."""
+    """End the pool's actors for good, then its placement group (frees the GPUs for the student); waits until
+    the actors' names are free."""
+    from ray.util import get_placement_group, remove_placement_group
+
     for i, actor in enumerate(pool):
         end_actor(actor, f"{run_name}/teacher_{i}")
+    with contextlib.suppress(ValueError):  # no such group: the pool never got its reservation
+        remove_placement_group(get_placement_group(pool_group_name(run_name)))
 
 
 def end_actor(actor, name: str, timeout_s: float = 60.0) -> None:

@@ -59,6 +59,8 @@ def local_env_vars() -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "QCRD_"))}
     env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    # Workers that ask for their node's address (Ray Train's process group) then get 127.0.0.1 too.
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return env
 
 
@@ -73,6 +75,7 @@ def init_ray(cluster: ClusterConfig) -> None:
         ray.init(address=address, namespace=cluster.namespace)
         return
     # A laptop run stays on loopback: Ray otherwise binds the host's interface address.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     options = dict(
         num_cpus=cluster.num_cpus,
         namespace=cluster.namespace,
@@ -104,7 +107,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
     from qcrd_ray.report import write_report
 
-    run_dir = Path(cfg.run.output_dir)
+    run_dir = Path(cfg.run.output_dir).resolve()  # actors and Ray Train workers run in other directories
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     init_ray(cfg.cluster)

@@ -1,6 +1,7 @@
 """The teacher phase: K samples per training question, cached on disk, voted as they stream in.
 
-Flow (METHOD.md section 2): look up the sample cache; send the cached questions straight to the voter;
+Flow (METHOD.md section 2): look up the sample cache (a rerun with every question cached votes right there,
+in the driver, and is done); send the cached questions straight to the voter;
 start the teacher pool and fan the uncached questions out in batches; as each batch completes, append it
 to the cache and send it to the voter at once. A teacher actor that dies mid-batch is restarted by Ray and
 the phase resubmits exactly that batch, so no sample is lost and none is written twice. With
@@ -88,6 +89,11 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TeacherPhaseError(f"teacher phase: example id {dup!r} appears more than once")
+    if cfg.teacher.backend != "dataset":
+        rerun = _vote_a_cached_rerun(cfg, examples, task, progress)
+        if rerun is not None:
+            rerun.stats["teacher_seconds"] = rerun.seconds = time.perf_counter() - started
+            return rerun
     voter = create_voter(cfg.voting, task, cfg.run.name)
     try:
         if cfg.teacher.backend == "dataset":
@@ -112,6 +118,24 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
     return TeacherPhaseResult(votes, stats, num_sampled, num_cached, seconds, cache_path)
 
 
+def _vote_a_cached_rerun(cfg: Config, examples: list[Example], task, progress) -> TeacherPhaseResult | None:
+    """When every question is cached there is nothing to stream: vote here with the voter's own code instead
+    of starting its actor (a rerun then costs a file read). None when something is left to sample."""
+    from actors.voter import Voter
+
+    prompts = {ex.id: task.prompt(ex.input) for ex in examples}
+    cache = SampleCache(cfg.teacher.cache_dir, CacheKey.for_teacher(cfg.teacher, prompt_template_sha(task.prompt)))
+    cached = cache.lookup(prompts)
+    if len(cached) < len(examples):
+        return None
+    voter = Voter(cfg.voting, task)
+    votes = voter.add([(ex, parse_samples(task, ex, cached[ex.id])) for ex in examples])
+    stats = voter.stats()
+    stats.update(num_sampled=0, num_cached=len(examples), samples_per_second=0.0)
+    progress(f"teacher: all {len(examples)} questions cached in {cache.path}, nothing to sample")
+    return TeacherPhaseResult(votes, stats, 0, len(examples), 0.0, str(cache.path))
+
+
 def _vote_dataset_rationales(cfg: Config, examples: list[Example], voter) -> dict:
     """``backend: dataset``: the examples' own teacher rationales (1 per question in DSS, K in a JSONL)."""
     refs = {}
@@ -127,8 +151,7 @@ def _sample_and_vote(cfg: Config, examples: list[Example], task, voter, progress
     """
     import ray
 
-    from actors.placement import check_feasible
-    from actors.teacher import actor_resources, create_teacher_pool, kill_pool
+    from actors.teacher import create_teacher_pool, kill_pool
 
     tcfg = cfg.teacher
     prompts = {ex.id: task.prompt(ex.input) for ex in examples}
@@ -139,21 +162,19 @@ def _sample_and_vote(cfg: Config, examples: list[Example], task, voter, progress
     for batch in _chunks([ex for ex in examples if ex.id in cached], tcfg.batch_size):
         vote_refs[voter.add.remote([(ex, parse_samples(task, ex, cached[ex.id])) for ex in batch])] = len(batch)
         meter.add(len(batch), sampled=False, voted=0)
-    todo = _chunks([ex for ex in examples if ex.id not in cached], tcfg.batch_size)
-    if todo:
-        progress(
-            f"teacher: {len(cached)} questions cached in {cache.path}, sampling {len(examples) - len(cached)} "
-            f"with {tcfg.num_actors} {tcfg.backend} actor(s), K={tcfg.num_samples}"
-        )
-        check_feasible("teacher", [actor_resources(tcfg)] * tcfg.num_actors, autoscaling=cfg.cluster.autoscaling)
-        pool = create_teacher_pool(tcfg, cfg.run.name)
-        try:
-            _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress)
-        finally:
-            kill_pool(pool, cfg.run.name)
-            cache.close()
-    else:
-        progress(f"teacher: all {len(examples)} questions cached in {cache.path}, nothing to sample")
+    todo = _chunks([ex for ex in examples if ex.id not in cached], tcfg.batch_size)  # never empty here
+    progress(
+        f"teacher: {len(cached)} questions cached in {cache.path}, sampling {len(examples) - len(cached)} "
+        f"with {tcfg.num_actors} {tcfg.backend} actor(s), K={tcfg.num_samples}"
+    )
+    pool = create_teacher_pool(
+        tcfg, cfg.run.name, placement_timeout_s=cfg.cluster.placement_timeout_s, autoscaling=cfg.cluster.autoscaling
+    )
+    try:
+        _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress)
+    finally:
+        kill_pool(pool, cfg.run.name)
+        cache.close()
     voted = sum(len(b) for b in ray.get(list(vote_refs)))
     if voted != len(examples):
         raise TeacherPhaseError(f"teacher phase: {voted} votes for {len(examples)} questions")

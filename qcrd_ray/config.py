@@ -45,7 +45,7 @@ class RunConfig:
     method: Literal["qcrd", "dss", "finetune"] = "qcrd"
     # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
     compare_baselines: bool = True
-    iterations: int = 4
+    iterations: int = 2
     # Ablations of the full method (METHOD.md section 7's component ablation).
     self_consistency: bool = True
     student_negatives: bool = True
@@ -69,8 +69,8 @@ class DataConfig:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     # Sizes of the generated toy task (source: toy).
-    toy_train_size: int = 2000
-    toy_eval_size: int = 300
+    toy_train_size: int = 500
+    toy_eval_size: int = 200
 
     def validate(self, p: str) -> None:
         _check(
@@ -143,13 +143,13 @@ class VotingConfig:
 
 @dataclass(frozen=True)
 class NegativesConfig:
-    lag: int = 2  # j: negatives come from the student snapshot of iteration t - j
+    lag: int = 1  # j: negatives come from the student snapshot of iteration t - j
     temperature: float = 1.5
     samples_per_question: int = 1
     include_teacher_minority: bool = True
     max_per_question: int = 4
     batch_size: int = 32
-    max_new_tokens: int = 128
+    max_new_tokens: int = 96
 
     def validate(self, p: str) -> None:
         _check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)
@@ -164,7 +164,7 @@ class DiscriminatorConfig:
     encoder: str | None = None
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     hidden_size: int = 128
-    pretrain_steps: int = 200
+    pretrain_steps: int = 60
     update_interval: int = 1  # online update every this many iterations
     update_steps: int = 20
     lr: float = 1e-4
@@ -224,8 +224,8 @@ class LossConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     lr: float = 1e-3
-    batch_size: int = 32  # global batch (questions) per optimizer step
-    steps_per_iteration: int = 100
+    batch_size: int = 16  # global batch (questions) per optimizer step
+    steps_per_iteration: int = 50
     weight_decay: float = 0.0
     num_workers: int = 1
     use_gpu: bool = False

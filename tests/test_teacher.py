@@ -258,6 +258,8 @@ def test_pool_actors_are_named_and_fan_out_batches(ray_local, tiny_causal_lm, tm
     pool = create_teacher_pool(cfg, "pool")
     try:
         assert [ray_local.get_actor(f"pool/teacher_{i}") for i in range(2)]
+        group = ray_local.util.get_placement_group("pool/teachers")  # the actors run in its two bundles
+        assert group.bundle_specs == [{"CPU": 1.0}, {"CPU": 1.0}]
         refs = fan_out(pool, [PROMPTS[:2], PROMPTS[2:3], PROMPTS[3:]])
         results = ray_local.get(refs)
         assert [[len(c) for c in r] for r in results] == [[2, 2], [2], [2]]
@@ -266,6 +268,8 @@ def test_pool_actors_are_named_and_fan_out_batches(ray_local, tiny_causal_lm, tm
         kill_pool(pool, "pool")
     with pytest.raises(ValueError):
         ray_local.get_actor("pool/teacher_0")
+    with pytest.raises(ValueError):
+        ray_local.util.get_placement_group("pool/teachers")
 
 
 @pytest.mark.slow  # waits for Ray to restart the killed actor (a model load): minutes on 2 busy cores
@@ -309,3 +313,13 @@ def test_rerun_with_the_cache_samples_nothing_and_resume_samples_the_rest(ray_lo
     assert any("nothing to sample" in line for line in lines) and not any("actor" in line for line in lines)
     assert Path(again.cache_path).stat().st_size == size and again.votes == resumed.votes
     assert again.stats["samples_per_second"] == 0.0
+
+
+def test_a_pool_no_node_can_hold_fails_before_any_actor_starts(ray_local, tiny_causal_lm, tmp_path):
+    from actors.placement import InfeasibleResources
+
+    cfg = phase_cfg(tmp_path, tiny_causal_lm, "nowhere", resource="teacher_gpu").teacher
+    with pytest.raises(InfeasibleResources, match=r"teacher: no node can hold the bundle .*'teacher_gpu': 1"):
+        create_teacher_pool(cfg, "nowhere")
+    with pytest.raises(ValueError):
+        ray_local.get_actor("nowhere/teacher_0")
