@@ -9,6 +9,7 @@ tokens (K completions per prompt). Also times a rerun through the on-disk sample
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
     task = get_task("arith")
-    prompts = [task.prompt(ex.input) for ex in generate_split("test", args.prompts, seed=0)]
+    examples = generate_split("test", args.prompts, seed=0)
+    prompts = [task.prompt(ex.input) for ex in examples]
     cfg = TeacherConfig(model=args.model, num_samples=args.k, max_new_tokens=96, batch_size=args.prompts)
     backend = TransformersBackend(cfg)
     backend.sample(prompts[:2])  # warm-up
@@ -43,19 +45,23 @@ def main(argv: list[str] | None = None) -> None:
     t_single = time.perf_counter() - start
     rate_b, rate_s = tokens(batched) / t_batched, tokens(single) / t_single
 
+    # A rerun of the whole teacher phase (the driver's own function) with every question cached.
+    from jobs.teacher_phase import run_teacher_phase
+    from qcrd_ray.config import from_dict
     from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha
 
     with tempfile.TemporaryDirectory() as root:
-        key = CacheKey.for_teacher(cfg, prompt_template_sha(task.prompt))
-        by_id = {str(i): p for i, p in enumerate(prompts)}
-        SampleCache(root, key).append([(str(i), p, c) for i, (p, c) in enumerate(zip(prompts, batched, strict=True))])
+        run_cfg = from_dict({"teacher": {**dataclasses.asdict(cfg), "cache_dir": root}})
+        key = CacheKey.for_teacher(run_cfg.teacher, prompt_template_sha(task.prompt))
+        with SampleCache(root, key) as cache:
+            cache.append((ex.id, p, c) for ex, p, c in zip(examples, prompts, batched, strict=True))
         start = time.perf_counter()
-        hits = SampleCache(root, key).lookup(by_id)
+        rerun = run_teacher_phase(run_cfg, examples, task, progress=lambda line: None)
         t_cache = time.perf_counter() - start
     print(f"teacher sampling ({args.model}, {args.prompts} prompts x K={args.k}, temperature 0.7) on {machine()}")
     print(f"  one prompt at a time  {t_single:7.2f} s  {rate_s:8.1f} tokens/s  1.00x")
     print(f"  batched               {t_batched:7.2f} s  {rate_b:8.1f} tokens/s  {rate_b / rate_s:.2f}x")
-    print(f"  rerun from the cache  {t_cache:7.4f} s for {len(hits)} questions")
+    print(f"  teacher phase rerun, all cached  {t_cache:7.4f} s for {rerun.num_cached} questions (0 sampled)")
 
 
 if __name__ == "__main__":

@@ -89,9 +89,11 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TeacherPhaseError(f"teacher phase: example id {dup!r} appears more than once")
+    lookup = None
     if cfg.teacher.backend != "dataset":
-        rerun = _vote_a_cached_rerun(cfg, examples, task, progress)
-        if rerun is not None:
+        lookup = _lookup(cfg, examples, task)
+        if len(lookup.cached) == len(examples):
+            rerun = _vote_a_cached_rerun(cfg, examples, task, lookup, progress)
             rerun.stats["teacher_seconds"] = rerun.seconds = time.perf_counter() - started
             return rerun
     voter = create_voter(cfg.voting, task, cfg.run.name)
@@ -102,7 +104,9 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
             cache_path = None
             progress(f"teacher: {len(examples)} questions with the data's own rationales (no sampling)")
         else:
-            vote_refs, num_sampled, num_cached, cache_path = _sample_and_vote(cfg, examples, task, voter, progress)
+            vote_refs, num_sampled, num_cached, cache_path = _sample_and_vote(
+                cfg, examples, task, lookup, voter, progress
+            )
         by_id = {v.example_id: v for batch in ray.get(list(vote_refs)) for v in batch}
         stats = ray.get(voter.stats.remote())
     finally:
@@ -118,22 +122,30 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
     return TeacherPhaseResult(votes, stats, num_sampled, num_cached, seconds, cache_path)
 
 
-def _vote_a_cached_rerun(cfg: Config, examples: list[Example], task, progress) -> TeacherPhaseResult | None:
-    """When every question is cached there is nothing to stream: vote here with the voter's own code instead
-    of starting its actor (a rerun then costs a file read). None when something is left to sample."""
-    from actors.voter import Voter
+@dataclass
+class _Lookup:
+    prompts: dict[str, str]  # example id -> prompt
+    cache: SampleCache
+    cached: dict[str, list[str]]  # example id -> its cached completions
 
+
+def _lookup(cfg: Config, examples: list[Example], task) -> _Lookup:
     prompts = {ex.id: task.prompt(ex.input) for ex in examples}
     cache = SampleCache(cfg.teacher.cache_dir, CacheKey.for_teacher(cfg.teacher, prompt_template_sha(task.prompt)))
-    cached = cache.lookup(prompts)
-    if len(cached) < len(examples):
-        return None
+    return _Lookup(prompts, cache, cache.lookup(prompts))
+
+
+def _vote_a_cached_rerun(cfg: Config, examples: list[Example], task, lookup: _Lookup, progress) -> TeacherPhaseResult:
+    """Every question is cached, so there is nothing to stream: vote here with the voter's own code instead
+    of starting its actor (a rerun then costs a file read)."""
+    from actors.voter import Voter
+
     voter = Voter(cfg.voting, task)
-    votes = voter.add([(ex, parse_samples(task, ex, cached[ex.id])) for ex in examples])
+    votes = voter.add([(ex, parse_samples(task, ex, lookup.cached[ex.id])) for ex in examples])
     stats = voter.stats()
     stats.update(num_sampled=0, num_cached=len(examples), samples_per_second=0.0)
-    progress(f"teacher: all {len(examples)} questions cached in {cache.path}, nothing to sample")
-    return TeacherPhaseResult(votes, stats, 0, len(examples), 0.0, str(cache.path))
+    progress(f"teacher: all {len(examples)} questions cached in {lookup.cache.path}, nothing to sample")
+    return TeacherPhaseResult(votes, stats, 0, len(examples), 0.0, str(lookup.cache.path))
 
 
 def _vote_dataset_rationales(cfg: Config, examples: list[Example], voter) -> dict:
@@ -144,7 +156,7 @@ def _vote_dataset_rationales(cfg: Config, examples: list[Example], voter) -> dic
     return refs
 
 
-def _sample_and_vote(cfg: Config, examples: list[Example], task, voter, progress) -> tuple[dict, int, int, str]:
+def _sample_and_vote(cfg: Config, examples: list[Example], task, lookup: _Lookup, voter, progress) -> tuple:
     """Cached questions to the voter, the rest through the teacher pool.
 
     Returns (vote refs -> batch size, questions sampled, questions cached, cache file path).
@@ -154,9 +166,7 @@ def _sample_and_vote(cfg: Config, examples: list[Example], task, voter, progress
     from actors.teacher import create_teacher_pool, kill_pool
 
     tcfg = cfg.teacher
-    prompts = {ex.id: task.prompt(ex.input) for ex in examples}
-    cache = SampleCache(tcfg.cache_dir, CacheKey.for_teacher(tcfg, prompt_template_sha(task.prompt)))
-    cached = cache.lookup(prompts)
+    prompts, cache, cached = lookup.prompts, lookup.cache, lookup.cached
     meter = _Progress(len(examples), tcfg.num_samples, progress)
     vote_refs: dict = {}  # ObjectRef of a list[Vote] -> number of questions in it
     for batch in _chunks([ex for ex in examples if ex.id in cached], tcfg.batch_size):
