@@ -2,8 +2,8 @@
 
     python -m jobs.build_teacher [--cache-dir D] [--force] [--seed S] [--eval-size N] [--k K]
 
-The teacher is otherwise built on first use by any run whose ``teacher.model`` is ``builtin:arith``; this
-script does it by hand and measures it on the toy test split: single-sample accuracy at temperature 0.7
+Runs whose ``teacher.model`` is ``builtin:arith`` use the shipped build (``qcrd_ray/assets``); this script
+rebuilds it into the cache (``--force``, or another ``--seed``) and measures it on the toy test split: single-sample accuracy at temperature 0.7
 and self-consistency accuracy (majority of K samples), the gap QCRD's voting relies on.
 """
 

@@ -94,7 +94,7 @@ class TeacherConfig:
     # transformers: batched generate; vllm: a vLLM engine; openai: an OpenAI-compatible HTTP endpoint;
     # dataset: rationales already in the data (the DSS PaLM release, a JSONL file), no sampling.
     backend: Literal["transformers", "vllm", "openai", "dataset"] = "transformers"
-    # A hub name or a local directory; "builtin:arith" is the project's own tiny teacher (built on first use).
+    # A hub name or a local directory; "builtin:arith" is the project's own tiny teacher (shipped).
     model: str = "builtin:arith"
     endpoint: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

@@ -96,8 +96,7 @@ def tiny_causal_lm(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def builtin_teacher_dir() -> Path:
-    """The built-in arithmetic teacher, built on first use (~3 min on 2 idle cores) and cached under
-    ``$QCRD_CACHE`` or ``~/.cache/qcrd-ray``, so later sessions load it at once. Tests using it are slow."""
+    """The built-in arithmetic teacher: the build shipped in ``qcrd_ray/assets`` (nothing is trained here)."""
     from qcrd_ray.builtin_teacher import ensure_builtin_teacher
 
     return ensure_builtin_teacher()
