@@ -265,10 +265,15 @@ def _train_loop(config: dict) -> None:
         config["iteration"],
         config["iterations_in_fit"],
     )
+    entered = time.time()  # wall clock: compared with the driver's, so the fit's start-up cost can be split
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     shard = ray.get(config["items"])[rank::world]  # the same items in the same order give the same shards
     model, tokenizer = load_student(config["init_dir"])
+    if not cfg.train.use_gpu:
+        # DeepSpeed's shared-memory all-reduce is a speed-up over gloo between CPU ranks of one node, and its
+        # JIT build costs 2-9 minutes of g++ on a fresh machine. Without it DeepSpeed all-reduces through gloo.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
                                       config=deepspeed_config(cfg.train, world))  # fmt: skip
     state = {"completed": 0, "history": []}
@@ -281,17 +286,21 @@ def _train_loop(config: dict) -> None:
         with ray.train.Checkpoint(config["optimizer_state"]).as_directory() as directory:
             _load_deepspeed_checkpoint(engine, directory, "optimizer_state")
     out_dir = Path(config["out_dir"])
+    startup = {"worker_start_seconds": entered - config["fit_started_at"], "setup_seconds": time.time() - entered}
     for k in range(state["completed"], n_iterations):
         iteration = first_iteration + k
         tag = f"iter_{iteration + 1:04d}"
         metrics = _train_iteration(engine, tokenizer, shard, cfg, method, seed, iteration, rank, world)
+        saving = time.perf_counter()
         student_dir = out_dir if n_iterations == 1 else out_dir / tag
         _save_student(engine, tokenizer, student_dir, rank)
-        metrics.update(iteration=iteration, student_dir=str(student_dir))
+        metrics.update(startup, iteration=iteration, student_dir=str(student_dir))
+        startup = {}  # paid once per fit, by its first iteration
         state = {"completed": k + 1, "history": [*state["history"], metrics]}
         with tempfile.TemporaryDirectory(prefix=f"qcrd-{tag}-") as tmp:
             (Path(tmp) / DEEPSPEED_DIR / tag).mkdir(parents=True)  # DeepSpeed makes it on rank 0 only
             engine.save_checkpoint(str(Path(tmp) / DEEPSPEED_DIR), tag=tag)
+            metrics["save_seconds"] = time.perf_counter() - saving  # the student, the DeepSpeed checkpoint
             if rank == 0:
                 (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
             ray.train.report({key: v for key, v in metrics.items() if key != "loss_curve"},
@@ -338,6 +347,7 @@ def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: st
     _validate(cfg, method, items, init_dir, iterations_in_fit)
     started = time.perf_counter()
     loop_config = {
+        "fit_started_at": time.time(),
         "cfg": cfg, "method": method, "items": ray.put(list(items)), "init_dir": str(init_dir),
         "out_dir": str(out_dir), "iteration": iteration, "iterations_in_fit": iterations_in_fit, "seed": seed,
         "optimizer_state": optimizer_state,

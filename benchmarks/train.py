@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"  plain torch loop              {plain:7.1f} questions/s  1.00x")
     print(f"  Ray Train + DeepSpeed worker  {ray_train:7.1f} questions/s  {ray_train / plain:.2f}x")
+    parts = ("worker_start_seconds", "setup_seconds", "seconds", "save_seconds")
+    rest = result["fit_seconds"] - sum(result[k] for k in parts)
     print(
-        f"  whole fit {result['fit_seconds']:.1f} s, of which the loop {result['seconds']:.1f} s "
-        f"(worker start, DeepSpeed init, checkpoints: {result['fit_seconds'] - result['seconds']:.1f} s)"
+        f"  whole fit {result['fit_seconds']:.1f} s: worker start {result['worker_start_seconds']:.1f} s, "
+        f"load + DeepSpeed init {result['setup_seconds']:.1f} s, loop {result['seconds']:.1f} s, "
+        f"saves {result['save_seconds']:.1f} s, report + shutdown {rest:.1f} s"
     )
 
 

@@ -8,23 +8,13 @@ key path (``train.lr``) and what was expected. Nothing is ever silently rewritte
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
-
-
-def _check(cond: bool, path: str, expected: str, value: Any) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+from qcrd_ray.typed_config import ConfigError, build, check, parse_overrides, set_dotted
 
 
 @dataclass(frozen=True)
@@ -52,8 +42,8 @@ class RunConfig:
     use_discriminator: bool = True
 
     def validate(self, p: str) -> None:
-        _check(self.iterations >= 1, f"{p}.iterations", "an integer >= 1", self.iterations)
-        _check(bool(self.name) and "/" not in self.name, f"{p}.name", "a non-empty name without '/'", self.name)
+        check(self.iterations >= 1, f"{p}.iterations", "an integer >= 1", self.iterations)
+        check(bool(self.name) and "/" not in self.name, f"{p}.name", "a non-empty name without '/'", self.name)
 
 
 @dataclass(frozen=True)
@@ -73,7 +63,7 @@ class DataConfig:
     toy_eval_size: int = 200
 
     def validate(self, p: str) -> None:
-        _check(
+        check(
             0.0 <= self.validation_fraction < 1.0,
             f"{p}.validation_fraction",
             "a float in [0, 1)",
@@ -81,12 +71,10 @@ class DataConfig:
         )
         for key in ("max_train_examples", "max_eval_examples"):
             v = getattr(self, key)
-            _check(v is None or v >= 1, f"{p}.{key}", "null or an integer >= 1", v)
-        _check(self.toy_train_size >= 1, f"{p}.toy_train_size", "an integer >= 1", self.toy_train_size)
-        _check(self.toy_eval_size >= 1, f"{p}.toy_eval_size", "an integer >= 1", self.toy_eval_size)
-        _check(
-            self.source != "toy" or self.task == "arith", f"{p}.task", "'arith' when data.source is 'toy'", self.task
-        )
+            check(v is None or v >= 1, f"{p}.{key}", "null or an integer >= 1", v)
+        check(self.toy_train_size >= 1, f"{p}.toy_train_size", "an integer >= 1", self.toy_train_size)
+        check(self.toy_eval_size >= 1, f"{p}.toy_eval_size", "an integer >= 1", self.toy_eval_size)
+        check(self.source != "toy" or self.task == "arith", f"{p}.task", "'arith' when data.source is 'toy'", self.task)
 
 
 @dataclass(frozen=True)
@@ -114,13 +102,13 @@ class TeacherConfig:
     cache_dir: str = "runs/teacher_cache"
 
     def validate(self, p: str) -> None:
-        _check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
-        _check(self.temperature >= 0.0, f"{p}.temperature", "a float >= 0", self.temperature)
-        _check(0.0 < self.top_p <= 1.0, f"{p}.top_p", "a float in (0, 1]", self.top_p)
+        check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
+        check(self.temperature >= 0.0, f"{p}.temperature", "a float >= 0", self.temperature)
+        check(0.0 < self.top_p <= 1.0, f"{p}.top_p", "a float in (0, 1]", self.top_p)
         for key in ("max_new_tokens", "batch_size", "num_actors", "max_concurrency", "tensor_parallel_size"):
-            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
-        _check(self.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", self.num_gpus)
-        _check(
+            check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        check(self.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", self.num_gpus)
+        check(
             self.backend != "openai" or bool(self.endpoint),
             f"{p}.endpoint",
             "a URL when backend is 'openai'",
@@ -152,10 +140,10 @@ class NegativesConfig:
     max_new_tokens: int = 96
 
     def validate(self, p: str) -> None:
-        _check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)
-        _check(self.temperature > 0.0, f"{p}.temperature", "a float > 0", self.temperature)
+        check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)
+        check(self.temperature > 0.0, f"{p}.temperature", "a float > 0", self.temperature)
         for key in ("samples_per_question", "max_per_question", "batch_size", "max_new_tokens"):
-            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+            check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -178,17 +166,17 @@ class DiscriminatorConfig:
     serve_port: int = 8000
 
     def validate(self, p: str) -> None:
-        _check(
+        check(
             0 <= self.pretrain_steps <= 500,
             f"{p}.pretrain_steps",
             "an integer in [0, 500] (METHOD.md: at most 500)",
             self.pretrain_steps,
         )
-        _check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
-        _check(0.0 <= self.mask_probability < 1.0, f"{p}.mask_probability", "a float in [0, 1)", self.mask_probability)
+        check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        check(0.0 <= self.mask_probability < 1.0, f"{p}.mask_probability", "a float in [0, 1)", self.mask_probability)
         for key in ("hidden_size", "update_interval", "batch_size", "score_batch_size", "max_length"):
-            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
-        _check(self.update_steps >= 0, f"{p}.update_steps", "an integer >= 0", self.update_steps)
+            check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        check(self.update_steps >= 0, f"{p}.update_steps", "an integer >= 0", self.update_steps)
 
 
 @dataclass(frozen=True)
@@ -216,9 +204,9 @@ class LossConfig:
 
     def validate(self, p: str) -> None:
         for key in ("alpha_pred", "alpha_cl", "alpha_disc", "beta", "delta"):
-            _check(getattr(self, key) >= 0, f"{p}.{key}", "a float >= 0", getattr(self, key))
-        _check(0.0 < self.alpha_disc_decay <= 1.0, f"{p}.alpha_disc_decay", "a float in (0, 1]", self.alpha_disc_decay)
-        _check(0.0 <= self.dss_alpha <= 1.0, f"{p}.dss_alpha", "a float in [0, 1]", self.dss_alpha)
+            check(getattr(self, key) >= 0, f"{p}.{key}", "a float >= 0", getattr(self, key))
+        check(0.0 < self.alpha_disc_decay <= 1.0, f"{p}.alpha_disc_decay", "a float in (0, 1]", self.alpha_disc_decay)
+        check(0.0 <= self.dss_alpha <= 1.0, f"{p}.dss_alpha", "a float in [0, 1]", self.dss_alpha)
 
 
 @dataclass(frozen=True)
@@ -235,18 +223,18 @@ class TrainConfig:
     num_to_keep: int = 2
 
     def validate(self, p: str) -> None:
-        _check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
         for key in ("batch_size", "steps_per_iteration", "num_workers", "num_to_keep"):
-            _check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
-        _check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)
-        _check(self.max_failures >= -1, f"{p}.max_failures", "an integer >= -1", self.max_failures)
-        _check(
+            check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)
+        check(self.max_failures >= -1, f"{p}.max_failures", "an integer >= -1", self.max_failures)
+        check(
             self.use_gpu or self.precision != "fp16",
             f"{p}.precision",
             "fp32 or bf16 on CPU (DeepSpeed refuses fp16 there)",
             self.precision,
         )
-        _check(
+        check(
             self.batch_size % self.num_workers == 0,
             f"{p}.batch_size",
             f"a multiple of train.num_workers ({self.num_workers})",
@@ -294,103 +282,13 @@ class Config:
         """A new config with dotted-path overrides applied (``{"train.lr": 3e-4}``), validated."""
         raw = self.to_dict()
         for dotted, value in overrides.items():
-            _set_dotted(raw, dotted, value)
+            set_dotted(raw, dotted, value)
         return from_dict(raw)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# building dataclasses from plain data, with type checks that name the key path
-
-
-def _matches(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, tp)
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or '<root>'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for name, value in raw.items():
-        key_path = f"{path}.{name}" if path else name
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value, key_path)
-            continue
-        _check(_matches(value, tp), key_path, _describe(tp), value)
-        if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
-            value = float(value) if isinstance(value, int) else value
-        kwargs[name] = value
-    obj = cls(**kwargs)
-    if hasattr(obj, "validate"):
-        obj.validate(path)
-    return obj
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from nested plain data (missing keys take their defaults)."""
-    return _build(Config, raw, "")
-
-
-def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = raw
-    for i, key in enumerate(keys[:-1]):
-        if not isinstance(node.get(key), dict):
-            raise ConfigError(f"{'.'.join(keys[: i + 1])}: unknown section in override {dotted!r}")
-        node = node[key]
-    if keys[-1] not in node:
-        raise ConfigError(f"{dotted}: unknown key in override")
-    node[keys[-1]] = value
-
-
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["train.lr=3e-4", "run.method=dss"]`` -> ``{"train.lr": 0.0003, "run.method": "dss"}`` (YAML scalars)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
-        key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text else ""
-        # YAML 1.1 reads 3e-4 as a string (it wants 3.0e-4); accept the usual float spelling.
-        if isinstance(value, str) and _FLOAT.match(value):
-            value = float(value)
-        out[key.strip()] = value
-    return out
+    return build(Config, raw, "")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qcrd_ray.plots import plot_accuracy, plot_judge_scores
+
 METHOD_ORDER = ("finetune", "dss", "qcrd")
 METHOD_LABELS = {"finetune": "fine-tuning", "dss": "DSS", "qcrd": "QCRD"}
 SCORE_KINDS = (
@@ -159,29 +161,6 @@ def _phases_markdown(summaries: list[dict]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
 
 
-def score_density(scores: list[float], grid_size: int = 201, bandwidth: float | None = None) -> tuple[Any, Any]:
-    """Kernel density of scores in [0, 1]: (grid [grid_size], density [grid_size]) integrating to 1 on [0, 1].
-
-    Scores are binned on the grid, then smoothed with a Gaussian (Scott's bandwidth, at least 0.02), which costs
-    O(grid) whatever the number of scores; mass leaking past 0 or 1 is dropped and the rest renormalised.
-    """
-    import numpy as np
-
-    x = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
-    grid = np.linspace(0.0, 1.0, grid_size)
-    if x.size == 0:
-        return grid, np.zeros(grid_size)
-    step = grid[1] - grid[0]
-    counts = np.bincount(np.rint(x / step).astype(np.int64), minlength=grid_size)[:grid_size].astype(np.float64)
-    if bandwidth is None:
-        bandwidth = max(1.06 * float(x.std()) * x.size ** (-0.2), 0.02)
-    offsets = np.arange(-grid_size + 1, grid_size) * step
-    kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
-    # The full convolution is 3 * grid_size - 2 long; the kernel's centre sits at grid_size - 1.
-    density = np.convolve(counts, kernel)[grid_size - 1 : 2 * grid_size - 1]
-    return grid, density / (density.sum() * step)
-
-
 def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
     """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
     import numpy as np
@@ -194,106 +173,22 @@ def separation_auc(positives: list[float], negatives: list[float]) -> float | No
     return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
 
 
-def _figure(width: float = 7.0, height: float = 4.0) -> Any:
-    # The object-oriented API with an explicit Agg canvas: no pyplot global state, no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _plot_accuracy(summaries: list[dict], path: Path) -> bool:
-    """Accuracy (%) per iteration, one colour per method, one thin line per seed and a thick mean line."""
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
-    methods = [
-        m
+def _accuracy_curves(summaries: list[dict]) -> dict[str, list[list[float]]]:
+    return {
+        _label(m): [c for s in summaries if (c := s.get("methods", {}).get(m, {}).get("accuracy_per_iteration"))]
         for m in _methods(summaries)
-        if any(s.get("methods", {}).get(m, {}).get("accuracy_per_iteration") for s in summaries)
-    ]
-    if not methods:
-        return False
-    fig = _figure()
-    ax = fig.subplots()
-    for i, method in enumerate(methods):
-        colour = f"C{i}"
-        curves = [
-            s["methods"][method]["accuracy_per_iteration"]
-            for s in summaries
-            if s.get("methods", {}).get(method, {}).get("accuracy_per_iteration")
-        ]
-        if len(curves) == 1:
-            ax.plot(
-                range(1, len(curves[0]) + 1),
-                [100.0 * a for a in curves[0]],
-                color=colour,
-                marker="o",
-                label=_label(method),
-            )
-            continue
-        for curve in curves:
-            ax.plot(range(1, len(curve) + 1), [100.0 * a for a in curve], color=colour, alpha=0.35, linewidth=1.0)
-        # The mean runs as far as every seed's curve does.
-        length = min(len(c) for c in curves)
-        mean = 100.0 * np.mean([c[:length] for c in curves], axis=0)
-        ax.plot(
-            range(1, length + 1),
-            mean,
-            color=colour,
-            linewidth=2.2,
-            marker="o",
-            label=f"{_label(method)} (mean of {len(curves)} seeds)",
-        )
-    teacher = [s.get("teacher", {}).get("self_consistency_accuracy") for s in summaries]
-    teacher = [t for t in teacher if t is not None]
-    if teacher:
-        ax.axhline(
-            100.0 * sum(teacher) / len(teacher),
-            color="grey",
-            linestyle="--",
-            linewidth=1.0,
-            label="teacher, self-consistency",
-        )
-    ax.set_xlabel("iteration")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Student accuracy per iteration")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+    }
+
+
+def _teacher_sc(summaries: list[dict]) -> float | None:
+    teacher = [t for s in summaries if (t := s.get("teacher", {}).get("self_consistency_accuracy")) is not None]
+    return sum(teacher) / len(teacher) if teacher else None
 
 
 def _pooled_scores(summaries: list[dict]) -> dict[str, list[float]]:
     return {
         kind: [float(v) for s in summaries for v in s.get("judge_scores", {}).get(kind, [])] for kind, _ in SCORE_KINDS
     }
-
-
-def _plot_judge_scores(scores: dict[str, list[float]], path: Path) -> bool:
-    """Density of judge scores of positives vs negatives (the paper's Fig. 6), all seeds pooled."""
-    if not scores["positives"] or not (scores["student_negatives"] or scores["teacher_negatives"]):
-        return False
-    fig = _figure()
-    ax = fig.subplots()
-    for i, (kind, label) in enumerate(SCORE_KINDS):
-        if scores[kind]:
-            grid, density = score_density(scores[kind])
-            ax.plot(grid, density, color=f"C{i}", linewidth=1.8, label=f"{label}, n={len(scores[kind])}")
-            ax.fill_between(grid, density, color=f"C{i}", alpha=0.2)
-    ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("judge score s = D(x, r)")
-    ax.set_ylabel("density")
-    ax.set_title("Judge scores of positive and negative rationales (all seeds pooled)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
 
 
 def _judge_markdown(scores: dict[str, list[float]]) -> str:
@@ -383,13 +278,13 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
     for stale in (ACCURACY_PLOT, JUDGE_PLOT):
         # A plot left from an earlier report of this run must not pass for one of this report.
         (run_dir / stale).unlink(missing_ok=True)
-    if _plot_accuracy(summaries, run_dir / ACCURACY_PLOT):
+    if plot_accuracy(_accuracy_curves(summaries), _teacher_sc(summaries), run_dir / ACCURACY_PLOT):
         out.append(f"![accuracy per iteration]({ACCURACY_PLOT})\n")
     else:
         out.append("No per-iteration accuracy was recorded.\n")
     out.append("## Judge scores\n")
     scores = _pooled_scores(summaries)
-    if _plot_judge_scores(scores, run_dir / JUDGE_PLOT):
+    if plot_judge_scores(scores, SCORE_KINDS, run_dir / JUDGE_PLOT):
         out += [f"![judge score densities]({JUDGE_PLOT})\n", _judge_markdown(scores)]
     else:
         out.append("No judge scores of both positives and negatives were recorded (a run without the judge).\n")

@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from qcrd_ray.report import results_table_markdown, score_density, separation_auc, write_report
+from qcrd_ray.plots import score_density
+from qcrd_ray.report import results_table_markdown, separation_auc, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
