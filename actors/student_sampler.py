@@ -1,9 +1,11 @@
-"""Self-adversarial negatives (METHOD.md section 3): sample rationales from an older student snapshot.
+"""Decoding from student snapshots: self-adversarial negatives (METHOD.md section 3) and evaluation.
 
-At iteration t the driver asks this actor (named ``{run}/student_sampler``) for rationales from the snapshot of
-iteration t - j, sampled at a high temperature (1.5 by default), for ``explain: <input>``. The same snapshot
-serves several iterations while the ring turns slowly, so loaded snapshots are cached by path, and a cached
-entry is dropped when the files on disk change (a ring slot rewritten in place).
+At iteration t the driver asks this actor (named ``{run}/seed_{s}/student_sampler``) for rationales from the
+snapshot of iteration t - j, sampled at a high temperature (1.5 by default), for ``explain: <input>``; after
+training, it evaluates the new snapshot. One long-lived process does both for every method of a seed, so
+torch and transformers are imported once rather than once per evaluation. The same snapshot serves several
+iterations while the ring turns slowly, so loaded snapshots are cached by path, and a cached entry is dropped
+when the files on disk change (a ring slot rewritten in place).
 """
 
 from __future__ import annotations
@@ -95,6 +97,15 @@ class StudentSampler:
             seed=seed,
         )
         return {qid: list(samples) for qid, samples in zip(ids, outputs, strict=True)}
+
+    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, max_new_tokens: int,
+                 batch_size: int, num_rationales: int = 3, rationale_tokens: int = 128) -> dict:  # fmt: skip
+        """Label accuracy of the snapshot on ``examples`` and a few of its rationales (``evaluate_student``)."""
+        from qcrd_ray.evaluation import evaluate_student
+
+        model, tokenizer = self._load(snapshot_dir)
+        return evaluate_student(model, tokenizer, list(examples), task_name, max_new_tokens, batch_size,
+                                num_rationales, rationale_tokens)  # fmt: skip
 
     def num_loads(self) -> int:
         """How many snapshots were read from disk so far (the rest came from the cache)."""

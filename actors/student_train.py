@@ -1,16 +1,11 @@
 """Student training: a Ray Train ``TorchTrainer`` whose loop runs DeepSpeed (ZeRO) with the method's loss.
 
-The only module of the project that imports deepspeed (inside the train loop). One ``fit`` trains one
-iteration of QCRD, or every iteration of a baseline whose data never change (DSS, fine-tuning). Each
-iteration ends with the student in transformers format (rank 0) and a DeepSpeed checkpoint with the
-optimizer state (every rank its own shard) reported to Ray Train; a failed worker resumes from it, and the
-next iteration's fit loads it so Adam's moments carry on.
-
-Losses per micro batch of questions (METHOD.md sections 1, 5, 6):
-- qcrd: ``a1 * L_pred + a2 * L_cl``, L_cl over the explain-path CE of every positive and negative, weighted
-  by the judge's (detached) scores; a3 * L_D belongs to the judge's own update.
-- dss: ``a * CE(label) + (1 - a) * CE(first positive)``; finetune: ``CE(label)``.
-Both rationale terms average over every question of the batch: one without a rationale adds zero.
+The only module of the project that imports deepspeed (inside the train loop). One ``fit`` trains every
+iteration of a method: a baseline's fixed items, or QCRD's items handed over one iteration at a time by the
+driver (``actors/train_feed.py``). Each iteration ends with the student in transformers format (rank 0) and
+a DeepSpeed checkpoint with the optimizer state (every rank its own shard) reported to Ray Train; a failed
+worker resumes from it, and a resumed run's fit loads it so Adam's moments carry on. The losses are
+``qcrd_ray.student_loss``'s.
 """
 
 from __future__ import annotations
@@ -24,82 +19,11 @@ from pathlib import Path
 
 from qcrd_ray.config import Config, TrainConfig
 from qcrd_ray.records import TrainItem
+from qcrd_ray.student_loss import METHODS, student_loss
 
-METHODS = ("qcrd", "dss", "finetune")
 GRADIENT_CLIPPING = 1.0
 STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: iterations done and their metrics
 DEEPSPEED_DIR = "deepspeed"  # inside each reported checkpoint: engine.save_checkpoint's directory
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the loss (plain torch: usable on a bare transformers model as well as through the DeepSpeed engine)
-
-
-def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None):
-    """The method's loss on one micro batch of B questions -> (scalar loss, its parts as floats).
-
-    ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
-    """
-    from qcrd_ray.losses import contrastive_loss, dss_loss
-    from qcrd_ray.models import is_seq2seq
-    from qcrd_ray.scoring import encode_batch, rationale_ce
-    from qcrd_ray.tasks import EXPLAIN, PREDICT
-
-    causal = not is_seq2seq(model)
-    limits = (cfg.student.max_input_length, cfg.student.max_target_length)
-
-    def explain_ce(rationales: list[list[str]]):  # [B, R], 0 at empty slots
-        enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in batch], rationales, *limits, causal)
-        return rationale_ce(model, enc), enc["rationale_mask"]
-
-    enc = encode_batch(tokenizer, [PREDICT + it.input for it in batch], [[it.label] for it in batch], *limits, causal)
-    label_ce = rationale_ce(model, enc)[:, 0]  # [B]
-    parts = {"loss_pred": float(label_ce.mean().detach())}
-    if method == "finetune":
-        loss = label_ce.mean()
-    elif method == "dss":
-        ce, _ = explain_ce([list(it.positives[:1]) for it in batch])
-        loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
-        parts["loss_rationale"] = float(ce[:, 0].mean().detach())
-    elif method == "qcrd":
-        ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
-        pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
-        loss_cl = contrastive_loss(
-            pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s,
-            cfg.loss.beta, cfg.loss.delta, cfg.loss.aggregation, generator,
-        )  # fmt: skip
-        loss = cfg.loss.alpha_pred * label_ce.mean() + cfg.loss.alpha_cl * loss_cl
-        parts["loss_cl"] = float(loss_cl.detach())
-        # Mean CE of positives and of negatives: the gap the contrast is meant to open.
-        for name, values, valid in (("ce_positive", pos_ce, pos_mask), ("ce_negative", neg_ce, neg_mask)):
-            if bool(valid.any()):
-                parts[name] = float(values.detach()[valid].mean())
-    else:
-        raise ValueError(f"student_loss: method must be one of {METHODS}, got {method!r}")
-    parts["loss"] = float(loss.detach())
-    return loss, parts
-
-
-def _split_slots(batch: list[TrainItem], ce, mask):
-    """Question i's slots are its positives then its negatives: [B, R] -> [B, P] and [B, M] with masks, scores."""
-    import torch
-
-    mask = mask.to(ce.device)  # encode_batch leaves it on the CPU
-
-    def gather(offsets: list[int], counts: list[int], scores: list[tuple[float, ...]]):
-        width = max(max(counts), 1)
-        slot = torch.arange(width)[None, :]  # [1, W]
-        valid = slot < torch.tensor(counts)[:, None]  # [B, W]
-        index = (torch.tensor(offsets)[:, None] + slot).clamp(max=ce.shape[1] - 1).masked_fill(~valid, 0)
-        padded = [list(s) + [0.0] * (width - len(s)) for s in scores]
-        valid = valid.to(ce.device)
-        weight = torch.tensor(padded, dtype=ce.dtype, device=ce.device)
-        return ce.gather(1, index.to(ce.device)), valid & mask.gather(1, index.to(ce.device)), weight
-
-    n_pos = [len(it.positives) for it in batch]
-    positives = gather([0] * len(batch), n_pos, [it.positive_scores for it in batch])
-    negatives = gather(n_pos, [len(it.negatives) for it in batch], [it.negative_scores for it in batch])
-    return (*positives, *negatives)
 
 
 class EngineView:
@@ -158,6 +82,20 @@ def deepspeed_config(train: TrainConfig, world_size: int) -> dict:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def build_engine(model, train: TrainConfig, world_size: int):
+    """``deepspeed.initialize`` of the student for a ``world_size``-worker fit -> the engine."""
+    import deepspeed
+
+    if not train.use_gpu:
+        # DeepSpeed's shared-memory all-reduce is a speed-up over gloo between CPU ranks of one node, and its
+        # JIT build costs 2-9 minutes of g++ on a fresh machine. Without it DeepSpeed all-reduces through gloo.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=model.parameters(), config=deepspeed_config(train, world_size)
+    )
+    return engine
 
 
 def _full_state_dict(engine, rank: int) -> dict | None:
@@ -251,48 +189,54 @@ def _train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, met
 
 
 def _train_loop(config: dict) -> None:
-    """The per-worker loop Ray Train runs: load, DeepSpeed, iterations, save, report."""
-    import deepspeed
+    """The per-worker loop Ray Train runs: load, DeepSpeed, iterations, save, report.
+
+    Each iteration's items are the fit's fixed ``items`` (a baseline), or come from the driver's ``feed``
+    (QCRD: an ``IterationFeed``), which the loop waits on between iterations.
+    """
     import ray
     import ray.train
 
     from qcrd_ray.models import load_student
 
     cfg: Config = config["cfg"]
-    method, seed, first_iteration, n_iterations = (
+    method, seed, first_iteration, n_iterations, feed = (
         config["method"],
         config["seed"],
         config["iteration"],
         config["iterations_in_fit"],
+        config["feed"],
     )
     entered = time.time()  # wall clock: compared with the driver's, so the fit's start-up cost can be split
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    shard = ray.get(config["items"])[rank::world]  # the same items in the same order give the same shards
+    # The same items in the same order give every worker the same shard, in any fit.
+    fixed = ray.get(config["items"])[rank::world] if feed is None else None
     model, tokenizer = load_student(config["init_dir"])
-    if not cfg.train.use_gpu:
-        # DeepSpeed's shared-memory all-reduce is a speed-up over gloo between CPU ranks of one node, and its
-        # JIT build costs 2-9 minutes of g++ on a fresh machine. Without it DeepSpeed all-reduces through gloo.
-        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
-                                      config=deepspeed_config(cfg.train, world))  # fmt: skip
+    engine = build_engine(model, cfg.train, world)
     state = {"completed": 0, "history": []}
     resume = ray.train.get_checkpoint()
     if resume is not None:  # a worker failed: carry on after the last reported iteration
         with resume.as_directory() as directory:
             _load_deepspeed_checkpoint(engine, directory, "resume")
             state = json.loads((Path(directory) / STATE_FILE).read_text())
-    elif config["optimizer_state"] is not None:  # the previous iteration's fit: weights and Adam's moments
+    elif config["optimizer_state"] is not None:  # the previous fit: weights and Adam's moments
         with ray.train.Checkpoint(config["optimizer_state"]).as_directory() as directory:
             _load_deepspeed_checkpoint(engine, directory, "optimizer_state")
-    out_dir = Path(config["out_dir"])
     startup = {"worker_start_seconds": entered - config["fit_started_at"], "setup_seconds": time.time() - entered}
     for k in range(state["completed"], n_iterations):
         iteration = first_iteration + k
         tag = f"iter_{iteration + 1:04d}"
+        if feed is None:
+            shard = fixed
+        else:
+            box = ray.get(feed.take.remote(iteration))  # [ref to the items], or None: the driver stopped the fit
+            if box is None:
+                return
+            shard = ray.get(box[0])[rank::world]
         metrics = _train_iteration(engine, tokenizer, shard, cfg, method, seed, iteration, rank, world)
         saving = time.perf_counter()
-        student_dir = out_dir if n_iterations == 1 else out_dir / tag
+        student_dir = Path(config["out_dir"]) / tag
         _save_student(engine, tokenizer, student_dir, rank)
         metrics.update(startup, iteration=iteration, student_dir=str(student_dir))
         startup = {}  # paid once per fit, by its first iteration
@@ -304,23 +248,22 @@ def _train_loop(config: dict) -> None:
             if rank == 0:
                 (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
             ray.train.report({key: v for key, v in metrics.items() if key != "loss_curve"},
-                             checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=f"checkpoint_{tag}")  # fmt: skip
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=checkpoint_name(iteration))  # fmt: skip
+        if feed is not None and rank == 0:
+            ray.get(feed.finish.remote(iteration, metrics))
+
+
+def checkpoint_name(iteration: int) -> str:
+    """The directory, under the fit's storage, of the checkpoint reported after ``iteration`` (0-based)."""
+    return f"checkpoint_iter_{iteration + 1:04d}"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # the driver's entry point
 
 
-def _validate(cfg: Config, method: str, items: list[TrainItem], init_dir: str, iterations_in_fit: int) -> None:
-    where = "actors/student_train.py: train_student"
-    if method not in METHODS:
-        raise ValueError(f"{where}: method must be one of {METHODS}, got {method!r}")
-    if iterations_in_fit < 1:
-        raise ValueError(f"{where}: iterations_in_fit must be >= 1, got {iterations_in_fit}")
-    if len(items) < cfg.train.num_workers:
-        raise ValueError(f"{where}: {len(items)} items cannot feed train.num_workers={cfg.train.num_workers} workers")
-    if not (Path(init_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"{where}: init_dir {init_dir} holds no transformers student (config.json)")
+def validate_items(items: list[TrainItem], where: str) -> None:
+    """Every positive and negative has a judge score in [0, 1] (raises ValueError naming the item)."""
     for it in items:
         if len(it.positive_scores) != len(it.positives) or len(it.negative_scores) != len(it.negatives):
             raise ValueError(f"{where}: item {it.id!r} has {len(it.positives)} positives / {len(it.negatives)} "
@@ -329,13 +272,30 @@ def _validate(cfg: Config, method: str, items: list[TrainItem], init_dir: str, i
             raise ValueError(f"{where}: item {it.id!r} has a judge score outside [0, 1]")
 
 
-def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: str, out_dir: str, iteration: int,
-                  storage_path: str, seed: int, iterations_in_fit: int = 1,
-                  optimizer_state: str | None = None) -> dict:  # fmt: skip
+def _validate(cfg: Config, method: str, items: list[TrainItem] | None, init_dir: str, iterations_in_fit: int) -> None:
+    where = "actors/student_train.py: train_student"
+    if method not in METHODS:
+        raise ValueError(f"{where}: method must be one of {METHODS}, got {method!r}")
+    if iterations_in_fit < 1:
+        raise ValueError(f"{where}: iterations_in_fit must be >= 1, got {iterations_in_fit}")
+    if not (Path(init_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{where}: init_dir {init_dir} holds no transformers student (config.json)")
+    if items is not None:
+        if len(items) < cfg.train.num_workers:
+            raise ValueError(
+                f"{where}: {len(items)} items cannot feed train.num_workers={cfg.train.num_workers} workers"
+            )
+        validate_items(items, where)
+
+
+def train_student(cfg: Config, method: str, items: list[TrainItem] | None, init_dir: str, out_dir: str,
+                  iteration: int, storage_path: str, seed: int, iterations_in_fit: int = 1,
+                  optimizer_state: str | None = None, feed=None) -> dict:  # fmt: skip
     """Train the student from ``init_dir`` for ``iterations_in_fit`` iterations (numbered from ``iteration``).
 
-    The student goes to ``out_dir`` (one iteration) or ``out_dir/iter_{t+1:04d}`` per iteration t.
-    ``optimizer_state``: the previous fit's ``result["optimizer_state"]``, so Adam's moments continue.
+    Iteration t's student goes to ``out_dir/iter_{t+1:04d}``. ``items``: every iteration's items, or None
+    when ``feed`` (an ``IterationFeed``, see ``actors/train_feed.py``) hands over each iteration's.
+    ``optimizer_state``: a previous fit's ``result["optimizer_state"]``, so Adam's moments continue.
     Returns the last iteration's metrics (loss, loss_pred, loss_cl | loss_rationale, steps, samples_per_s,
     seconds, student_dir), ``iterations`` (every iteration's metrics), ``optimizer_state`` / ``checkpoint``
     (this fit's last checkpoint) and ``fit_seconds`` (including Ray Train's fixed cost).
@@ -348,16 +308,16 @@ def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: st
     started = time.perf_counter()
     loop_config = {
         "fit_started_at": time.time(),
-        "cfg": cfg, "method": method, "items": ray.put(list(items)), "init_dir": str(init_dir),
-        "out_dir": str(out_dir), "iteration": iteration, "iterations_in_fit": iterations_in_fit, "seed": seed,
-        "optimizer_state": optimizer_state,
+        "cfg": cfg, "method": method, "items": None if items is None else ray.put(list(items)),
+        "init_dir": str(init_dir), "out_dir": str(out_dir), "iteration": iteration,
+        "iterations_in_fit": iterations_in_fit, "seed": seed, "optimizer_state": optimizer_state, "feed": feed,
     }  # fmt: skip
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu),
         run_config=RunConfig(
-            name=f"{cfg.run.name}-{method}-seed{seed}-iter{iteration + 1:04d}",
+            name=fit_name(cfg, method, seed, iteration),
             storage_path=str(storage_path),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
@@ -376,3 +336,8 @@ def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: st
         "checkpoint": result.checkpoint.path,
         "fit_seconds": time.perf_counter() - started,
     }
+
+
+def fit_name(cfg: Config, method: str, seed: int, iteration: int) -> str:
+    """Ray Train's run name of the fit that starts at ``iteration``: its checkpoints are under storage/name."""
+    return f"{cfg.run.name}-{method}-seed{seed}-iter{iteration + 1:04d}"

@@ -1,12 +1,13 @@
 """Student training throughput: Ray Train + DeepSpeed (one worker) vs a plain single-process loop.
 
-    python -m benchmarks.train [--steps 40] [--d-model 256]
+    python -m benchmarks.train [--steps 20] [--d-model 128]
 
 Both train the same student from the same initial weights on the same QCRD items (4 positives and 4
 negatives per question, the full contrastive loss) for the same number of steps. The plain loop is what a
-notebook would write: ``student_loss`` -> ``backward`` -> ``torch.optim.AdamW`` with clipping. Throughput is
-the loop's own steady time (questions/s), so the ratio is what the worker pays per step for DeepSpeed and
-Ray Train; the fit's fixed cost (starting the worker, the checkpoints) is printed apart.
+notebook would write: ``student_loss`` -> ``backward`` -> ``torch.optim.AdamW`` with clipping. Between them,
+the worker's own iteration on a DeepSpeed engine in this process separates DeepSpeed's cost from Ray
+Train's. Throughput is the loop's own time (questions/s), so the ratios are what the worker pays per step;
+the fit's fixed cost (starting the worker, DeepSpeed init, the checkpoints) is printed apart.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) ->
     """Questions/s of a single-process torch loop with the same loss, batches and optimizer settings."""
     import torch
 
-    from actors.student_train import GRADIENT_CLIPPING, batch_indices, iteration_seed, student_loss
+    from actors.student_train import GRADIENT_CLIPPING, batch_indices, iteration_seed
     from qcrd_ray.models import load_student
+    from qcrd_ray.student_loss import student_loss
 
     model, tokenizer = load_student(init_dir)
     model.train()
@@ -62,11 +64,31 @@ def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) ->
     return len(steps) * cfg.train.batch_size / (time.perf_counter() - started)
 
 
+def deepspeed_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) -> float:
+    """Questions/s of the worker's own iteration (``_train_iteration``) on a DeepSpeed engine in this process:
+    what DeepSpeed costs, apart from Ray Train."""
+    import socket
+
+    import deepspeed
+
+    from actors.student_train import _train_iteration, build_engine
+    from qcrd_ray.models import load_student
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    deepspeed.init_distributed(dist_backend="gloo")
+    model, tokenizer = load_student(init_dir)
+    engine = build_engine(model, cfg.train, 1)
+    return _train_iteration(engine, tokenizer, items, cfg, "qcrd", seed, 0, 0, 1)["samples_per_s"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--d-model", type=int, default=128)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -91,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         save_student(build_student(cfg.student, tokenizer, seed=0), tokenizer, init_dir)
         plain_loop(replace(cfg, train=replace(cfg.train, steps_per_iteration=3)), items, str(init_dir), 0)  # warm-up
         plain = plain_loop(cfg, items, str(init_dir), seed=0)
+        in_process = deepspeed_loop(cfg, items, str(init_dir), seed=0)
         init_ray(cfg.cluster)  # as the driver does: local workers get every core, as the plain loop has
         result = train_student(cfg, "qcrd", items, str(init_dir), f"{root}/out", 0, f"{root}/ray_train", seed=0)
         ray.shutdown()
@@ -100,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         f"rationales, {args.steps} steps, QCRD loss) on {machine()}"
     )
     print(f"  plain torch loop              {plain:7.1f} questions/s  1.00x")
+    print(f"  DeepSpeed engine, in process  {in_process:7.1f} questions/s  {in_process / plain:.2f}x")
     print(f"  Ray Train + DeepSpeed worker  {ray_train:7.1f} questions/s  {ray_train / plain:.2f}x")
     parts = ("worker_start_seconds", "setup_seconds", "seconds", "save_seconds")
     rest = result["fit_seconds"] - sum(result[k] for k in parts)

@@ -52,7 +52,7 @@ def load_inputs(cfg: Config) -> Inputs:
 
 
 def local_env_vars() -> dict[str, str]:
-    """What a local run's Ray workers inherit: the HF_/QCRD_ settings, and every core for torch.
+    """What a local run's Ray workers inherit: the HF_/QCRD_ settings, every core for torch, loopback.
 
     Ray caps a worker's OMP_NUM_THREADS at its CPU request (1 for a train worker); on a laptop the phases run
     one after another, so whichever is running may use every core. A value the user exported wins.
@@ -61,6 +61,8 @@ def local_env_vars() -> dict[str, str]:
     env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     # Workers that ask for their node's address (Ray Train's process group) then get 127.0.0.1 too.
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # A laptop has no spot nodes to lose; the watcher is one more process per Ray Train fit.
+    env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     return env
 
 
@@ -76,7 +78,9 @@ def init_ray(cluster: ClusterConfig) -> None:
         return
     # A laptop run stays on loopback: Ray otherwise binds the host's interface address.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # read by each Ray Train fit's controller
     options = dict(
+        address="local",  # a cluster is joined only when named: a `ray start` left on this machine is not one
         num_cpus=cluster.num_cpus,
         namespace=cluster.namespace,
         _node_ip_address="127.0.0.1",
@@ -102,7 +106,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
 
-    from jobs.method_run import run_method
+    from jobs.method_run import SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
     from qcrd_ray.report import write_report
@@ -129,10 +133,14 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
         metrics.log("teacher", **{k: v for k, v in teacher.stats.items() if isinstance(v, (int, float))})
         methods = {}
         judge_scores: dict[str, list[float]] = {}
+        services = SeedServices.start(cfg, seed)
         for method in methods_of(cfg):
-            result = run_method(cfg, method, seed, inputs, teacher.votes, seed_dir, timer, metrics, resume=resume)
+            result = run_method(
+                cfg, method, seed, inputs, teacher.votes, seed_dir, services, timer, metrics, resume=resume
+            )
             methods[method] = result.summary
             judge_scores = result.judge_scores or judge_scores
+        services.stop()
         summaries.append(
             {
                 "seed": seed,

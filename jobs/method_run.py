@@ -8,13 +8,53 @@ up after the last manifest: snapshot ring, judge version, optimizer state, a3 an
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qcrd_ray.config import Config
 from qcrd_ray.records import Example, TrainItem, Vote
+
+
+@dataclass
+class SeedServices:
+    """A seed's long-lived actors beside the trainer: the student sampler (negatives, evaluation) for every
+    method, and a slot for QCRD's judge. Half a CPU each, packed in one placement group
+    (``{run}/seed_{s}/services``): together they fill one CPU of one node, so a whole CPU stays free for a
+    Ray Train worker even on a 2-CPU laptop or a cluster of 1-CPU nodes."""
+
+    students: Any  # StudentSamplerActor
+    group: Any  # PlacementGroup; bundle 1 is the judge's
+
+    @classmethod
+    def start(cls, cfg: Config, seed: int) -> SeedServices:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from actors.placement import reserve
+        from actors.student_sampler import StudentSamplerActor
+
+        name = f"{cfg.run.name}/seed_{seed}"
+        group = reserve("student services", [{"CPU": 0.5}, {"CPU": 0.5}], strategy="PACK",
+                        timeout_s=cfg.cluster.placement_timeout_s, autoscaling=cfg.cluster.autoscaling,
+                        name=f"{name}/services")  # fmt: skip
+        students = StudentSamplerActor.options(
+            name=f"{name}/student_sampler", num_cpus=0.5, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
+        ).remote()
+        return cls(students, group)
+
+    def judge_strategy(self):
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        return PlacementGroupSchedulingStrategy(self.group, 1)
+
+    def stop(self) -> None:
+        import ray
+
+        ray.kill(self.students)
+        ray.util.remove_placement_group(self.group)
 
 
 @dataclass
@@ -89,25 +129,34 @@ def score_items(judge, items: list[TrainItem]) -> list[TrainItem]:
 
 
 def run_method(
-    cfg: Config, method: str, seed: int, inputs, votes: list[Vote], seed_dir: Path, timer, metrics, resume: bool = False
+    cfg: Config,
+    method: str,
+    seed: int,
+    inputs,
+    votes: list[Vote],
+    seed_dir: Path,
+    services: SeedServices,
+    timer,
+    metrics,
+    resume: bool = False,
 ) -> MethodResult:
-    """Train one method for cfg.run.iterations iterations and evaluate every iteration's student."""
+    """Train one method for cfg.run.iterations iterations and evaluate every iteration's student.
+
+    ``services``: the seed's student sampler (QCRD's negatives, every evaluation) and the judge's slot.
+    """
     init_dir = initial_student(cfg, seed, inputs.train, votes, seed_dir)
     method_dir = seed_dir / method
     method_dir.mkdir(parents=True, exist_ok=True)
     if method == "qcrd":
-        return _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, resume)
-    return _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer, metrics)
+        return _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, services, timer, metrics, resume)
+    return _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, services.students, timer, metrics)
 
 
-def _evaluate(cfg: Config, inputs, snapshot: Path) -> dict:
+def _evaluate(cfg: Config, inputs, students, snapshot: Path) -> dict:
     import ray
 
-    from jobs.evaluate import evaluate_snapshot
-
-    task = ray.remote(num_cpus=1)(evaluate_snapshot)
     return ray.get(
-        task.remote(
+        students.evaluate.remote(
             str(snapshot),
             inputs.eval,
             cfg.data.task,
@@ -129,7 +178,7 @@ def _summary(history: list[dict], student_dir: Path) -> dict:
     }
 
 
-def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer, metrics) -> MethodResult:
+def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, students, timer, metrics) -> MethodResult:
     """DSS or fine-tuning: the data never change, so every iteration runs inside one Ray Train fit."""
     from actors.student_train import train_student
 
@@ -152,7 +201,7 @@ def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer,
     history = []
     for t, train_metrics in enumerate(result["iterations"]):
         with timer.phase("evaluate", method=method, iteration=t):
-            evaluation = _evaluate(cfg, inputs, Path(train_metrics["student_dir"]))
+            evaluation = _evaluate(cfg, inputs, students, Path(train_metrics["student_dir"]))
         record = {
             "iteration": t,
             "accuracy": evaluation["accuracy"],
@@ -165,21 +214,19 @@ def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, timer,
     return MethodResult(_summary(history, Path(result["iterations"][-1]["student_dir"])))
 
 
-def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, resume) -> MethodResult:
+def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, services, timer, metrics, resume) -> MethodResult:
     import ray
 
     from actors.discriminator import DiscriminatorActor
-    from actors.student_sampler import StudentSamplerActor
-    from actors.student_train import train_student
+    from actors.train_feed import StreamingFit
     from qcrd_ray.manifest import RunManifest, capture_rng_state, config_hash, read_manifest, write_manifest
     from qcrd_ray.schedule import SnapshotRing, alpha_disc_at, snapshot_for
 
     name = f"{cfg.run.name}/seed_{seed}"
-    # Half a CPU each: on a 2-CPU laptop both services stay up while a Ray Train worker takes its CPU.
-    judge = DiscriminatorActor.options(name=f"{name}/discriminator", num_cpus=0.5).remote(
-        cfg.discriminator, str(init_dir), seed
-    )
-    sampler = StudentSamplerActor.options(name=f"{name}/student_sampler", num_cpus=0.5).remote()
+    students = services.students
+    judge = DiscriminatorActor.options(
+        name=f"{name}/discriminator", num_cpus=0.5, scheduling_strategy=services.judge_strategy()
+    ).remote(cfg.discriminator, str(init_dir), seed)
     manifest = read_manifest(method_dir) if resume else None
     if manifest is not None:
         ring = SnapshotRing.from_dict(manifest.snapshot_ring)
@@ -202,90 +249,82 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, timer, metrics, re
             metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
     start = len(history)
     judge_scores: dict[str, list[float]] = {}
-    for t in range(start, cfg.run.iterations):
-        started = time.perf_counter()
-        student_samples: dict[str, list[str]] = {}
-        if cfg.run.student_negatives:
-            snapshot = ring.get(snapshot_for(t, cfg.negatives.lag))
-            with timer.phase("negatives", method="qcrd", iteration=t):
-                student_samples = ray.get(
-                    sampler.sample.remote(
-                        snapshot,
-                        [(ex.id, ex.input) for ex in inputs.train],
-                        cfg.negatives.samples_per_question,
-                        cfg.negatives.temperature,
-                        cfg.negatives.max_new_tokens,
-                        cfg.negatives.batch_size,
-                        seed * 100_003 + t,
+    # One Ray Train fit for every iteration still to run: its workers wait for each iteration's items.
+    storage = method_dir / "ray_train" / f"from_iter_{start + 1:04d}"
+    shutil.rmtree(storage, ignore_errors=True)  # a fit killed in its first iteration starts afresh
+    fit = StreamingFit(cfg, ring.latest()[1], str(method_dir / "snapshots"), start, cfg.run.iterations - start,
+                       str(storage.resolve()), seed, optimizer_state) if start < cfg.run.iterations else None  # fmt: skip
+    with fit or contextlib.nullcontext():
+        for t in range(start, cfg.run.iterations):
+            started = time.perf_counter()
+            student_samples: dict[str, list[str]] = {}
+            if cfg.run.student_negatives:
+                snapshot = ring.get(snapshot_for(t, cfg.negatives.lag))
+                with timer.phase("negatives", method="qcrd", iteration=t):
+                    student_samples = ray.get(
+                        students.sample.remote(
+                            snapshot,
+                            [(ex.id, ex.input) for ex in inputs.train],
+                            cfg.negatives.samples_per_question,
+                            cfg.negatives.temperature,
+                            cfg.negatives.max_new_tokens,
+                            cfg.negatives.batch_size,
+                            seed * 100_003 + t,
+                        )
                     )
-                )
-        items = build_items(cfg, "qcrd", inputs.train, votes, student_samples)
-        if cfg.run.use_discriminator:
-            with timer.phase("judge_score", method="qcrd", iteration=t):
-                items = score_items(judge, items)
-            judge_scores = _score_sets(items, student_samples)
-            for kind, scores in judge_scores.items():
-                metrics.log_scores(kind, scores)
-        out_dir = method_dir / "snapshots" / f"iter_{t + 1:04d}"
-        storage = method_dir / "ray_train" / f"iter_{t + 1:04d}"
-        shutil.rmtree(storage, ignore_errors=True)  # a resumed iteration starts its fit afresh
-        with timer.phase("train", method="qcrd", iteration=t):
-            result = train_student(
-                cfg,
-                "qcrd",
-                items,
-                ring.latest()[1],
-                str(out_dir),
-                iteration=t,
-                storage_path=str(storage.resolve()),
-                seed=seed,
-                optimizer_state=optimizer_state,
+            items = build_items(cfg, "qcrd", inputs.train, votes, student_samples)
+            if cfg.run.use_discriminator:
+                with timer.phase("judge_score", method="qcrd", iteration=t):
+                    items = score_items(judge, items)
+                judge_scores = _score_sets(items, student_samples)
+                for kind, scores in judge_scores.items():
+                    metrics.log_scores(kind, scores)
+            with timer.phase("train", method="qcrd", iteration=t):
+                result = fit.train(t, items)
+            optimizer_state = result["optimizer_state"]
+            alpha_disc = alpha_disc_at(cfg.loss, t)
+            if cfg.run.use_discriminator and (t + 1) % cfg.discriminator.update_interval == 0:
+                with timer.phase("judge_update", method="qcrd", iteration=t):
+                    ray.get(judge.update.remote(judge_groups(items), alpha_disc))
+            for _, evicted in ring.push(t + 1, str(result["student_dir"])):
+                if Path(evicted).is_relative_to(method_dir):  # snapshot 0 is shared with the other methods
+                    shutil.rmtree(evicted, ignore_errors=True)
+            with timer.phase("evaluate", method="qcrd", iteration=t):
+                evaluation = _evaluate(cfg, inputs, students, Path(result["student_dir"]))
+            judge_path = ray.get(judge.save.remote(str(method_dir / "judge" / f"iter_{t + 1:04d}")))
+            record = {
+                **{k: v for k, v in result.items() if isinstance(v, (int, float))},
+                "iteration": t,
+                "accuracy": evaluation["accuracy"],
+                "examples": evaluation["examples"],
+                "alpha_disc": alpha_disc,
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(record)
+            metrics.log("iteration", method="qcrd", **{k: v for k, v in record.items() if k != "examples"})
+            print(
+                f"[qcrd] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
+                f"loss {record.get('loss', float('nan')):.3f}, {record['seconds']:.0f} s",
+                flush=True,
             )
-        optimizer_state = result["optimizer_state"]
-        alpha_disc = alpha_disc_at(cfg.loss, t)
-        if cfg.run.use_discriminator and (t + 1) % cfg.discriminator.update_interval == 0:
-            with timer.phase("judge_update", method="qcrd", iteration=t):
-                ray.get(judge.update.remote(judge_groups(items), alpha_disc))
-        for _, evicted in ring.push(t + 1, str(result["student_dir"])):
-            if Path(evicted).is_relative_to(method_dir):  # snapshot 0 is shared with the other methods
-                shutil.rmtree(evicted, ignore_errors=True)
-        with timer.phase("evaluate", method="qcrd", iteration=t):
-            evaluation = _evaluate(cfg, inputs, Path(result["student_dir"]))
-        judge_path = ray.get(judge.save.remote(str(method_dir / "judge" / f"iter_{t + 1:04d}")))
-        record = {
-            **{k: v for k, v in result.items() if isinstance(v, (int, float))},
-            "iteration": t,
-            "accuracy": evaluation["accuracy"],
-            "examples": evaluation["examples"],
-            "alpha_disc": alpha_disc,
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(record)
-        metrics.log("iteration", method="qcrd", **{k: v for k, v in record.items() if k != "examples"})
-        print(
-            f"[qcrd] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
-            f"loss {record.get('loss', float('nan')):.3f}, {record['seconds']:.0f} s",
-            flush=True,
-        )
-        write_manifest(
-            method_dir,
-            RunManifest(
-                run_name=cfg.run.name,
-                config_hash=config_hash(cfg),
-                completed_iteration=t,
-                alpha_disc=alpha_disc,
-                snapshot_ring=ring.to_dict(),
-                discriminator_version=ray.get(judge.state.remote())["version"],
-                discriminator_path=judge_path,
-                data_cursor=t + 1,
-                rng_state=capture_rng_state(),
-                teacher_cache_key=None,
-                metrics_history=history,
-                optimizer_state=optimizer_state,
-            ),
-        )
-    for actor in (judge, sampler):
-        ray.kill(actor)
+            write_manifest(
+                method_dir,
+                RunManifest(
+                    run_name=cfg.run.name,
+                    config_hash=config_hash(cfg),
+                    completed_iteration=t,
+                    alpha_disc=alpha_disc,
+                    snapshot_ring=ring.to_dict(),
+                    discriminator_version=ray.get(judge.state.remote())["version"],
+                    discriminator_path=judge_path,
+                    data_cursor=t + 1,
+                    rng_state=capture_rng_state(),
+                    teacher_cache_key=None,
+                    metrics_history=history,
+                    optimizer_state=optimizer_state,
+                ),
+            )
+    ray.kill(judge)
     return MethodResult(_summary(history, Path(ring.latest()[1])), judge_scores)
 
 

@@ -1,8 +1,10 @@
-"""Label accuracy as the DSS code computes it: exact match after normalizing, SVAMP equations by value."""
+"""Label accuracy as the DSS code computes it (exact match after normalizing, SVAMP equations by value), and
+the evaluation of a student: greedy labels on the ``predict:`` path, a few ``explain:`` rationales for the report."""
 
 from __future__ import annotations
 
-from qcrd_ray.tasks import Task, get_task
+from qcrd_ray.records import Example
+from qcrd_ray.tasks import EXPLAIN, PREDICT, Task, get_task
 
 
 def per_example_correct(task: Task | str, predictions: list[str], labels: list[str]) -> list[bool]:
@@ -19,3 +21,41 @@ def accuracy(task: Task | str, predictions: list[str], labels: list[str]) -> flo
         raise ValueError("accuracy of an empty evaluation set is undefined: no labels were given")
     correct = per_example_correct(task, predictions, labels)
     return sum(correct) / len(correct)
+
+
+def evaluate_student(
+    model,
+    tokenizer,
+    examples: list[Example],
+    task_name: str,
+    max_new_tokens: int,
+    batch_size: int,
+    num_rationales: int = 3,
+    rationale_tokens: int = 128,
+) -> dict:
+    """Greedy-decode labels for ``examples`` and score them; also decode a few rationales for the report.
+
+    Returns {"accuracy", "predictions", "examples": [{"input", "label", "prediction", "rationale"}]}.
+    """
+    from qcrd_ray.models import generate, is_seq2seq
+    from qcrd_ray.scoring import causal_prompt
+
+    task = get_task(task_name)
+    wrap = (lambda text: text) if is_seq2seq(model) else causal_prompt
+
+    def decode(prefix: str, batch: list[Example], tokens: int) -> list[str]:
+        prompts = [wrap(prefix + ex.input) for ex in batch]
+        outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=batch_size)
+        return [o[0].strip() for o in outs]
+
+    predictions = decode(PREDICT, examples, max_new_tokens)
+    shown = examples[:num_rationales]
+    rationales = decode(EXPLAIN, shown, rationale_tokens)
+    return {
+        "accuracy": accuracy(task, predictions, [ex.label for ex in examples]),
+        "predictions": predictions,
+        "examples": [
+            {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat}
+            for ex, pred, rat in zip(shown, predictions[: len(shown)], rationales, strict=True)
+        ],
+    }

@@ -31,7 +31,9 @@ def _init_ray(attempts: int = 3):
         return
     for attempt in range(1, attempts + 1):
         try:
-            ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", namespace=TEST_NAMESPACE)
+            # address="local": a new instance even where `ray start` left one running (tests stay independent).
+            ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     namespace=TEST_NAMESPACE)  # fmt: skip
             return
         except Exception as err:  # Ray raises a bare Exception here
             if "timed out during startup" not in str(err) or attempt == attempts:

@@ -21,7 +21,7 @@ def ray_running():
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
+        ray.init(address="local", num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
     yield ray
     if started_here:
         ray.shutdown()

@@ -4,6 +4,7 @@ simulated 2-node cluster, and killed mid-iteration then resumed. Slow: each run 
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -103,6 +104,8 @@ def free_port() -> int:
 def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     port, dashboard = free_port(), free_port()
     ray = str(Path(sys.executable).with_name("ray"))
+    # Ray >= 2.59 starts a head with token authentication: the head and the submitting client share a token.
+    head_env = {**env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     subprocess.run(
         [
             ray,
@@ -121,7 +124,7 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
             "--disable-usage-stats",
         ],
         check=True,
-        env=env(),
+        env=head_env,
         capture_output=True,
         timeout=120,
     )
@@ -144,7 +147,7 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
                 *overrides(out, teacher_cache),
             ],
             cwd=ROOT,
-            env=env(),
+            env=head_env,
             capture_output=True,
             text=True,
             timeout=900,
@@ -153,7 +156,7 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
         assert "succeeded" in proc.stdout
         assert (out / "report.md").is_file()
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+        subprocess.run([ray, "stop", "--force"], env=head_env, capture_output=True, timeout=120)
 
 
 TWO_NODE = """

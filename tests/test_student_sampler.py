@@ -61,6 +61,24 @@ def test_batch_size_does_not_change_what_each_question_gets(sampler, snapshot):
     assert ray.get(sampler.sample.remote(snapshot, [], 1, 1.5, 8, 8, 5)) == {}
 
 
+def test_evaluate_decodes_greedily_from_the_cached_snapshot(sampler, snapshot):
+    """The actor's evaluation is ``evaluate_student`` on the snapshot it already holds (no second load)."""
+    from qcrd_ray.evaluation import accuracy, evaluate_student
+    from qcrd_ray.models import load_student
+    from qcrd_ray.records import Example
+
+    examples = [Example(qid, text, "7") for qid, text in QUESTIONS]
+    ray.get(sampler.sample.remote(snapshot, QUESTIONS, 1, 1.5, 4, 3, 0))  # the snapshot is now cached
+    loads = ray.get(sampler.num_loads.remote())
+    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", 6, 2, 2, 8))
+    assert ray.get(sampler.num_loads.remote()) == loads
+    model, tokenizer = load_student(snapshot)
+    local = evaluate_student(model, tokenizer, examples, "arith", 6, 2, 2, 8)
+    assert result["predictions"] == local["predictions"] and len(result["predictions"]) == 3
+    assert result["accuracy"] == accuracy("arith", result["predictions"], ["7"] * 3)
+    assert [e["input"] for e in result["examples"]] == [text for _, text in QUESTIONS[:2]]
+
+
 def test_a_rewritten_snapshot_is_reloaded(tmp_path):
     from actors.student_sampler import StudentSampler
 

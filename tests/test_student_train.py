@@ -13,16 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from actors.student_train import (
-    _split_slots,
-    batch_indices,
-    deepspeed_config,
-    iteration_seed,
-    student_loss,
-    train_student,
-)
+from actors.student_train import batch_indices, deepspeed_config, iteration_seed, train_student
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
+from qcrd_ray.student_loss import _split_slots, student_loss
 
 
 def make_items() -> list[TrainItem]:
@@ -183,12 +177,15 @@ def ray_session(_ray_session):
 
 @pytest.fixture(scope="module")
 def qcrd_fit(ray_session, tmp_path_factory):
-    """One QCRD iteration, 1 worker, ZeRO-0 fp32: the fit the fast tests share."""
+    """One QCRD iteration handed to a streaming fit (as the driver does), 1 worker, ZeRO-0 fp32: the fit the
+    fast tests share."""
+    from actors.train_feed import StreamingFit
+
     root = tmp_path_factory.mktemp("qcrd_fit")
     cfg, items = make_cfg(), make_items()
     init = make_student(cfg, items, root / "init")
-    result = train_student(cfg, "qcrd", items, str(init), str(root / "iter_0001"), iteration=0,
-                           storage_path=str(root / "ray"), seed=0)  # fmt: skip
+    with StreamingFit(cfg, str(init), str(root / "snapshots"), 0, 1, str(root / "ray"), seed=0) as fit:
+        result = fit.train(0, items)
     return cfg, items, init, root, result
 
 
@@ -197,10 +194,10 @@ def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
 
     cfg, items, init, root, result = qcrd_fit
     assert result["steps"] == 6 and result["samples"] == 24 and result["iteration"] == 0
-    assert len(result["iterations"]) == 1 and result["samples_per_s"] > 0 and result["seconds"] > 0
+    assert result["samples_per_s"] > 0 and result["seconds"] > 0 and result["setup_seconds"] > 0
     assert {"loss", "loss_pred", "loss_cl"} <= set(result) and "loss_rationale" not in result
     assert result["loss_last"] < result["loss_first"]
-    assert result["student_dir"] == str(root / "iter_0001")
+    assert result["student_dir"] == str(root / "snapshots" / "iter_0001")
     # The saved student loads with one line and beats the initial one on the training data.
     model = AutoModelForSeq2SeqLM.from_pretrained(result["student_dir"])
     assert AutoTokenizer.from_pretrained(result["student_dir"]).pad_token == "<pad>"
@@ -218,7 +215,7 @@ def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
 
 @pytest.mark.slow
 def test_same_seed_same_weights_and_adam_state_carries_across_fits(qcrd_fit):
-    """Two iterations in one fit == the fixture's iteration + a second fit resumed from its optimizer state."""
+    """Two iterations in one fit == the fixture's streamed iteration + a second fit resumed from its checkpoint."""
     cfg, items, init, root, first = qcrd_fit
     both = train_student(cfg, "qcrd", items, str(init), str(root / "both"), iteration=0,
                          storage_path=str(root / "ray_both"), seed=0, iterations_in_fit=2)  # fmt: skip
@@ -226,7 +223,7 @@ def test_same_seed_same_weights_and_adam_state_carries_across_fits(qcrd_fit):
     assert both["student_dir"] == str(root / "both" / "iter_0002")
     one = weights(both["iterations"][0]["student_dir"])
     assert all(torch.equal(v, weights(first["student_dir"])[k]) for k, v in one.items())  # same seed, same weights
-    second = train_student(cfg, "qcrd", items, first["student_dir"], str(root / "iter_0002"), iteration=1,
+    second = train_student(cfg, "qcrd", items, first["student_dir"], str(root / "second"), iteration=1,
                            storage_path=str(root / "ray_second"), seed=0, optimizer_state=first["optimizer_state"])  # fmt: skip
     two = weights(second["student_dir"])
     assert all(torch.equal(v, weights(both["student_dir"])[k]) for k, v in two.items())
@@ -268,3 +265,20 @@ def test_causal_student_trains_under_zero3_bf16_and_finetune_runs(ray_session, t
                           str(tmp_path / "ft"), iteration=0, storage_path=str(tmp_path / "ray_ft"), seed=0)  # fmt: skip
     assert set(tuned) >= {"loss", "loss_pred"} and tuned["loss"] == pytest.approx(tuned["loss_pred"])
     assert tuned["loss_last"] < tuned["loss_first"]
+
+
+@pytest.mark.slow
+def test_a_streaming_fit_stops_when_the_driver_fails_between_iterations(ray_session, tmp_path):
+    """Leaving the block on an error stops the waiting workers: the fit ends, nothing is left running."""
+    from actors.train_feed import StreamingFit
+
+    cfg, items = make_cfg(), make_items()
+    init = make_student(cfg, items, tmp_path / "init")
+    with (
+        pytest.raises(KeyError, match="the driver failed"),
+        StreamingFit(cfg, str(init), str(tmp_path / "snapshots"), 0, 2, str(tmp_path / "ray"), seed=0) as fit,
+    ):
+        fit.train(0, items)
+        raise KeyError("the driver failed")
+    assert fit._fit.done()
+    assert (tmp_path / "snapshots" / "iter_0001").is_dir() and not (tmp_path / "snapshots" / "iter_0002").exists()

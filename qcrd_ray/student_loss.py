@@ -1,0 +1,83 @@
+"""The student's loss per method, on one micro batch of questions (plain torch: usable on a bare transformers
+model as well as through a DeepSpeed engine).
+
+Losses per micro batch of questions (METHOD.md sections 1, 5, 6):
+- qcrd: ``a1 * L_pred + a2 * L_cl``, L_cl over the explain-path CE of every positive and negative, weighted
+  by the judge's (detached) scores; a3 * L_D belongs to the judge's own update.
+- dss: ``a * CE(label) + (1 - a) * CE(first positive)``; finetune: ``CE(label)``.
+Both rationale terms average over every question of the batch: one without a rationale adds zero.
+"""
+
+from __future__ import annotations
+
+from qcrd_ray.config import Config
+from qcrd_ray.records import TrainItem
+
+METHODS = ("qcrd", "dss", "finetune")
+
+
+def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None):
+    """The method's loss on one micro batch of B questions -> (scalar loss, its parts as floats).
+
+    ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
+    """
+    from qcrd_ray.losses import contrastive_loss, dss_loss
+    from qcrd_ray.models import is_seq2seq
+    from qcrd_ray.scoring import encode_batch, rationale_ce
+    from qcrd_ray.tasks import EXPLAIN, PREDICT
+
+    causal = not is_seq2seq(model)
+    limits = (cfg.student.max_input_length, cfg.student.max_target_length)
+
+    def explain_ce(rationales: list[list[str]]):  # [B, R], 0 at empty slots
+        enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in batch], rationales, *limits, causal)
+        return rationale_ce(model, enc), enc["rationale_mask"]
+
+    enc = encode_batch(tokenizer, [PREDICT + it.input for it in batch], [[it.label] for it in batch], *limits, causal)
+    label_ce = rationale_ce(model, enc)[:, 0]  # [B]
+    parts = {"loss_pred": float(label_ce.mean().detach())}
+    if method == "finetune":
+        loss = label_ce.mean()
+    elif method == "dss":
+        ce, _ = explain_ce([list(it.positives[:1]) for it in batch])
+        loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
+        parts["loss_rationale"] = float(ce[:, 0].mean().detach())
+    elif method == "qcrd":
+        ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
+        pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
+        loss_cl = contrastive_loss(
+            pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s,
+            cfg.loss.beta, cfg.loss.delta, cfg.loss.aggregation, generator,
+        )  # fmt: skip
+        loss = cfg.loss.alpha_pred * label_ce.mean() + cfg.loss.alpha_cl * loss_cl
+        parts["loss_cl"] = float(loss_cl.detach())
+        # Mean CE of positives and of negatives: the gap the contrast is meant to open.
+        for name, values, valid in (("ce_positive", pos_ce, pos_mask), ("ce_negative", neg_ce, neg_mask)):
+            if bool(valid.any()):
+                parts[name] = float(values.detach()[valid].mean())
+    else:
+        raise ValueError(f"student_loss: method must be one of {METHODS}, got {method!r}")
+    parts["loss"] = float(loss.detach())
+    return loss, parts
+
+
+def _split_slots(batch: list[TrainItem], ce, mask):
+    """Question i's slots are its positives then its negatives: [B, R] -> [B, P] and [B, M] with masks, scores."""
+    import torch
+
+    mask = mask.to(ce.device)  # encode_batch leaves it on the CPU
+
+    def gather(offsets: list[int], counts: list[int], scores: list[tuple[float, ...]]):
+        width = max(max(counts), 1)
+        slot = torch.arange(width)[None, :]  # [1, W]
+        valid = slot < torch.tensor(counts)[:, None]  # [B, W]
+        index = (torch.tensor(offsets)[:, None] + slot).clamp(max=ce.shape[1] - 1).masked_fill(~valid, 0)
+        padded = [list(s) + [0.0] * (width - len(s)) for s in scores]
+        valid = valid.to(ce.device)
+        weight = torch.tensor(padded, dtype=ce.dtype, device=ce.device)
+        return ce.gather(1, index.to(ce.device)), valid & mask.gather(1, index.to(ce.device)), weight
+
+    n_pos = [len(it.positives) for it in batch]
+    positives = gather([0] * len(batch), n_pos, [it.positive_scores for it in batch])
+    negatives = gather(n_pos, [len(it.negatives) for it in batch], [it.negative_scores for it in batch])
+    return (*positives, *negatives)
