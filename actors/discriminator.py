@@ -28,6 +28,7 @@ Group = tuple[str, Sequence[str], Sequence[str]]  # (question, positives, negati
 LATEST = "LATEST"
 STATE_FILE = "judge_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"  # torch's generator (dropout): a resumed run's next update draws what an unbroken one would
 MAX_KEPT_SCORES = 10_000  # the histogram in state() needs a sample, not every score of a long run
 
 
@@ -234,7 +235,8 @@ class QualityJudge:
         }
 
     def save(self, root: str) -> str:
-        """Save D, its tokenizer and optimizer under ``root/v{version:04d}``; then point ``root/LATEST`` at it."""
+        """Save D, its tokenizer, optimizer and random state under ``root/v{version:04d}``; then point
+        ``root/LATEST`` at it."""
         import torch
 
         from qcrd_ray.models import save_discriminator
@@ -243,11 +245,13 @@ class QualityJudge:
         target.mkdir(parents=True, exist_ok=True)
         save_discriminator(self.model, self.tokenizer, target)
         torch.save(self.optimizer.state_dict(), target / OPTIMIZER_FILE)
+        torch.save(torch.get_rng_state(), target / RNG_FILE)
         state = {
             "version": self._version,
             "steps": self._steps,
             "max_length": self.cfg.max_length,
             "score_batch_size": self.cfg.score_batch_size,
+            "rng": self.rng.getstate(),  # the batch order of the next update
         }
         (target / STATE_FILE).write_text(json.dumps(state, indent=2))
         tmp = Path(root) / f"{LATEST}.tmp"
@@ -268,6 +272,11 @@ class QualityJudge:
             self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
         state = json.loads((path / STATE_FILE).read_text())
         self._version, self._steps = int(state["version"]), int(state["steps"])
+        if "rng" in state:
+            version, internal, gauss = state["rng"]
+            self.rng.setstate((version, tuple(internal), gauss))
+        if (path / RNG_FILE).is_file():
+            torch.set_rng_state(torch.load(path / RNG_FILE, weights_only=True))
         return self._version
 
 

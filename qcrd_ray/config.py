@@ -137,7 +137,7 @@ class NegativesConfig:
     include_teacher_minority: bool = True
     max_per_question: int = 4
     batch_size: int = 32
-    max_new_tokens: int = 64  # the built-in task's longest teacher rationale is 53 student tokens
+    max_new_tokens: int = 96
 
     def validate(self, p: str) -> None:
         check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)

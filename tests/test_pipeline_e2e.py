@@ -2,6 +2,7 @@
 simulated 2-node cluster, and killed mid-iteration then resumed. Slow: each run trains real students.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,11 +108,16 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     ray = str(Path(sys.executable).with_name("ray"))
     # Ray >= 2.59 starts a head with token authentication: the head and the submitting client share a token.
     head_env = {**env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # Its own temp dir (short: Ray's socket paths have a length limit), so that stopping it below touches
+    # none of the other Ray instances on this machine, such as the test session's own.
+    temp_dir = tempfile.mkdtemp(prefix="qrj", dir="/tmp")
     subprocess.run(
         [
             ray,
             "start",
             "--head",
+            "--temp-dir",
+            temp_dir,
             "--node-ip-address",
             "127.0.0.1",
             "--port",
@@ -119,6 +126,13 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
             "127.0.0.1",
             "--dashboard-port",
             str(dashboard),
+            # Ray's fixed defaults (agent 52365, client 10001, metrics) collide with any other Ray here.
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--ray-client-server-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
             "--num-cpus",
             "2",
             "--disable-usage-stats",
@@ -130,33 +144,31 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     )
     try:
         out = tmp_path / "run"
-        proc = subprocess.run(
-            [
-                ray,
-                "job",
-                "submit",
-                "--address",
-                f"http://127.0.0.1:{dashboard}",
-                "--runtime-env",
-                "cluster/runtime_env.yaml",
-                "--",
-                "python",
-                "-m",
-                "jobs.distill",
-                *TINY,
-                *overrides(out, teacher_cache),
-            ],
-            cwd=ROOT,
-            env=head_env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        submit = [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+                  "--runtime-env", "cluster/runtime_env.yaml", "--",
+                  "python", "-m", "jobs.distill", *TINY, *overrides(out, teacher_cache)]  # fmt: skip
+        deadline = time.monotonic() + 180
+        while True:
+            proc = subprocess.run(submit, cwd=ROOT, env=head_env, capture_output=True, text=True, timeout=900)
+            # A head on a busy machine answers before its job agent is up: Ray asks to try again later.
+            if "No available agent" not in proc.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(5)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
         assert "succeeded" in proc.stdout
         assert (out / "report.md").is_file()
     finally:
-        subprocess.run([ray, "stop", "--force"], env=head_env, capture_output=True, timeout=120)
+        stop_processes_of(temp_dir)  # not `ray stop`: it would stop every Ray on the machine
+
+
+def stop_processes_of(temp_dir: str) -> None:
+    """SIGKILL every process whose command line names ``temp_dir`` (a ``ray start`` head's processes)."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(temp_dir in arg for arg in proc.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
 TWO_NODE = """
