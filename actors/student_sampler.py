@@ -38,6 +38,13 @@ class StudentSampler:
         self._cache: OrderedDict[str, tuple[Any, Any, Any]] = OrderedDict()  # path -> (fingerprint, model, tok)
         self.loads = 0  # how many times a snapshot was read from disk (the cache's effect, for tests and logs)
 
+    def warm_up(self) -> None:
+        """Import what decoding needs (torch, transformers' generation and T5, the default student): ~20 s on
+        2 busy cores, paid once by the process instead of by the first evaluation."""
+        from transformers import T5ForConditionalGeneration  # noqa: F401
+
+        from qcrd_ray import models  # noqa: F401
+
     def _load(self, snapshot_dir: str):
         from qcrd_ray.models import load_student
 

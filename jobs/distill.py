@@ -66,8 +66,24 @@ def local_env_vars() -> dict[str, str]:
     return env
 
 
+def stay_on_loopback(cluster: ClusterConfig) -> None:
+    """Keep a local run on 127.0.0.1: a no-op when the run joins a cluster.
+
+    Ray otherwise binds the host's interface address, whatever ``_node_ip_address`` says. It reads the
+    setting when it is imported, so this runs before anything imports ray; the raylet and every worker
+    inherit it from this process.
+    """
+    if cluster.address or os.environ.get("RAY_ADDRESS"):
+        return
+    if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+        raise RuntimeError("stay_on_loopback: ray was imported first; export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # read by each Ray Train fit's controller
+
+
 def init_ray(cluster: ClusterConfig) -> None:
     """Join the cluster named by config or RAY_ADDRESS, else start a local Ray bound to loopback."""
+    stay_on_loopback(cluster)
     import ray
 
     if ray.is_initialized():
@@ -76,9 +92,6 @@ def init_ray(cluster: ClusterConfig) -> None:
     if address:
         ray.init(address=address, namespace=cluster.namespace)
         return
-    # A laptop run stays on loopback: Ray otherwise binds the host's interface address.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # read by each Ray Train fit's controller
     options = dict(
         address="local",  # a cluster is joined only when named: a `ray start` left on this machine is not one
         num_cpus=cluster.num_cpus,
@@ -105,6 +118,7 @@ def methods_of(cfg: Config) -> list[str]:
 def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
+    stay_on_loopback(cfg.cluster)
 
     from jobs.method_run import SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase

@@ -1,9 +1,10 @@
 """One method of a run (QCRD, its ablations, DSS or fine-tuning), iteration by iteration.
 
 A QCRD iteration t: sample negatives from the student snapshot of iteration t - j -> the judge scores every
-positive and negative -> Ray Train fits the student for one iteration -> the judge's online update -> push the
-new snapshot into the ring -> evaluate -> write the manifest (the ``latest`` marker last). ``--resume`` picks
-up after the last manifest: snapshot ring, judge version, optimizer state, a3 and history come back from it.
+positive and negative -> the run's one Ray Train fit (``StreamingFit``) trains the student on them for one
+iteration -> the judge's online update -> push the new snapshot into the ring -> evaluate -> write the
+manifest (the ``latest`` marker last). ``--resume`` picks up after the last manifest: snapshot ring, judge
+(with its optimizer and random state), optimizer state, a3 and history come back from it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SeedServices:
         students = StudentSamplerActor.options(
             name=f"{name}/student_sampler", num_cpus=0.5, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
         ).remote()
+        students.warm_up.remote()  # its imports overlap the first fit's start-up instead of the first evaluation
         return cls(students, group)
 
     def judge_strategy(self):
@@ -238,7 +240,16 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, services, timer, m
     else:
         ring, history, optimizer_state = SnapshotRing.for_lag(cfg.negatives.lag), [], None
         ring.push(0, str(init_dir))
-        if cfg.run.use_discriminator and cfg.discriminator.pretrain_steps > 0:
+    start = len(history)
+    judge_scores: dict[str, list[float]] = {}
+    # One Ray Train fit for every iteration still to run: its workers wait for each iteration's items. It
+    # starts first, so that its worker group comes up while the judge pretrains and the negatives are sampled.
+    storage = method_dir / "ray_train" / f"from_iter_{start + 1:04d}"
+    shutil.rmtree(storage, ignore_errors=True)  # a fit killed in its first iteration starts afresh
+    fit = StreamingFit(cfg, ring.latest()[1], str(method_dir / "snapshots"), start, cfg.run.iterations - start,
+                       str(storage.resolve()), seed, optimizer_state) if start < cfg.run.iterations else None  # fmt: skip
+    with fit or contextlib.nullcontext():
+        if manifest is None and cfg.run.use_discriminator and cfg.discriminator.pretrain_steps > 0:
             with timer.phase("judge_pretrain", method="qcrd"):
                 groups = [
                     (ex.input, [r.text for r in v.positives], [r.text for r in v.negatives])
@@ -247,14 +258,6 @@ def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, services, timer, m
                 ]
                 info = ray.get(judge.pretrain.remote(groups))
             metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
-    start = len(history)
-    judge_scores: dict[str, list[float]] = {}
-    # One Ray Train fit for every iteration still to run: its workers wait for each iteration's items.
-    storage = method_dir / "ray_train" / f"from_iter_{start + 1:04d}"
-    shutil.rmtree(storage, ignore_errors=True)  # a fit killed in its first iteration starts afresh
-    fit = StreamingFit(cfg, ring.latest()[1], str(method_dir / "snapshots"), start, cfg.run.iterations - start,
-                       str(storage.resolve()), seed, optimizer_state) if start < cfg.run.iterations else None  # fmt: skip
-    with fit or contextlib.nullcontext():
         for t in range(start, cfg.run.iterations):
             started = time.perf_counter()
             student_samples: dict[str, list[str]] = {}

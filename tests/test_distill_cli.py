@@ -52,3 +52,27 @@ def test_qcrd_console_script_lists_commands():
     from jobs.cli import main
 
     assert main([]) == 2
+
+
+LOOPBACK_PROBE = """
+from jobs.distill import init_ray
+from qcrd_ray.config import ClusterConfig
+init_ray(ClusterConfig(num_cpus=1))
+import ray
+
+@ray.remote(num_cpus=0)
+def worker_ip():
+    return ray.util.get_node_ip_address()
+
+print("addresses", sorted({ray.util.get_node_ip_address(), ray.get(worker_ip.remote()),
+                           *(n["NodeManagerAddress"] for n in ray.nodes())}))
+"""
+
+
+def test_a_local_run_stays_on_loopback_without_any_setting():
+    """With nothing exported, the driver's local Ray, its node and its workers all use 127.0.0.1."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.run([sys.executable, "-c", LOOPBACK_PROBE], cwd=ROOT, env={**env, "RAY_ADDRESS": ""},
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "addresses ['127.0.0.1']" in proc.stdout
