@@ -262,8 +262,11 @@ def checkpoint_name(iteration: int) -> str:
 # the driver's entry point
 
 
-def validate_items(items: list[TrainItem], where: str) -> None:
-    """Every positive and negative has a judge score in [0, 1] (raises ValueError naming the item)."""
+def validate_items(items: list[TrainItem], num_workers: int, where: str) -> None:
+    """Enough items for every worker, and every positive and negative has a judge score in [0, 1] (raises
+    ValueError naming the item)."""
+    if len(items) < num_workers:
+        raise ValueError(f"{where}: {len(items)} items cannot feed train.num_workers={num_workers} workers")
     for it in items:
         if len(it.positive_scores) != len(it.positives) or len(it.negative_scores) != len(it.negatives):
             raise ValueError(f"{where}: item {it.id!r} has {len(it.positives)} positives / {len(it.negatives)} "
@@ -281,11 +284,7 @@ def _validate(cfg: Config, method: str, items: list[TrainItem] | None, init_dir:
     if not (Path(init_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{where}: init_dir {init_dir} holds no transformers student (config.json)")
     if items is not None:
-        if len(items) < cfg.train.num_workers:
-            raise ValueError(
-                f"{where}: {len(items)} items cannot feed train.num_workers={cfg.train.num_workers} workers"
-            )
-        validate_items(items, where)
+        validate_items(items, cfg.train.num_workers, where)
 
 
 def train_student(cfg: Config, method: str, items: list[TrainItem] | None, init_dir: str, out_dir: str,

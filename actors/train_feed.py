@@ -80,7 +80,7 @@ class StreamingFit:
 
     def train(self, iteration: int, items: list[TrainItem]) -> dict:
         """Hand iteration ``iteration`` its items and wait until the workers have trained and reported it."""
-        validate_items(items, "actors/train_feed.py: StreamingFit.train")
+        validate_items(items, self.cfg.train.num_workers, "actors/train_feed.py: StreamingFit.train")
         ray.get(self.feed.put.remote(iteration, [ray.put(list(items))]))
         pending = self.feed.result.remote(iteration)
         while not ray.wait([pending], timeout=1.0)[0]:
