@@ -108,6 +108,8 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     ray = str(Path(sys.executable).with_name("ray"))
     # Ray >= 2.59 starts a head with token authentication: the head and the submitting client share a token.
     head_env = {**env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # As with an activated venv: the job's entrypoint `python` is this venv's (the head passes PATH on).
+    head_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Its own temp dir (short: Ray's socket paths have a length limit), so that stopping it below touches
     # none of the other Ray instances on this machine, such as the test session's own.
     temp_dir = tempfile.mkdtemp(prefix="qrj", dir="/tmp")
