@@ -71,7 +71,7 @@ class StreamingFit:
 
     def __init__(self, cfg: Config, init_dir: str, out_dir: str, first: int, count: int, storage_path: str,
                  seed: int, optimizer_state: str | None = None):  # fmt: skip
-        self.cfg, self.seed, self.first = cfg, seed, first
+        self.cfg = cfg
         self.checkpoints = Path(storage_path) / fit_name(cfg, "qcrd", seed, first)
         self.feed = IterationFeed.options(name=f"{cfg.run.name}/seed_{seed}/train_feed").remote()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcrd-fit")  # fit() blocks
