@@ -67,14 +67,8 @@ def plot_accuracy(curves: dict[str, list[list[float]]], teacher_accuracy: float 
     if teacher_accuracy is not None:
         ax.axhline(100.0 * teacher_accuracy, color="grey", linestyle="--", linewidth=1.0,
                    label="teacher, self-consistency")  # fmt: skip
-    ax.set_xlabel("iteration")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Student accuracy per iteration")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, "iteration", "accuracy (%)", "Student accuracy per iteration", path)
     return True
 
 
@@ -90,11 +84,16 @@ def plot_judge_scores(scores: dict[str, list[float]], kinds: tuple[tuple[str, st
             ax.plot(grid, density, color=f"C{i}", linewidth=1.8, label=f"{label}, n={len(scores[kind])}")
             ax.fill_between(grid, density, color=f"C{i}", alpha=0.2)
     ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("judge score s = D(x, r)")
-    ax.set_ylabel("density")
-    ax.set_title("Judge scores of positive and negative rationales (all seeds pooled)")
+    title = "Judge scores of positive and negative rationales (all seeds pooled)"
+    _save(fig, ax, "judge score s = D(x, r)", "density", title, path)
+    return True
+
+
+def _save(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    return True
