@@ -61,8 +61,6 @@ def local_env_vars() -> dict[str, str]:
     env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     # Workers that ask for their node's address (Ray Train's process group) then get 127.0.0.1 too.
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    # A laptop has no spot nodes to lose; the watcher is one more process per Ray Train fit.
-    env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     return env
 
 
@@ -78,7 +76,9 @@ def stay_on_loopback(cluster: ClusterConfig) -> None:
     if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
         raise RuntimeError("stay_on_loopback: ray was imported first; export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # read by each Ray Train fit's controller
+    # A laptop has no spot nodes to lose, and the watcher is one more process per Ray Train fit (the raylet,
+    # hence every worker, inherits this process's environment).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
 def init_ray(cluster: ClusterConfig) -> None:
@@ -118,7 +118,6 @@ def methods_of(cfg: Config) -> list[str]:
 def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
-    stay_on_loopback(cfg.cluster)
 
     from jobs.method_run import SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase
