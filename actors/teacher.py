@@ -111,7 +111,12 @@ class VLLMBackend:
 
         self.cfg = cfg
         self._params = SamplingParams
-        self.llm = LLM(model=resolve_model(cfg.model), tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed)
+        self.llm = LLM(
+            model=resolve_model(cfg.model),
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            seed=cfg.seed,
+            **cfg.vllm_engine_args,
+        )
 
     def sample(self, prompts: list[str]) -> list[list[str]]:
         cfg = self.cfg

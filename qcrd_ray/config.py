@@ -96,6 +96,8 @@ class TeacherConfig:
     max_concurrency: int = 16
     seed: int = 0
     tensor_parallel_size: int = 1
+    # vllm only: more keyword arguments for vllm.LLM (engine arguments such as max_model_len, enforce_eager).
+    vllm_engine_args: dict[str, Any] = field(default_factory=dict)
     num_gpus: float = 0.0
     # Custom resource each teacher actor asks for (offered by the teacher node type in cluster/).
     resource: str | None = None
@@ -108,6 +110,9 @@ class TeacherConfig:
         for key in ("max_new_tokens", "batch_size", "num_actors", "max_concurrency", "tensor_parallel_size"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         check(self.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", self.num_gpus)
+        # These are set from the fields above; a second value for them would be ambiguous.
+        clash = sorted(set(self.vllm_engine_args) & {"model", "tensor_parallel_size", "seed"})
+        check(not clash, f"{p}.vllm_engine_args", "no model, tensor_parallel_size or seed (set above)", clash)
         check(
             self.backend != "openai" or bool(self.endpoint),
             f"{p}.endpoint",

@@ -56,6 +56,8 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["discriminator.pretrain_steps=501"], "discriminator.pretrain_steps"),
         (["train.steps_per_iteration=2.5"], "train.steps_per_iteration: expected int"),
         (["teacher.backend=openai"], "teacher.endpoint"),
+        (["teacher.vllm_engine_args=eager"], "teacher.vllm_engine_args: expected dict"),
+        (["teacher.vllm_engine_args={seed: 3}"], "teacher.vllm_engine_args: expected no model"),
         (["train.precision=fp16"], "train.precision"),
         (["lr"], "expected KEY=VALUE"),
     ],

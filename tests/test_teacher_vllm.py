@@ -13,6 +13,9 @@ import pytest
 # Before vllm is imported: its message queue binds this address, and its CPU KV cache takes this many GiB.
 os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# The engine core and its worker in this process (or the actor's), not two more: each process spends ~45 s of
+# CPU importing vllm on these 2-core machines.
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 vllm = pytest.importorskip("vllm", reason="vllm is not installed (run .ci/vllm.sh)")
@@ -26,13 +29,19 @@ ARITH = get_task("arith")
 PROMPTS = [ARITH.prompt(ex.input) for ex in generate_split("train", 4, seed=5)]
 
 
+# No torch.compile of the model: ~55 s per engine start here, and these tests check samples, not speed.
+ENGINE_ARGS = {"enforce_eager": True}
+
+
 def parse_rate(completions: list[list[str]]) -> float:
     answers = [ARITH.parse_output(text).answer for out in completions for text in out]
     return sum(a is not None for a in answers) / len(answers)
 
 
 def test_vllm_backend_samples_k_parseable_completions(builtin_teacher_dir):
-    backend = VLLMBackend(TeacherConfig(backend="vllm", model=str(builtin_teacher_dir), num_samples=3))
+    backend = VLLMBackend(
+        TeacherConfig(backend="vllm", model=str(builtin_teacher_dir), num_samples=3, vllm_engine_args=ENGINE_ARGS)
+    )
     try:
         out = backend.sample(PROMPTS)
         again = backend.sample(PROMPTS)
@@ -45,7 +54,7 @@ def test_vllm_backend_samples_k_parseable_completions(builtin_teacher_dir):
 
 
 def test_vllm_backend_inside_a_teacher_actor(ray_local, builtin_teacher_dir):
-    cfg = TeacherConfig(backend="vllm", model=str(builtin_teacher_dir), num_samples=2)
+    cfg = TeacherConfig(backend="vllm", model=str(builtin_teacher_dir), num_samples=2, vllm_engine_args=ENGINE_ARGS)
     pool = create_teacher_pool(cfg, "vllm")
     try:
         (result,) = ray_local.get(fan_out(pool, [PROMPTS]))
