@@ -4,9 +4,9 @@
 
 8 questions x 8 rationales, forward + backward (what a training step pays), on a random-init student
 (``--d-model 512 --layers 6`` is t5-small's shape; the default is smaller so that the naive loop finishes in
-a minute on 2 cores). Baselines on the same batch, in
-the same process: the naive loop (each pair on its own, as a per-rationale implementation would) and the
-batched re-encode (every pair in one padded batch, the question repeated R times).
+a minute on 2 cores). Baselines on the same batch, in the same process: the naive loop (each pair on its
+own, as a per-rationale implementation would) and the batched re-encode (every pair in one padded batch, the
+question repeated R times).
 """
 
 from __future__ import annotations
