@@ -5,8 +5,9 @@
 Both train the same student from the same initial weights on the same QCRD items (4 positives and 4
 negatives per question, the full contrastive loss) for the same number of steps. The plain loop is what a
 notebook would write: ``student_loss`` -> ``backward`` -> ``torch.optim.AdamW`` with clipping. Between them,
-the same loop with a local Ray idle beside it (Ray's own processes share the cores) and the worker's own
-iteration on a DeepSpeed engine in this process separate what Ray's daemons, DeepSpeed and the Ray Train worker
+the same loop with a local Ray idle beside it (Ray's own processes share the cores), the same loop as a Ray task
+(a Ray worker process, without Ray Train's controller and helper actors) and the worker's own iteration on a
+DeepSpeed engine in this process separate what Ray's daemons, a Ray worker process, DeepSpeed and Ray Train
 each cost. Throughput is the loop's own time (questions/s), so the ratios are what the worker pays per step;
 the fit's fixed cost (starting the worker, DeepSpeed init, the checkpoints) is printed apart.
 """
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         alone = plain_loop(cfg, items, str(init_dir), seed=0)
         init_ray(cfg.cluster)  # as the driver does: local workers get every core, as the plain loop has
         beside_ray = plain_loop(cfg, items, str(init_dir), seed=0)
+        in_task = ray.get(ray.remote(plain_loop).remote(cfg, items, str(init_dir), 0))
         in_process = deepspeed_loop(cfg, items, str(init_dir), seed=0)
         result = train_student(cfg, "qcrd", items, str(init_dir), f"{root}/out", 0, f"{root}/ray_train", seed=0)
         ray.shutdown()
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [
         ("plain torch loop, no Ray running", alone),
         ("plain torch loop, local Ray idle beside it", beside_ray),
+        ("plain torch loop as a Ray task", in_task),
         ("DeepSpeed engine in process, Ray beside it", in_process),
         ("Ray Train + DeepSpeed worker", ray_train),
     ]
