@@ -121,6 +121,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
 
     from jobs.method_run import SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase
+    from qcrd_ray.evaluation import majority_label_baseline
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
     from qcrd_ray.report import write_report
 
@@ -135,6 +136,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
         flush=True,
     )
 
+    baseline = majority_label_baseline(inputs.task, [ex.label for ex in inputs.train], [ex.label for ex in inputs.eval])
     summaries = []
     for seed in seeds:
         seed_dir = run_dir / f"seed_{seed}"
@@ -161,6 +163,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
                 "student": cfg.student.model or f"tiny {cfg.student.architecture}",
                 "teacher": {"model": cfg.teacher.model, **teacher.stats},
                 "methods": methods,
+                "majority_label": baseline,
                 "phase_seconds": timer.seconds,
                 "judge_scores": judge_scores,
                 "total_seconds": time.perf_counter() - started,

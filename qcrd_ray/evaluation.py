@@ -3,6 +3,8 @@ the evaluation of a student: greedy labels on the ``predict:`` path, a few ``exp
 
 from __future__ import annotations
 
+from collections import Counter
+
 from qcrd_ray.records import Example
 from qcrd_ray.tasks import EXPLAIN, PREDICT, Task, get_task
 
@@ -21,6 +23,17 @@ def accuracy(task: Task | str, predictions: list[str], labels: list[str]) -> flo
         raise ValueError("accuracy of an empty evaluation set is undefined: no labels were given")
     correct = per_example_correct(task, predictions, labels)
     return sum(correct) / len(correct)
+
+
+def majority_label_baseline(task: Task | str, train_labels: list[str], eval_labels: list[str]) -> dict:
+    """The floor every student must clear: always answer the training set's most frequent label.
+
+    Returns {"label", "accuracy"}; ties go to the label seen first in ``train_labels``.
+    """
+    if not train_labels:
+        raise ValueError("the majority-label baseline needs at least one training label")
+    label = Counter(train_labels).most_common(1)[0][0]
+    return {"label": label, "accuracy": accuracy(task, [label] * len(eval_labels), eval_labels)}
 
 
 def evaluate_student(

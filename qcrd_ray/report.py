@@ -62,6 +62,9 @@ def _validate(summaries: list[dict]) -> list[dict]:
                     raise ValueError(
                         f"qcrd_ray/report.py: {where}.methods.{name}.accuracy_per_iteration[{j}] must be in [0, 1], got {a!r}"
                     )
+        value = (s.get("majority_label") or {}).get("accuracy")
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"qcrd_ray/report.py: {where}.majority_label.accuracy must be in [0, 1], got {value!r}")
         for key in ("single_sample_accuracy", "self_consistency_accuracy", "agreement"):
             value = s.get("teacher", {}).get(key)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -109,6 +112,9 @@ def results_table_markdown(summaries: list[dict]) -> str:
 
     for method in _methods(summaries):
         row(_label(method), [s.get("methods", {}).get(method, {}).get("final_accuracy") for s in summaries])
+    majority = [s.get("majority_label") or {} for s in summaries]
+    if majority[0].get("label") is not None:
+        row(f"always the most frequent training answer ({majority[0]['label']})", [m.get("accuracy") for m in majority])
     teachers = [s.get("teacher", {}) for s in summaries]
     k = _samples_per_question(teachers[0])
     if any(t.get("single_sample_accuracy") is not None for t in teachers):
@@ -267,7 +273,8 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
         "# QCRD run report\n",
         f"Task **{first.get('task', '-')}**, student **{first.get('student', '-')}**, teacher **{teacher_model}**, seeds {seeds}.\n",
         "How to read this: higher accuracy is better; QCRD should beat DSS, and DSS should beat fine-tuning, on the same data "
-        "and steps; the teacher rows are the ceiling the rationales came from; in the judge plot, positives should "
+        "and steps; the teacher rows are the ceiling the rationales came from, and always giving the most frequent "
+        "training answer is the floor a student must clear to have learned anything; in the judge plot, positives should "
         "sit to the right of the negatives.\n",
         "## Results\n",
         results_table_markdown(summaries),

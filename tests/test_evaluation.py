@@ -2,7 +2,7 @@
 
 import pytest
 
-from qcrd_ray.evaluation import accuracy, per_example_correct
+from qcrd_ray.evaluation import accuracy, majority_label_baseline, per_example_correct
 from qcrd_ray.tasks import get_task
 
 
@@ -25,6 +25,16 @@ def test_svamp_compares_equations_by_value():
 
 def test_arith_numeric():
     assert accuracy("arith", ["5", "5.0", "6", "five"], ["5", "5", "5", "5"]) == 0.5
+
+
+def test_majority_label_baseline():
+    # "neutral" is the most frequent training label; a tie with "entailment" would go to the one seen first
+    train = ["entailment", "neutral", "neutral", "contradiction", "entailment", "neutral"]
+    baseline = majority_label_baseline("esnli", train, ["neutral", "entailment", "Neutral", "contradiction"])
+    assert baseline == {"label": "neutral", "accuracy": 0.5}
+    assert majority_label_baseline("arith", ["7", "3", "3", "7"], ["7"])["label"] == "7"
+    with pytest.raises(ValueError, match="at least one training label"):
+        majority_label_baseline("arith", [], ["7"])
 
 
 def test_mismatched_or_empty_inputs_raise():

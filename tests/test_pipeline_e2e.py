@@ -78,6 +78,7 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     text = report.read_text()
     for method in ("Fine-tuning", "DSS", "QCRD"):
         assert method.lower() in text.lower()
+    assert "| always the most frequent training answer (" in text  # the floor every student must clear
     assert list(out.glob("*.png"))
     metrics = [json.loads(line) for line in (out / "seed_0" / "metrics.jsonl").read_text().splitlines()]
     events = {m["event"] for m in metrics}

@@ -50,6 +50,7 @@ def _summary(seed: int, accuracies: dict[str, float], with_scores: bool = True) 
             "num_samples": 5000,
         },
         "methods": methods,
+        "majority_label": {"label": "4", "accuracy": 0.05},
         "phase_seconds": {"teacher": 12.0 + seed, "vote": 0.4, "train": 100.0},
         "total_seconds": 600.0 + 10 * seed,
     }
@@ -95,6 +96,7 @@ def test_table_holds_mean_std_and_per_seed_values():
     assert rows["QCRD"] == ["45.00 ± 7.07", "40.00", "50.00"]
     # an ablation present in one seed only: its mean is of that seed, and the table says so
     assert rows["qcrd_no_judge"] == ["45.00 (n=1)", "-", "45.00"]
+    assert rows["always the most frequent training answer (4)"] == ["5.00 ± 0.00", "5.00", "5.00"]
     assert rows["teacher, single sample"][0] == "61.00 ± 0.00"
     assert rows["teacher, self-consistency, K=5"] == ["73.00 ± 1.41", "72.00", "74.00"]
     assert list(rows)[:3] == ["fine-tuning", "DSS", "QCRD"]
@@ -132,7 +134,7 @@ def test_report_contents(tmp_path):
 def test_missing_methods_scores_and_timings(tmp_path):
     only_qcrd = [_summary(0, {"qcrd": 0.4}, with_scores=False), _summary(1, {"qcrd": 0.6}, with_scores=False)]
     for s in only_qcrd:
-        del s["phase_seconds"], s["total_seconds"], s["teacher"]
+        del s["phase_seconds"], s["total_seconds"], s["teacher"], s["majority_label"]
     text = write_report(tmp_path, only_qcrd).read_text()
     assert "| QCRD | 50.00 ± 14.14 | 40.00 | 60.00 |" in text
     results = text.split("## Results")[1].split("## Accuracy")[0]
@@ -164,6 +166,7 @@ def test_stale_plot_removed(tmp_path):
         (lambda s: s[0]["methods"]["dss"].update(final_accuracy=35.0), "summaries[0].methods.dss.final_accuracy"),
         (lambda s: s[1]["methods"]["qcrd"]["accuracy_per_iteration"].append(1.5), "accuracy_per_iteration[3]"),
         (lambda s: s[0]["teacher"].update(agreement=68), "summaries[0].teacher.agreement"),
+        (lambda s: s[1]["majority_label"].update(accuracy=5), "summaries[1].majority_label.accuracy"),
     ],
 )
 def test_invalid_summaries_raise(tmp_path, mutate, message):
