@@ -73,3 +73,16 @@ def reserve(
         ray.util.remove_placement_group(group)
         raise InfeasibleResources(f"{phase}: placement group {bundles} not ready after {timeout_s:.0f} s")
     return group
+
+
+def start_actor(actor_class, name: str, group, bundle_index: int, *args, **options):
+    """The one way the project starts an actor: named (``{run}/...``, so the dashboard tells the story) and,
+    given a placement group, in one of its bundles (the processes it starts too); ``options`` as for
+    ``ActorClass.options`` (num_cpus, num_gpus, max_restarts, ...), ``args`` for its constructor."""
+    if group is not None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+            group, bundle_index, placement_group_capture_child_tasks=True
+        )
+    return actor_class.options(name=name, **options).remote(*args)

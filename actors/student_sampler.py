@@ -1,4 +1,4 @@
-"""Decoding from student snapshots: self-adversarial negatives (METHOD.md section 3) and evaluation.
+"""Decoding from student snapshots: self-adversarial negatives (docs/METHOD.md section 3) and evaluation.
 
 At iteration t the driver asks this actor (named ``{run}/seed_{s}/student_sampler``) for rationales from the
 snapshot of iteration t - j, sampled at a high temperature (1.5 by default), for ``explain: <input>``; after
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import ray
+
+from qcrd_ray.config import EvalConfig, NegativesConfig
 
 
 def snapshot_fingerprint(snapshot_dir: str | os.PathLike) -> tuple[str, tuple[tuple[str, int, int], ...]]:
@@ -62,27 +64,22 @@ class StudentSampler:
             self._cache.popitem(last=False)
         return model, tokenizer
 
-    def sample(
-        self,
-        snapshot_dir: str,
-        questions: Sequence[tuple[str, str]],
-        num_samples: int = 1,
-        temperature: float = 1.5,
-        max_new_tokens: int = 128,
-        batch_size: int = 32,
-        seed: int = 0,
-    ) -> dict[str, list[str]]:
-        """``num_samples`` sampled rationales per (id, input) question from the snapshot: {id: [rationale, ...]}."""
+    def sample(self, snapshot_dir: str, questions: Sequence[tuple[str, str]], cfg: NegativesConfig,
+               seed: int) -> dict[str, list[str]]:  # fmt: skip
+        """``cfg.samples_per_question`` rationales per (id, input) question, sampled from the snapshot at
+        ``cfg.temperature``: {id: [rationale, ...]}."""
         from qcrd_ray.models import generate, is_seq2seq
         from qcrd_ray.tasks import EXPLAIN
 
-        if num_samples < 1:
-            raise ValueError(f"StudentSamplerActor.sample: num_samples must be >= 1, got {num_samples!r}")
-        if temperature <= 0:
-            raise ValueError(f"StudentSamplerActor.sample: temperature must be > 0, got {temperature!r}")
+        if cfg.samples_per_question < 1:
+            raise ValueError(
+                f"StudentSampler.sample: samples_per_question must be >= 1, got {cfg.samples_per_question!r}"
+            )
+        if cfg.temperature <= 0:
+            raise ValueError(f"StudentSampler.sample: temperature must be > 0, got {cfg.temperature!r}")
         ids = [qid for qid, _ in questions]
         if len(set(ids)) != len(ids):
-            raise ValueError("StudentSamplerActor.sample: question ids must be unique")
+            raise ValueError("StudentSampler.sample: question ids must be unique")
         if not questions:
             return {}
         model, tokenizer = self._load(snapshot_dir)
@@ -95,24 +92,22 @@ class StudentSampler:
             model,
             tokenizer,
             prompts,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=cfg.max_new_tokens,
             do_sample=True,
-            temperature=temperature,
+            temperature=cfg.temperature,
             top_p=1.0,
-            num_return_sequences=num_samples,
-            batch_size=batch_size,
+            num_return_sequences=cfg.samples_per_question,
+            batch_size=cfg.batch_size,
             seed=seed,
         )
         return {qid: list(samples) for qid, samples in zip(ids, outputs, strict=True)}
 
-    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, max_new_tokens: int,
-                 batch_size: int, num_rationales: int = 3, rationale_tokens: int = 128) -> dict:  # fmt: skip
+    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, cfg: EvalConfig) -> dict:
         """Label accuracy of the snapshot on ``examples`` and a few of its rationales (``evaluate_student``)."""
         from qcrd_ray.evaluation import evaluate_student
 
         model, tokenizer = self._load(snapshot_dir)
-        return evaluate_student(model, tokenizer, list(examples), task_name, max_new_tokens, batch_size,
-                                num_rationales, rationale_tokens)  # fmt: skip
+        return evaluate_student(model, tokenizer, list(examples), task_name, cfg)
 
     def num_loads(self) -> int:
         """How many snapshots were read from disk so far (the rest came from the cache)."""
@@ -120,4 +115,6 @@ class StudentSampler:
 
 
 StudentSamplerActor = ray.remote(num_cpus=1)(StudentSampler)
-StudentSamplerActor.__doc__ = "Ray actor around ``StudentSampler``; the driver names it f'{run}/student_sampler'."
+StudentSamplerActor.__doc__ = (
+    "Ray actor around ``StudentSampler``; the driver names it f'{run}/seed_{s}/student_sampler'."
+)

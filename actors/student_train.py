@@ -19,7 +19,8 @@ from pathlib import Path
 
 from qcrd_ray.config import Config, TrainConfig
 from qcrd_ray.records import TrainItem
-from qcrd_ray.student_loss import METHODS, student_loss
+from qcrd_ray.schedule import steps_per_iteration
+from qcrd_ray.student_loss import METHOD_METRICS, METHODS, student_loss
 
 GRADIENT_CLIPPING = 1.0
 STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: iterations done and their metrics
@@ -145,9 +146,12 @@ def _load_deepspeed_checkpoint(engine, directory: str | Path, what: str) -> None
         raise FileNotFoundError(f"{what}: no DeepSpeed checkpoint under {Path(directory) / DEEPSPEED_DIR}")
 
 
-def _train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, method: str, seed: int,
+def _train_iteration(engine, tokenizer, shard: list[TrainItem], steps: int, cfg: Config, method: str, seed: int,
                      iteration: int, rank: int, world: int) -> dict:  # fmt: skip
-    """cfg.train.steps_per_iteration optimizer steps on this worker's shard; metrics averaged over workers."""
+    """``steps`` optimizer steps on this worker's shard; metrics averaged over steps and workers.
+
+    A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
+    """
     import torch
     import torch.distributed as dist
 
@@ -157,27 +161,25 @@ def _train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, met
     micro = cfg.train.batch_size // world
     model = EngineView(engine)
     engine.train()
-    keys = ("loss", "loss_pred", "loss_cl", "loss_rationale")
+    keys = ("loss", "loss_pred", *METHOD_METRICS[method])
     per_step = []
     started = time.perf_counter()
-    for indices in batch_indices(len(shard), micro, cfg.train.steps_per_iteration, order):
+    for indices in batch_indices(len(shard), micro, steps, order):
         loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], method, cfg, sampling)
         engine.backward(loss)
         engine.step()
-        per_step.append([parts.get(k, 0.0) for k in keys])
+        per_step.append([parts[k] for k in keys])
     seconds = time.perf_counter() - started
-    curve = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
+    values = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
+    counts = (~values.isnan()).to(values.dtype)
+    values = values.nan_to_num(0.0)
     if world > 1:
-        dist.all_reduce(curve)
-        curve /= world
-    steps = cfg.train.steps_per_iteration
-    metrics = {k: float(curve[:, j].mean()) for j, k in enumerate(keys)}
-    if method != "qcrd":
-        metrics.pop("loss_cl")
-    if method != "dss":
-        metrics.pop("loss_rationale")
+        dist.all_reduce(values)
+        dist.all_reduce(counts)
+    curve = values / counts.clamp(min=1)  # [steps, keys]: the mean over workers
+    means = values.sum(dim=0) / counts.sum(dim=0)  # [keys]: NaN only where no step had the figure
     return {
-        **metrics,
+        **{k: float(means[j]) for j, k in enumerate(keys)},
         "loss_first": float(curve[0, 0]),
         "loss_last": float(curve[-1, 0]),
         "loss_curve": [float(v) for v in curve[:, 0]],
@@ -211,7 +213,7 @@ def _train_loop(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     # The same items in the same order give every worker the same shard, in any fit.
-    fixed = ray.get(config["items"])[rank::world] if feed is None else None
+    fixed = ray.get(config["items"]) if feed is None else None
     model, tokenizer = load_student(config["init_dir"])
     engine = build_engine(model, cfg.train, world)
     state = {"completed": 0, "history": []}
@@ -228,13 +230,15 @@ def _train_loop(config: dict) -> None:
         iteration = first_iteration + k
         tag = f"iter_{iteration + 1:04d}"
         if feed is None:
-            shard = fixed
+            items = fixed
         else:
             box = ray.get(feed.take.remote(iteration))  # [ref to the items], or None: the driver stopped the fit
             if box is None:
                 return
-            shard = ray.get(box[0])[rank::world]
-        metrics = _train_iteration(engine, tokenizer, shard, cfg, method, seed, iteration, rank, world)
+            items = ray.get(box[0])
+        steps = steps_per_iteration(cfg.train, len(items))
+        metrics = _train_iteration(engine, tokenizer, items[rank::world], steps, cfg, method, seed, iteration,
+                                   rank, world)  # fmt: skip
         saving = time.perf_counter()
         student_dir = Path(config["out_dir"]) / tag
         _save_student(engine, tokenizer, student_dir, rank)

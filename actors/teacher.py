@@ -315,9 +315,7 @@ def create_teacher_pool(
     its lost call is not retried by Ray but resubmitted by the phase, which knows which batch it was. Models
     load in the background: the first call waits for them.
     """
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    from actors.placement import reserve
+    from actors.placement import reserve, start_actor
 
     if cfg.backend not in BACKENDS:
         raise ValueError(
@@ -335,12 +333,7 @@ def create_teacher_pool(
     if cfg.resource:
         options["resources"] = {cfg.resource: bundle[cfg.resource]}
     return [
-        TeacherActor.options(
-            name=f"{run_name}/teacher_{i}",
-            scheduling_strategy=PlacementGroupSchedulingStrategy(group, i, placement_group_capture_child_tasks=True),
-            **options,
-        ).remote(cfg)
-        for i in range(cfg.num_actors)
+        start_actor(TeacherActor, f"{run_name}/teacher_{i}", group, i, cfg, **options) for i in range(cfg.num_actors)
     ]
 
 

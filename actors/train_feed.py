@@ -17,6 +17,7 @@ from pathlib import Path
 
 import ray
 
+from actors.placement import start_actor
 from actors.student_train import checkpoint_name, fit_name, train_student, validate_items
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
@@ -73,7 +74,7 @@ class StreamingFit:
                  seed: int, optimizer_state: str | None = None):  # fmt: skip
         self.cfg = cfg
         self.checkpoints = Path(storage_path) / fit_name(cfg, "qcrd", seed, first)
-        self.feed = IterationFeed.options(name=f"{cfg.run.name}/seed_{seed}/train_feed").remote()
+        self.feed = start_actor(IterationFeed, f"{cfg.run.name}/seed_{seed}/train_feed", None, 0)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcrd-fit")  # fit() blocks
         self._fit = self._pool.submit(train_student, cfg, "qcrd", None, init_dir, out_dir, first, storage_path,
                                       seed, count, optimizer_state, self.feed)  # fmt: skip

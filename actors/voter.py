@@ -65,4 +65,6 @@ VoterActor.__doc__ = "Ray actor around ``Voter``; ``create_voter`` names it f'{r
 
 def create_voter(cfg: VotingConfig, task, run_name: str):
     """Start the run's voter actor, named ``{run_name}/voter``, in the caller's namespace."""
-    return VoterActor.options(name=f"{run_name}/voter").remote(cfg, task)
+    from actors.placement import start_actor
+
+    return start_actor(VoterActor, f"{run_name}/voter", None, 0, cfg, task)

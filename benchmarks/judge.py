@@ -1,9 +1,9 @@
-"""Discriminator scoring throughput: the judge actor's large length-sorted batches vs one pair at a time.
+"""Judge scoring throughput: the judge actor's large length-sorted batches vs one pair at a time.
 
     python -m benchmarks.judge [--pairs 1024] [--d-model 256]
 
 The same D (a random-init T5 encoder of the given width) scores the same (question, rationale) pairs: first
-in this process one pair per forward pass (the plain baseline), then through a ``DiscriminatorActor`` on a
+in this process one pair per forward pass (the plain baseline), then through a ``JudgeActor`` on a
 local Ray in one ``score`` call (what the driver does every iteration), Ray's transfer included.
 """
 
@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 
 from benchmarks.common import machine
-from qcrd_ray.config import Config, DiscriminatorConfig, TinyModelConfig
+from qcrd_ray.config import Config, JudgeConfig, TinyModelConfig
 from qcrd_ray.toy import generate_split
 
 
@@ -30,15 +30,16 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from actors.discriminator import DiscriminatorActor, QualityJudge, score_texts
+    from actors.judge import JudgeActor
     from jobs.distill import init_ray
     from qcrd_ray.config import StudentConfig
+    from qcrd_ray.judge import QualityJudge, score_texts
     from qcrd_ray.models import build_tokenizer, judge_text
 
     examples = generate_split("train", args.pairs, seed=0)
     pairs = [(ex.input, ex.rationales[0].text) for ex in examples]
     tiny = TinyModelConfig(d_model=args.d_model, num_layers=4, num_heads=4, d_ff=4 * args.d_model)
-    dcfg = DiscriminatorConfig(tiny=tiny, score_batch_size=args.batch_size)
+    dcfg = JudgeConfig(tiny=tiny, score_batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tokenizer_dir:
         build_tokenizer(StudentConfig(), [judge_text(q, r) for q, r in pairs]).save_pretrained(tokenizer_dir)
         judge = QualityJudge(dcfg, tokenizer_dir, seed=0)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         t_single = time.perf_counter() - started
 
         init_ray(replace(Config().cluster, num_cpus=2))
-        actor = DiscriminatorActor.remote(dcfg, tokenizer_dir, 0)
+        actor = JudgeActor.remote(dcfg, tokenizer_dir, 0)
         ray.get(actor.score.remote(pairs[:8]))  # the actor is up and warm
         started = time.perf_counter()
         batched = ray.get(actor.score.remote(pairs))
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"judge scoring (T5 encoder d_model {args.d_model}, 4 layers, {args.pairs} pairs) on {machine()}")
     print(f"  one pair at a time, in process     {t_single:7.2f} s  {args.pairs / t_single:8.1f} pairs/s  1.00x")
     print(
-        f"  DiscriminatorActor.score, batch {args.batch_size} {t_actor:7.2f} s  {args.pairs / t_actor:8.1f} pairs/s  "
+        f"  JudgeActor.score, batch {args.batch_size} {t_actor:7.2f} s  {args.pairs / t_actor:8.1f} pairs/s  "
         f"{t_single / t_actor:.2f}x  (largest score difference {worst:.1e})"
     )
 

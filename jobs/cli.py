@@ -1,4 +1,4 @@
-"""The ``qcrd`` console script: ``qcrd distill ...``, ``qcrd build-teacher ...``, ``qcrd serve-teacher ...``."""
+"""The ``qcrd`` console script: ``qcrd distill ...``, ``qcrd build-teacher ...``, ``qcrd serve-teacher ...``, ``qcrd serve-judge ...``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ COMMANDS = {
     "distill": "jobs.distill",
     "build-teacher": "jobs.build_teacher",
     "serve-teacher": "jobs.serve_teacher",
+    "serve-judge": "jobs.serve_judge",
 }
 
 

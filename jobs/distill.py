@@ -19,6 +19,7 @@ from pathlib import Path
 
 from qcrd_ray.config import ClusterConfig, Config, ConfigError, load_config
 from qcrd_ray.data import DataError, load_examples
+from qcrd_ray.manifest import ManifestError
 from qcrd_ray.records import Example
 from qcrd_ray.tasks import Task, get_task
 
@@ -108,6 +109,22 @@ def init_ray(cluster: ClusterConfig) -> None:
         ray.init(**options)
 
 
+def check_resume_config(path: Path, cfg: Config) -> None:
+    """``--resume`` continues the run ``path`` (its config.json) describes: any change but run.iterations
+    (to extend it) and cluster.* is refused, naming the changed keys."""
+    from qcrd_ray.manifest import config_changes
+
+    if not path.is_file():
+        return  # nothing ran yet: a resume is a fresh start
+    try:
+        changed = config_changes(json.loads(path.read_text(encoding="utf-8")), cfg.to_dict())
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ConfigError(f"{path}: --resume: the run's config is unreadable ({err})") from None
+    if changed:
+        raise ConfigError(f"{path}: --resume with a changed config: {', '.join(changed)} (only run.iterations, to "
+                          f"extend the run, and cluster.* may change; start a new run.output_dir for the rest)")  # fmt: skip
+
+
 def methods_of(cfg: Config) -> list[str]:
     """The methods a run trains: the configured one, after the baselines it is compared with."""
     if not cfg.run.compare_baselines or cfg.run.method != "qcrd":
@@ -119,7 +136,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
 
-    from jobs.method_run import SeedServices, run_method
+    from jobs.method_run import MethodContext, SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.evaluation import majority_label_baseline
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
@@ -127,6 +144,8 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
 
     run_dir = Path(cfg.run.output_dir).resolve()  # actors and Ray Train workers run in other directories
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        check_resume_config(run_dir / "config.json", cfg)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     init_ray(cfg.cluster)
     started = time.perf_counter()
@@ -149,10 +168,10 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
         methods = {}
         judge_scores: dict[str, list[float]] = {}
         services = SeedServices.start(cfg, seed)
+        ctx = MethodContext(cfg, seed, inputs.train, inputs.eval, teacher.votes, seed_dir, services, timer, metrics,
+                            resume)  # fmt: skip
         for method in methods_of(cfg):
-            result = run_method(
-                cfg, method, seed, inputs, teacher.votes, seed_dir, services, timer, metrics, resume=resume
-            )
+            result = run_method(ctx, method)
             methods[method] = result.summary
             judge_scores = result.judge_scores or judge_scores
         services.stop()
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.set)
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [cfg.run.seed]
         run(cfg, seeds, resume=args.resume)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,22 +1,24 @@
-"""One method of a run (QCRD, its ablations, DSS or fine-tuning), iteration by iteration.
+"""One method of a seed (QCRD, its ablations, DSS or fine-tuning), iteration by iteration.
 
-A QCRD iteration t: sample negatives from the student snapshot of iteration t - j -> the judge scores every
-positive and negative -> the run's one Ray Train fit (``StreamingFit``) trains the student on them for one
-iteration -> the judge's online update -> push the new snapshot into the ring -> evaluate -> write the
-manifest (the ``latest`` marker last). ``--resume`` picks up after the last manifest: snapshot ring, judge
-(with its optimizer and random state), optimizer state, a3 and history come back from it.
+A QCRD iteration t is six named steps: ``negatives`` (sample the student snapshot of iteration t - j) ->
+``score`` (the judge weighs every positive and negative) -> ``train`` (the seed's one Ray Train fit,
+``StreamingFit``, trains the student for one iteration) -> ``update_judge`` (its online update) ->
+``evaluate`` (the new snapshot, recorded as every method records it) -> ``checkpoint`` (the manifest, its
+``latest`` marker last). ``--resume`` picks up after the last manifest: snapshot ring, judge (with its
+optimizer and random state), optimizer state and history come back from it. What each method trains on is
+the core's decision (``qcrd_ray.methods``); this module only moves it between the actors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qcrd_ray.config import Config
+from qcrd_ray.methods import build_items
 from qcrd_ray.records import Example, TrainItem, Vote
 
 
@@ -27,30 +29,30 @@ class SeedServices:
     (``{run}/seed_{s}/services``): together they fill one CPU of one node, so a whole CPU stays free for a
     Ray Train worker even on a 2-CPU laptop or a cluster of 1-CPU nodes."""
 
+    cfg: Config
+    name: str  # {run}/seed_{s}
     students: Any  # StudentSamplerActor
-    group: Any  # PlacementGroup; bundle 1 is the judge's
+    group: Any  # PlacementGroup: bundle 0 the sampler's, bundle 1 the judge's
 
     @classmethod
     def start(cls, cfg: Config, seed: int) -> SeedServices:
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        from actors.placement import reserve
+        from actors.placement import reserve, start_actor
         from actors.student_sampler import StudentSamplerActor
 
         name = f"{cfg.run.name}/seed_{seed}"
         group = reserve("student services", [{"CPU": 0.5}, {"CPU": 0.5}], strategy="PACK",
                         timeout_s=cfg.cluster.placement_timeout_s, autoscaling=cfg.cluster.autoscaling,
                         name=f"{name}/services")  # fmt: skip
-        students = StudentSamplerActor.options(
-            name=f"{name}/student_sampler", num_cpus=0.5, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
-        ).remote()
+        students = start_actor(StudentSamplerActor, f"{name}/student_sampler", group, 0, num_cpus=0.5)
         students.warm_up.remote()  # its imports overlap the first fit's start-up instead of the first evaluation
-        return cls(students, group)
+        return cls(cfg, name, students, group)
 
-    def judge_strategy(self):
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    def start_judge(self, tokenizer_dir: Path, seed: int):
+        from actors.judge import JudgeActor
+        from actors.placement import start_actor
 
-        return PlacementGroupSchedulingStrategy(self.group, 1)
+        return start_actor(JudgeActor, f"{self.name}/judge", self.group, 1, self.cfg.judge, str(tokenizer_dir), seed,
+                           num_cpus=0.5)  # fmt: skip
 
     def stop(self) -> None:
         import ray
@@ -60,23 +62,39 @@ class SeedServices:
 
 
 @dataclass
+class MethodContext:
+    """What every method of one seed shares: config, data, votes, where it writes, its actors and loggers."""
+
+    cfg: Config
+    seed: int
+    train: list[Example]
+    eval: list[Example]
+    votes: list[Vote]
+    seed_dir: Path
+    services: SeedServices
+    timer: Any  # metrics.PhaseTimer
+    metrics: Any  # metrics.MetricsLogger
+    resume: bool = False
+
+
+@dataclass
 class MethodResult:
-    summary: dict  # accuracy_per_iteration, final_accuracy, examples, student_dir
+    summary: dict  # accuracy_per_iteration, final_accuracy, examples, student_dir, history
     judge_scores: dict[str, list[float]] = field(default_factory=dict)
 
 
-def initial_student(cfg: Config, seed: int, train: list[Example], votes: list[Vote], seed_dir: Path) -> Path:
+def initial_student(ctx: MethodContext) -> Path:
     """Snapshot 0, shared by every method of a seed: the untrained student and its tokenizer."""
     from qcrd_ray.models import build_student, build_tokenizer, save_student
     from qcrd_ray.tasks import EXPLAIN, PREDICT
 
-    path = seed_dir / "initial_student"
+    path = ctx.seed_dir / "initial_student"
     if (path / "config.json").is_file():
         return path
-    texts = [PREDICT + ex.input for ex in train] + [EXPLAIN + ex.input for ex in train]
-    texts += [ex.label for ex in train] + [r.text for v in votes for r in (*v.positives, *v.negatives)]
-    tokenizer = build_tokenizer(cfg.student, texts)
-    model = build_student(cfg.student, tokenizer, seed=seed)
+    texts = [PREDICT + ex.input for ex in ctx.train] + [EXPLAIN + ex.input for ex in ctx.train]
+    texts += [ex.label for ex in ctx.train] + [r.text for v in ctx.votes for r in (*v.samples, *v.positives)]
+    tokenizer = build_tokenizer(ctx.cfg.student, texts)
+    model = build_student(ctx.cfg.student, tokenizer, seed=ctx.seed)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_student(model, tokenizer, tmp)
@@ -84,90 +102,34 @@ def initial_student(cfg: Config, seed: int, train: list[Example], votes: list[Vo
     return path
 
 
-def first_teacher_rationale(vote: Vote) -> tuple[str, ...]:
-    """DSS's single teacher rationale: the first sample, whatever answer it reached."""
-    samples = sorted((*vote.positives, *vote.negatives), key=lambda r: r.source != "teacher")
-    return (samples[0].text,) if samples else ()
-
-
-def build_items(
-    cfg: Config, method: str, train: list[Example], votes: list[Vote], student_samples: dict[str, list[str]]
-) -> list[TrainItem]:
-    """This iteration's training items: positives and negatives per question (scores filled in later)."""
-    items = []
-    cap = cfg.negatives.max_per_question
-    for ex, vote in zip(train, votes, strict=True):
-        label = vote.majority if cfg.voting.use_voted_label and vote.majority is not None else ex.label
-        if method == "finetune":
-            positives, negatives = (), ()
-        elif method == "dss" or not cfg.run.self_consistency:
-            positives, negatives = first_teacher_rationale(vote), ()
-        else:
-            positives = tuple(r.text for r in vote.positives)
-            negatives = tuple(r.text for r in vote.negatives) if cfg.negatives.include_teacher_minority else ()
-        if method == "qcrd":
-            negatives = (*student_samples.get(ex.id, ()), *negatives)[:cap]
-        ones = lambda texts: tuple(1.0 for _ in texts)  # noqa: E731 - judge ablated: every weight is 1
-        items.append(TrainItem(ex.id, ex.input, label, positives, ones(positives), negatives, ones(negatives)))
-    return items
-
-
-def judge_groups(items: list[TrainItem]) -> list[tuple[str, list[str], list[str]]]:
-    return [(it.input, list(it.positives), list(it.negatives)) for it in items if it.positives]
-
-
-def score_items(judge, items: list[TrainItem]) -> list[TrainItem]:
-    """The judge's score s for every positive and negative, in one large batch."""
-    import ray
-
-    pairs = [(it.input, text) for it in items for text in (*it.positives, *it.negatives)]
-    scores = iter(ray.get(judge.score.remote(pairs)))
-    scored = []
-    for it in items:
-        pos = tuple(next(scores) for _ in it.positives)
-        neg = tuple(next(scores) for _ in it.negatives)
-        scored.append(TrainItem(it.id, it.input, it.label, it.positives, pos, it.negatives, neg))
-    return scored
-
-
-def run_method(
-    cfg: Config,
-    method: str,
-    seed: int,
-    inputs,
-    votes: list[Vote],
-    seed_dir: Path,
-    services: SeedServices,
-    timer,
-    metrics,
-    resume: bool = False,
-) -> MethodResult:
-    """Train one method for cfg.run.iterations iterations and evaluate every iteration's student.
-
-    ``services``: the seed's student sampler (QCRD's negatives, every evaluation) and the judge's slot.
-    """
-    init_dir = initial_student(cfg, seed, inputs.train, votes, seed_dir)
-    method_dir = seed_dir / method
+def run_method(ctx: MethodContext, method: str) -> MethodResult:
+    """Train ``method`` for cfg.run.iterations iterations and evaluate every iteration's student."""
+    init_dir = initial_student(ctx)
+    method_dir = ctx.seed_dir / method
     method_dir.mkdir(parents=True, exist_ok=True)
     if method == "qcrd":
-        return _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, services, timer, metrics, resume)
-    return _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, services.students, timer, metrics)
+        return QcrdRun(ctx, init_dir, method_dir).run()
+    return _run_baseline(ctx, method, init_dir, method_dir)
 
 
-def _evaluate(cfg: Config, inputs, students, snapshot: Path) -> dict:
+def evaluate_and_record(ctx: MethodContext, method: str, t: int, train_metrics: dict, history: list[dict]) -> dict:
+    """Evaluate iteration t's student, log the iteration to metrics.jsonl, append it to ``history``."""
     import ray
 
-    return ray.get(
-        students.evaluate.remote(
-            str(snapshot),
-            inputs.eval,
-            cfg.data.task,
-            cfg.eval.max_new_tokens,
-            cfg.eval.batch_size,
-            cfg.eval.num_examples_in_report,
-            cfg.negatives.max_new_tokens,
-        )
-    )
+    with ctx.timer.phase("evaluate", method=method, iteration=t):
+        evaluation = ray.get(ctx.services.students.evaluate.remote(
+            str(train_metrics["student_dir"]), ctx.eval, ctx.cfg.data.task, ctx.cfg.eval))  # fmt: skip
+    record = {
+        **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
+        "iteration": t,
+        "accuracy": evaluation["accuracy"],
+        "examples": evaluation["examples"],
+    }
+    history.append(record)
+    ctx.metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k != "examples"})
+    print(f"[{method}] iteration {t + 1}/{ctx.cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
+          f"loss {record.get('loss', float('nan')):.3f}", flush=True)  # fmt: skip
+    return record
 
 
 def _summary(history: list[dict], student_dir: Path) -> dict:
@@ -180,163 +142,146 @@ def _summary(history: list[dict], student_dir: Path) -> dict:
     }
 
 
-def _run_baseline(cfg, method, seed, inputs, votes, init_dir, method_dir, students, timer, metrics) -> MethodResult:
+def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: Path) -> MethodResult:
     """DSS or fine-tuning: the data never change, so every iteration runs inside one Ray Train fit."""
     from actors.student_train import train_student
 
-    items = build_items(cfg, method, inputs.train, votes, {})
-    out_dir = method_dir / "students"
+    items = build_items(ctx.cfg, method, ctx.train, ctx.votes, {})
     storage = method_dir / "ray_train"
     shutil.rmtree(storage, ignore_errors=True)  # a fresh fit: Ray Train would resume a same-named one
-    with timer.phase("train", method=method, iterations=cfg.run.iterations):
-        result = train_student(
-            cfg,
-            method,
-            items,
-            str(init_dir),
-            str(out_dir),
-            iteration=0,
-            storage_path=str(storage.resolve()),
-            seed=seed,
-            iterations_in_fit=cfg.run.iterations,
-        )
-    history = []
+    with ctx.timer.phase("train", method=method, iterations=ctx.cfg.run.iterations):
+        result = train_student(ctx.cfg, method, items, str(init_dir), str(method_dir / "students"), iteration=0,
+                               storage_path=str(storage.resolve()), seed=ctx.seed,
+                               iterations_in_fit=ctx.cfg.run.iterations)  # fmt: skip
+    history: list[dict] = []
     for t, train_metrics in enumerate(result["iterations"]):
-        with timer.phase("evaluate", method=method, iteration=t):
-            evaluation = _evaluate(cfg, inputs, students, Path(train_metrics["student_dir"]))
-        record = {
-            "iteration": t,
-            "accuracy": evaluation["accuracy"],
-            "examples": evaluation["examples"],
-            **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
-        }
-        metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k != "examples"})
-        print(f"[{method}] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}", flush=True)
-        history.append(record)
+        evaluate_and_record(ctx, method, t, train_metrics, history)
     return MethodResult(_summary(history, Path(result["iterations"][-1]["student_dir"])))
 
 
-def _run_qcrd(cfg, seed, inputs, votes, init_dir, method_dir, services, timer, metrics, resume) -> MethodResult:
+class QcrdRun:
+    """QCRD's iterations for one seed: the snapshot ring, the judge, the streaming fit, and the history."""
+
+    def __init__(self, ctx: MethodContext, init_dir: Path, method_dir: Path):
+        from qcrd_ray.manifest import check_resumable, read_manifest
+        from qcrd_ray.schedule import SnapshotRing
+
+        self.ctx, self.cfg, self.method_dir = ctx, ctx.cfg, method_dir
+        self.judge = ctx.services.start_judge(init_dir, ctx.seed) if self.cfg.run.use_judge else None
+        self.manifest = read_manifest(method_dir) if ctx.resume else None
+        if self.manifest is not None:
+            check_resumable(self.manifest, self.cfg, method_dir)
+            self.ring = SnapshotRing.from_dict(self.manifest.snapshot_ring)
+            self.history = list(self.manifest.metrics_history)
+            self.optimizer_state = self.manifest.optimizer_state
+            if self.judge is not None and self.manifest.judge_path:
+                _get(self.judge.load.remote(self.manifest.judge_path))
+            print(f"[qcrd] resuming after iteration {self.manifest.completed_iteration + 1}", flush=True)
+        else:
+            self.ring, self.history, self.optimizer_state = SnapshotRing.for_lag(self.cfg.negatives.lag), [], None
+            self.ring.push(0, str(init_dir))
+        self.judge_scores: dict[str, list[float]] = {}
+
+    def run(self) -> MethodResult:
+        import ray
+
+        from actors.train_feed import StreamingFit
+
+        start, end = len(self.history), self.cfg.run.iterations
+        # One Ray Train fit for every iteration still to run: its workers wait for each iteration's items. It
+        # starts first, so that its worker group comes up while the judge pretrains and the negatives are sampled.
+        storage = self.method_dir / "ray_train" / f"from_iter_{start + 1:04d}"
+        shutil.rmtree(storage, ignore_errors=True)  # a fit killed in its first iteration starts afresh
+        fit = StreamingFit(self.cfg, self.ring.latest()[1], str(self.method_dir / "snapshots"), start, end - start,
+                           str(storage.resolve()), self.ctx.seed, self.optimizer_state) if start < end else None  # fmt: skip
+        with fit or contextlib.nullcontext():
+            if self.manifest is None:
+                self.pretrain_judge()
+            for t in range(start, end):
+                student_samples = self.negatives(t)
+                items = self.score(t, build_items(self.cfg, "qcrd", self.ctx.train, self.ctx.votes, student_samples),
+                                   student_samples)  # fmt: skip
+                result = self.train(fit, t, items)
+                self.update_judge(t, items)
+                evaluate_and_record(self.ctx, "qcrd", t, {**result, "judge_lr_scale": self.lr_scale(t)}, self.history)
+                self.checkpoint(t)
+        if self.judge is not None:
+            ray.kill(self.judge)
+        return MethodResult(_summary(self.history, Path(self.ring.latest()[1])), self.judge_scores)
+
+    # -- the steps ---------------------------------------------------------------------------------------------
+
+    def pretrain_judge(self) -> None:
+        from qcrd_ray.methods import pretrain_groups
+
+        if self.judge is None or self.cfg.judge.pretrain_steps == 0:
+            return
+        with self.ctx.timer.phase("judge_pretrain", method="qcrd"):
+            info = _get(self.judge.pretrain.remote(pretrain_groups(self.ctx.train, self.ctx.votes)))
+        self.ctx.metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
+
+    def negatives(self, t: int) -> dict[str, list[str]]:
+        """Samples of snapshot t - j (the oldest one there is, early on) for every training question."""
+        from qcrd_ray.schedule import snapshot_for
+
+        if not self.cfg.run.student_negatives:
+            return {}
+        snapshot = self.ring.get(snapshot_for(t, self.cfg.negatives.lag))
+        questions = [(ex.id, ex.input) for ex in self.ctx.train]
+        with self.ctx.timer.phase("negatives", method="qcrd", iteration=t):
+            return _get(self.ctx.services.students.sample.remote(snapshot, questions, self.cfg.negatives,
+                                                                 self.ctx.seed * 100_003 + t))  # fmt: skip
+
+    def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:
+        """The judge's score for every positive and negative, in one large batch (neutral without a judge)."""
+        from qcrd_ray.methods import judge_pairs, scores_by_kind, with_scores
+
+        if self.judge is None:
+            return items
+        with self.ctx.timer.phase("judge_score", method="qcrd", iteration=t):
+            items = with_scores(items, _get(self.judge.score.remote(judge_pairs(items))))
+        self.judge_scores = scores_by_kind(items, student_samples)
+        for kind, scores in self.judge_scores.items():
+            self.ctx.metrics.log_scores(kind, scores, iteration=t)
+        return items
+
+    def train(self, fit, t: int, items: list[TrainItem]) -> dict:
+        with self.ctx.timer.phase("train", method="qcrd", iteration=t):
+            result = fit.train(t, items)
+        self.optimizer_state = result["optimizer_state"]
+        return result
+
+    def lr_scale(self, t: int) -> float:
+        from qcrd_ray.schedule import judge_lr_scale
+
+        return judge_lr_scale(self.cfg.loss, t)
+
+    def update_judge(self, t: int, items: list[TrainItem]) -> None:
+        from qcrd_ray.methods import update_groups
+
+        if self.judge is None or (t + 1) % self.cfg.judge.update_interval != 0:
+            return
+        with self.ctx.timer.phase("judge_update", method="qcrd", iteration=t):
+            _get(self.judge.update.remote(update_groups(items), self.lr_scale(t)))
+
+    def checkpoint(self, t: int) -> None:
+        """Turn the ring (deleting the evicted snapshot), save the judge, then write the manifest."""
+        from qcrd_ray.manifest import RunManifest, config_hash, write_manifest
+
+        for _, evicted in self.ring.push(t + 1, str(self.history[-1]["student_dir"])):
+            if Path(evicted).is_relative_to(self.method_dir):  # snapshot 0 is shared with the other methods
+                shutil.rmtree(evicted, ignore_errors=True)
+        judge_path = None
+        if self.judge is not None:
+            judge_path = _get(self.judge.save.remote(str(self.method_dir / "judge" / f"iter_{t + 1:04d}")))
+        manifest = RunManifest(run_name=self.cfg.run.name, config_hash=config_hash(self.cfg), completed_iteration=t,
+                               snapshot_ring=self.ring.to_dict(), judge_path=judge_path,
+                               optimizer_state=self.optimizer_state, metrics_history=tuple(self.history))  # fmt: skip
+        write_manifest(self.method_dir, manifest)
+
+
+def _get(ref):
+    """``ray.get``, imported late: jobs.distill imports this module before ``init_ray`` sets Ray's environment."""
     import ray
 
-    from actors.discriminator import DiscriminatorActor
-    from actors.train_feed import StreamingFit
-    from qcrd_ray.manifest import RunManifest, capture_rng_state, config_hash, read_manifest, write_manifest
-    from qcrd_ray.schedule import SnapshotRing, alpha_disc_at, snapshot_for
-
-    name = f"{cfg.run.name}/seed_{seed}"
-    students = services.students
-    judge = DiscriminatorActor.options(
-        name=f"{name}/discriminator", num_cpus=0.5, scheduling_strategy=services.judge_strategy()
-    ).remote(cfg.discriminator, str(init_dir), seed)
-    manifest = read_manifest(method_dir) if resume else None
-    if manifest is not None:
-        ring = SnapshotRing.from_dict(manifest.snapshot_ring)
-        history = list(manifest.metrics_history)
-        optimizer_state = manifest.optimizer_state
-        if manifest.discriminator_path:
-            ray.get(judge.load.remote(manifest.discriminator_path))
-        print(f"[qcrd] resuming after iteration {manifest.completed_iteration + 1}", flush=True)
-    else:
-        ring, history, optimizer_state = SnapshotRing.for_lag(cfg.negatives.lag), [], None
-        ring.push(0, str(init_dir))
-    start = len(history)
-    judge_scores: dict[str, list[float]] = {}
-    # One Ray Train fit for every iteration still to run: its workers wait for each iteration's items. It
-    # starts first, so that its worker group comes up while the judge pretrains and the negatives are sampled.
-    storage = method_dir / "ray_train" / f"from_iter_{start + 1:04d}"
-    shutil.rmtree(storage, ignore_errors=True)  # a fit killed in its first iteration starts afresh
-    fit = StreamingFit(cfg, ring.latest()[1], str(method_dir / "snapshots"), start, cfg.run.iterations - start,
-                       str(storage.resolve()), seed, optimizer_state) if start < cfg.run.iterations else None  # fmt: skip
-    with fit or contextlib.nullcontext():
-        if manifest is None and cfg.run.use_discriminator and cfg.discriminator.pretrain_steps > 0:
-            with timer.phase("judge_pretrain", method="qcrd"):
-                groups = [
-                    (ex.input, [r.text for r in v.positives], [r.text for r in v.negatives])
-                    for ex, v in zip(inputs.train, votes, strict=True)
-                    if v.positives
-                ]
-                info = ray.get(judge.pretrain.remote(groups))
-            metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
-        for t in range(start, cfg.run.iterations):
-            started = time.perf_counter()
-            student_samples: dict[str, list[str]] = {}
-            if cfg.run.student_negatives:
-                snapshot = ring.get(snapshot_for(t, cfg.negatives.lag))
-                with timer.phase("negatives", method="qcrd", iteration=t):
-                    student_samples = ray.get(
-                        students.sample.remote(
-                            snapshot,
-                            [(ex.id, ex.input) for ex in inputs.train],
-                            cfg.negatives.samples_per_question,
-                            cfg.negatives.temperature,
-                            cfg.negatives.max_new_tokens,
-                            cfg.negatives.batch_size,
-                            seed * 100_003 + t,
-                        )
-                    )
-            items = build_items(cfg, "qcrd", inputs.train, votes, student_samples)
-            if cfg.run.use_discriminator:
-                with timer.phase("judge_score", method="qcrd", iteration=t):
-                    items = score_items(judge, items)
-                judge_scores = _score_sets(items, student_samples)
-                for kind, scores in judge_scores.items():
-                    metrics.log_scores(kind, scores)
-            with timer.phase("train", method="qcrd", iteration=t):
-                result = fit.train(t, items)
-            optimizer_state = result["optimizer_state"]
-            alpha_disc = alpha_disc_at(cfg.loss, t)
-            if cfg.run.use_discriminator and (t + 1) % cfg.discriminator.update_interval == 0:
-                with timer.phase("judge_update", method="qcrd", iteration=t):
-                    ray.get(judge.update.remote(judge_groups(items), alpha_disc))
-            for _, evicted in ring.push(t + 1, str(result["student_dir"])):
-                if Path(evicted).is_relative_to(method_dir):  # snapshot 0 is shared with the other methods
-                    shutil.rmtree(evicted, ignore_errors=True)
-            with timer.phase("evaluate", method="qcrd", iteration=t):
-                evaluation = _evaluate(cfg, inputs, students, Path(result["student_dir"]))
-            judge_path = ray.get(judge.save.remote(str(method_dir / "judge" / f"iter_{t + 1:04d}")))
-            record = {
-                **{k: v for k, v in result.items() if isinstance(v, (int, float))},
-                "iteration": t,
-                "accuracy": evaluation["accuracy"],
-                "examples": evaluation["examples"],
-                "alpha_disc": alpha_disc,
-                "seconds": time.perf_counter() - started,
-            }
-            history.append(record)
-            metrics.log("iteration", method="qcrd", **{k: v for k, v in record.items() if k != "examples"})
-            print(
-                f"[qcrd] iteration {t + 1}/{cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
-                f"loss {record.get('loss', float('nan')):.3f}, {record['seconds']:.0f} s",
-                flush=True,
-            )
-            write_manifest(
-                method_dir,
-                RunManifest(
-                    run_name=cfg.run.name,
-                    config_hash=config_hash(cfg),
-                    completed_iteration=t,
-                    alpha_disc=alpha_disc,
-                    snapshot_ring=ring.to_dict(),
-                    discriminator_version=ray.get(judge.state.remote())["version"],
-                    discriminator_path=judge_path,
-                    data_cursor=t + 1,
-                    rng_state=capture_rng_state(),
-                    teacher_cache_key=None,
-                    metrics_history=history,
-                    optimizer_state=optimizer_state,
-                ),
-            )
-    ray.kill(judge)
-    return MethodResult(_summary(history, Path(ring.latest()[1])), judge_scores)
-
-
-def _score_sets(items: list[TrainItem], student_samples: dict[str, list[str]]) -> dict[str, list[float]]:
-    """Judge scores split into positives, student negatives and teacher negatives (the paper's Fig. 6)."""
-    positives, student, teacher = [], [], []
-    for it in items:
-        positives += it.positive_scores
-        n_student = len(student_samples.get(it.id, ()))  # build_items puts student negatives first
-        student += it.negative_scores[:n_student]
-        teacher += it.negative_scores[n_student:]
-    return {"positives": positives, "student_negatives": student, "teacher_negatives": teacher}
+    return ray.get(ref)

@@ -1,6 +1,6 @@
 """The teacher phase: K samples per training question, cached on disk, voted as they stream in.
 
-Flow (METHOD.md section 2): look up the sample cache (a rerun with every question cached votes right there,
+Flow (docs/METHOD.md section 2): look up the sample cache (a rerun with every question cached votes right there,
 in the driver, and is done); send the cached questions straight to the voter;
 start the teacher pool and fan the uncached questions out in batches; as each batch completes, append it
 to the cache and send it to the voter at once. A teacher actor that dies mid-batch is restarted by Ray and

@@ -1,4 +1,4 @@
-"""Class balancing for the judge's pretraining (METHOD.md section 4): synthetic negatives from positives.
+"""Class balancing for the judge's pretraining (docs/METHOD.md section 4): synthetic negatives from positives.
 
 Self-consistency leaves far more positives (the majority) than negatives (the minority), so D would learn
 "everything is good". The paper balances the classes by corrupting positives: random word masking and random

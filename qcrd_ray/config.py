@@ -36,10 +36,10 @@ class RunConfig:
     # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
     compare_baselines: bool = True
     iterations: int = 2
-    # Ablations of the full method (METHOD.md section 7's component ablation).
+    # Ablations of the full method (docs/METHOD.md section 7's component ablation).
     self_consistency: bool = True
     student_negatives: bool = True
-    use_discriminator: bool = True
+    use_judge: bool = True
 
     def validate(self, p: str) -> None:
         check(self.iterations >= 1, f"{p}.iterations", "an integer >= 1", self.iterations)
@@ -152,7 +152,7 @@ class NegativesConfig:
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class JudgeConfig:
     # Encoder of D: a hub name or local directory of a T5-like model, or null for a tiny random-init T5 encoder.
     encoder: str | None = None
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -166,15 +166,12 @@ class DiscriminatorConfig:
     max_length: int = 256
     loss_form: Literal["infonce", "paper_printed"] = "infonce"
     mask_probability: float = 0.15
-    serve: bool = False
-    serve_host: str = "127.0.0.1"
-    serve_port: int = 8000
 
     def validate(self, p: str) -> None:
         check(
             0 <= self.pretrain_steps <= 500,
             f"{p}.pretrain_steps",
-            "an integer in [0, 500] (METHOD.md: at most 500)",
+            "an integer in [0, 500] (docs/METHOD.md: at most 500)",
             self.pretrain_steps,
         )
         check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
@@ -190,7 +187,7 @@ class StudentConfig:
     model: str | None = None
     architecture: Literal["seq2seq", "causal"] = "seq2seq"
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    # Tokenizer for tiny models: a directory, "t5" (the shipped T5 SentencePiece), or "train" (BPE on the data).
+    # Tokenizer for tiny models: a directory (or hub name), or "train" (a BPE trained on the run's texts).
     tokenizer: str = "train"
     max_input_length: int = 1024
     max_target_length: int = 256
@@ -200,17 +197,19 @@ class StudentConfig:
 class LossConfig:
     alpha_pred: float = 0.5  # a1
     alpha_cl: float = 0.5  # a2
-    alpha_disc: float = 0.5  # a3
-    alpha_disc_decay: float = 0.9  # a3 *= decay every iteration
+    alpha_judge: float = 0.5  # a3
+    alpha_judge_decay: float = 0.9  # a3 *= decay every iteration
     dss_alpha: float = 0.5  # DSS: a * CE(label) + (1 - a) * CE(rationale)
     beta: float = 0.2
     delta: float = 3.0
     aggregation: Literal["minmax", "maxmin", "sampling", "mean", "weighted_mean"] = "minmax"
 
     def validate(self, p: str) -> None:
-        for key in ("alpha_pred", "alpha_cl", "alpha_disc", "beta", "delta"):
+        for key in ("alpha_pred", "alpha_cl", "alpha_judge", "beta", "delta"):
             check(getattr(self, key) >= 0, f"{p}.{key}", "a float >= 0", getattr(self, key))
-        check(0.0 < self.alpha_disc_decay <= 1.0, f"{p}.alpha_disc_decay", "a float in (0, 1]", self.alpha_disc_decay)
+        check(
+            0.0 < self.alpha_judge_decay <= 1.0, f"{p}.alpha_judge_decay", "a float in (0, 1]", self.alpha_judge_decay
+        )
         check(0.0 <= self.dss_alpha <= 1.0, f"{p}.dss_alpha", "a float in [0, 1]", self.dss_alpha)
 
 
@@ -218,7 +217,11 @@ class LossConfig:
 class TrainConfig:
     lr: float = 1e-3
     batch_size: int = 16  # global batch (questions) per optimizer step
+    # An iteration is `steps_per_iteration` optimizer steps, or `epochs_per_iteration` passes over the
+    # training questions (docs/METHOD.md section 10: snapshot t - j should be a trained student).
+    iteration_unit: Literal["steps", "epochs"] = "steps"
     steps_per_iteration: int = 50
+    epochs_per_iteration: float = 1.0
     weight_decay: float = 0.0
     num_workers: int = 1
     use_gpu: bool = False
@@ -229,6 +232,7 @@ class TrainConfig:
 
     def validate(self, p: str) -> None:
         check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        check(self.epochs_per_iteration > 0, f"{p}.epochs_per_iteration", "a float > 0", self.epochs_per_iteration)
         for key in ("batch_size", "steps_per_iteration", "num_workers", "num_to_keep"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)
@@ -250,8 +254,15 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 64
-    max_new_tokens: int = 32
+    max_new_tokens: int = 32  # the label on the predict: path
+    rationale_max_new_tokens: int = 96  # the rationales shown in the report
     num_examples_in_report: int = 3
+
+    def validate(self, p: str) -> None:
+        for key in ("batch_size", "max_new_tokens", "rationale_max_new_tokens"):
+            check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        check(self.num_examples_in_report >= 0, f"{p}.num_examples_in_report", "an integer >= 0",
+              self.num_examples_in_report)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -273,7 +284,7 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     voting: VotingConfig = field(default_factory=VotingConfig)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

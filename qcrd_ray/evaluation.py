@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from qcrd_ray.config import EvalConfig
 from qcrd_ray.records import Example
 from qcrd_ray.tasks import EXPLAIN, PREDICT, Task, get_task
 
@@ -36,16 +37,7 @@ def majority_label_baseline(task: Task | str, train_labels: list[str], eval_labe
     return {"label": label, "accuracy": accuracy(task, [label] * len(eval_labels), eval_labels)}
 
 
-def evaluate_student(
-    model,
-    tokenizer,
-    examples: list[Example],
-    task_name: str,
-    max_new_tokens: int,
-    batch_size: int,
-    num_rationales: int = 3,
-    rationale_tokens: int = 128,
-) -> dict:
+def evaluate_student(model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig) -> dict:
     """Greedy-decode labels for ``examples`` and score them; also decode a few rationales for the report.
 
     Returns {"accuracy", "predictions", "examples": [{"input", "label", "prediction", "rationale"}]}.
@@ -58,12 +50,12 @@ def evaluate_student(
 
     def decode(prefix: str, batch: list[Example], tokens: int) -> list[str]:
         prompts = [wrap(prefix + ex.input) for ex in batch]
-        outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=batch_size)
+        outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=cfg.batch_size)
         return [o[0].strip() for o in outs]
 
-    predictions = decode(PREDICT, examples, max_new_tokens)
-    shown = examples[:num_rationales]
-    rationales = decode(EXPLAIN, shown, rationale_tokens)
+    predictions = decode(PREDICT, examples, cfg.max_new_tokens)
+    shown = examples[: cfg.num_examples_in_report]
+    rationales = decode(EXPLAIN, shown, cfg.rationale_max_new_tokens)
     return {
         "accuracy": accuracy(task, predictions, [ex.label for ex in examples]),
         "predictions": predictions,

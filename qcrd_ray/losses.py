@@ -1,4 +1,4 @@
-"""The losses of QCRD as pure tensor functions (METHOD.md sections 1, 4 and 5).
+"""The losses of QCRD as pure tensor functions (docs/METHOD.md sections 1, 4 and 5).
 
 Shapes: N questions, P positive and M negative rationale slots per question (ragged lists padded to the
 widest question, with a boolean mask saying which slots hold a rationale), B sequences, T tokens, V vocab.
@@ -8,12 +8,14 @@ slots, whatever they hold.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 AGGREGATIONS = ("minmax", "maxmin", "sampling", "mean", "weighted_mean")
-DISCRIMINATOR_LOSS_FORMS = ("infonce", "paper_printed")
+JUDGE_LOSS_FORMS = ("infonce", "paper_printed")
 
 
 def sequence_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -51,19 +53,34 @@ def _pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index[:, None]).squeeze(1)
 
 
+class Aggregate(NamedTuple):
+    """One side of L_cl per question, each [N]: the term, and the CE and judge weight it was made of."""
+
+    term: torch.Tensor  # weight * loss of the chosen slot (or the mean over slots); 0 where no slot is valid
+    ce: torch.Tensor  # the raw CE l(r) of the chosen slot (the mean for the means), detached
+    weight: torch.Tensor  # the judge weight of the chosen slot (the mean for the means), detached
+    valid: torch.Tensor  # bool: the question has at least one valid slot
+
+
 def _aggregate(
+    ce: torch.Tensor,
     loss: torch.Tensor,
     weight: torch.Tensor,
     mask: torch.Tensor,
     mode: str,
     generator: torch.Generator | None,
-) -> torch.Tensor:
-    """Per question, the weighted aggregate of ``loss`` over its valid slots: [N,R] -> [N] (0 where none valid).
+) -> Aggregate:
+    """Per question, the aggregate of ``loss`` (``ce`` or its margin-clipped form) over its valid slots, [N,R] -> [N].
 
-    ``mode`` is "min", "max", "sampling", "mean" or "weighted_mean"; for min / max / sampling the weight is
-    the one of the chosen rationale.
+    ``mode``: "min", "max" or "sampling" pick one slot (and take its weight); "mean" is the plain mean of
+    ``loss`` (the paper's unweighted Mean ablation); "weighted_mean" is sum(w * loss) / sum(w).
     """
     has_any = mask.any(dim=1)
+    count = mask.sum(dim=1).clamp(min=1)
+
+    def mean(values: torch.Tensor) -> torch.Tensor:
+        return values.masked_fill(~mask, 0.0).sum(dim=1) / count
+
     if mode in ("min", "max", "sampling"):
         if mode == "sampling":
             # A uniform draw among the valid slots: the valid slot with the largest random key.
@@ -72,18 +89,20 @@ def _aggregate(
             index = keys.argmax(dim=1)
         else:
             fill = float("inf") if mode == "min" else float("-inf")
-            ranked = loss.detach().masked_fill(~mask, fill)
+            ranked = ce.detach().masked_fill(~mask, fill)
             index = ranked.argmin(dim=1) if mode == "min" else ranked.argmax(dim=1)
         chosen = _pick(weight, index) * _pick(loss, index)
-        return torch.where(has_any, chosen, torch.zeros_like(chosen))
-    weighted = (weight * loss).masked_fill(~mask, 0.0).sum(dim=1)
+        term = torch.where(has_any, chosen, torch.zeros_like(chosen))
+        return Aggregate(term, _pick(ce.detach(), index), _pick(weight, index), has_any)
     if mode == "mean":
-        return weighted / mask.sum(dim=1).clamp(min=1)
-    if mode == "weighted_mean":
+        term = mean(loss)
+    elif mode == "weighted_mean":
         # A question whose weights are all 0 has nothing to push: its numerator is 0 as well.
         total = weight.masked_fill(~mask, 0.0).sum(dim=1)
-        return weighted / total.clamp(min=1e-12)
-    raise ValueError(f"unknown aggregation mode {mode!r}")
+        term = (weight * loss).masked_fill(~mask, 0.0).sum(dim=1) / total.clamp(min=1e-12)
+    else:
+        raise ValueError(f"unknown aggregation mode {mode!r}")
+    return Aggregate(term, mean(ce.detach()), mean(weight), has_any)
 
 
 _MODES = {  # aggregation -> (over positives, over negatives)
@@ -95,7 +114,15 @@ _MODES = {  # aggregation -> (over positives, over negatives)
 }
 
 
-def contrastive_loss(
+class ContrastiveTerms(NamedTuple):
+    """L_cl and what it was made of, per question ([N] each) for the positive and the negative side."""
+
+    loss: torch.Tensor  # scalar
+    positive: Aggregate
+    negative: Aggregate  # negative.term is min(l - delta, 0) aggregated and weighted: 0 = the term is silent
+
+
+def contrastive_terms(
     pos_ce: torch.Tensor,
     pos_mask: torch.Tensor,
     pos_scores: torch.Tensor,
@@ -106,8 +133,8 @@ def contrastive_loss(
     delta: float = 3.0,
     aggregation: str = "minmax",
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """QCRD's many-to-one contrastive loss L_cl (METHOD.md section 5) -> scalar.
+) -> ContrastiveTerms:
+    """QCRD's many-to-one contrastive loss L_cl (docs/METHOD.md section 5) with its per-question parts.
 
     pos_ce / pos_mask / pos_scores: [N,P] student cross-entropy l(r), validity, judge score s of each positive;
     neg_ce / neg_mask / neg_scores: [N,M] the same for negatives.
@@ -116,17 +143,19 @@ def contrastive_loss(
     ``L_cl = (1/N) sum_i (P_i - beta * N_i)``, N counting every question of the batch.
 
     Aggregations: ``minmax`` (default; the easiest positive, the hardest-to-push negative, each with its own
-    s), ``maxmin`` (the reverse), ``sampling`` (one uniformly drawn valid positive and negative, from
-    ``generator``), ``mean`` (mean of s * l over valid positives, of (1 - s) * clip(l) over negatives) and
-    ``weighted_mean`` (sum(w * l) / sum(w), with w = s for positives and w = 1 - s for negatives, so a
-    negative weighs by how bad the judge finds it).
+    weight), ``maxmin`` (the reverse), ``sampling`` (one uniformly drawn valid positive and negative, from
+    ``generator``), ``mean`` (the plain, unweighted mean of l over positives and of the clipped l over
+    negatives: the paper's Mean ablation, where the judge plays no part) and ``weighted_mean``
+    (sum(w * l) / sum(w), with w = s for positives and w = 1 - s for negatives).
 
-    The margin clip ``min(l - delta, 0)`` is applied to each negative BEFORE aggregation. For max (and min)
-    this is the same as clipping after, since the clip is monotone; for the means it lets each negative stop
-    pushing on its own once the student finds it unlikely enough (l >= delta gives it zero gradient).
+    The choice of min / max is made on the raw l. The margin clip ``min(l - delta, 0)`` is applied to each
+    negative before aggregation; for max (and min) that is the same as clipping after, since the clip is
+    monotone; for the means it lets each negative stop pushing on its own once the student finds it unlikely
+    enough (l >= delta gives it zero gradient). So with minmax one negative whose l is above delta silences
+    its whole question's negative term.
 
-    Scores are weights only: they are detached, so no gradient reaches the discriminator. A question with no
-    valid positive adds no positive term, one with no valid negative no negative term.
+    Scores are weights only: they are detached, so no gradient reaches the judge. A question with no valid
+    positive adds no positive term, one with no valid negative no negative term.
     """
     if aggregation not in _MODES:
         raise ValueError(f"contrastive_loss: aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
@@ -137,20 +166,25 @@ def contrastive_loss(
             f"contrastive_loss: {pos_ce.shape[0]} questions of positives but {neg_ce.shape[0]} of negatives"
         )
     pos_mode, neg_mode = _MODES[aggregation]
-    positive = _aggregate(pos_ce, pos_scores.detach(), pos_mask, pos_mode, generator)
+    positive = _aggregate(pos_ce, pos_ce, pos_scores.detach(), pos_mask, pos_mode, generator)
     clipped = torch.clamp(neg_ce - delta, max=0.0)
-    negative = _aggregate(clipped, 1.0 - neg_scores.detach(), neg_mask, neg_mode, generator)
-    return (positive - beta * negative).mean()
+    negative = _aggregate(neg_ce, clipped, 1.0 - neg_scores.detach(), neg_mask, neg_mode, generator)
+    return ContrastiveTerms((positive.term - beta * negative.term).mean(), positive, negative)
 
 
-def discriminator_loss(
+def contrastive_loss(*args, **kwargs) -> torch.Tensor:
+    """L_cl alone (a scalar): ``contrastive_terms(...).loss``, same arguments."""
+    return contrastive_terms(*args, **kwargs).loss
+
+
+def judge_loss(
     pos_scores: torch.Tensor,
     pos_mask: torch.Tensor,
     neg_scores: torch.Tensor,
     neg_mask: torch.Tensor,
     form: str = "infonce",
 ) -> torch.Tensor:
-    """The judge's loss L_D (METHOD.md section 4, Eq. 2) over scores in [0, 1] -> scalar.
+    """The judge's loss L_D (docs/METHOD.md section 4, Eq. 2) over scores in [0, 1] -> scalar.
 
     pos_scores / pos_mask: [N,P]; neg_scores / neg_mask: [N,M].
     ``infonce``: ``-log(sum_pos e^s / (sum_pos e^s + sum_neg e^s))``;
@@ -158,12 +192,12 @@ def discriminator_loss(
     The mean over questions having at least one positive and one negative; the others are skipped. With no
     such question the loss is a zero that still backpropagates (into nothing).
     """
-    if form not in DISCRIMINATOR_LOSS_FORMS:
-        raise ValueError(f"discriminator_loss: form must be one of {DISCRIMINATOR_LOSS_FORMS}, got {form!r}")
+    if form not in JUDGE_LOSS_FORMS:
+        raise ValueError(f"judge_loss: form must be one of {JUDGE_LOSS_FORMS}, got {form!r}")
     if pos_scores.shape != pos_mask.shape or neg_scores.shape != neg_mask.shape:
-        raise ValueError("discriminator_loss: scores and masks must have the same shapes")
+        raise ValueError("judge_loss: scores and masks must have the same shapes")
     if pos_scores.shape[0] != neg_scores.shape[0]:
-        raise ValueError("discriminator_loss: positives and negatives must cover the same questions")
+        raise ValueError("judge_loss: positives and negatives must cover the same questions")
     usable = pos_mask.any(dim=1) & neg_mask.any(dim=1)
     zero = pos_scores.masked_fill(~pos_mask, 0.0).sum() * 0.0 + neg_scores.masked_fill(~neg_mask, 0.0).sum() * 0.0
     if not bool(usable.any()):

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,15 +35,10 @@ class RunManifest:
     """The resumable state of a run after ``completed_iteration`` (-1: no iteration completed yet)."""
 
     run_name: str
-    config_hash: str
+    config_hash: str  # config_hash(): a resume with another config is refused
     completed_iteration: int = -1
-    alpha_disc: float = 0.0  # a3 for the next iteration
     snapshot_ring: dict[str, Any] = field(default_factory=dict)  # schedule.SnapshotRing.to_dict()
-    discriminator_version: int = 0  # how many online updates D has had
-    discriminator_path: str | None = None
-    data_cursor: int = 0  # position in the training stream, so a resume sees the same batches
-    rng_state: dict[str, Any] = field(default_factory=dict)  # capture_rng_state()
-    teacher_cache_key: str | None = None
+    judge_path: str | None = None  # the judge's save after this iteration (weights, optimizer, random state)
     optimizer_state: str | None = None  # the student's DeepSpeed checkpoint: Adam moments carry over
     metrics_history: tuple[dict[str, Any], ...] = ()  # one dict per completed iteration
 
@@ -70,13 +64,8 @@ class RunManifest:
             "run_name": (str, "a string"),
             "config_hash": (str, "a string"),
             "completed_iteration": (int, "an integer"),
-            "alpha_disc": ((int, float), "a number"),
             "snapshot_ring": (dict, "an object"),
-            "discriminator_version": (int, "an integer"),
-            "discriminator_path": ((str, type(None)), "a string or null"),
-            "data_cursor": (int, "an integer"),
-            "rng_state": (dict, "an object"),
-            "teacher_cache_key": ((str, type(None)), "a string or null"),
+            "judge_path": ((str, type(None)), "a string or null"),
             "optimizer_state": ((str, type(None)), "a string or null"),
             "metrics_history": (list, "a list of objects"),
         }
@@ -90,21 +79,50 @@ class RunManifest:
                 raise ManifestError(f"{where}: {name}: expected {expected}, got {value!r}")
         if "metrics_history" in data:
             data["metrics_history"] = tuple(data["metrics_history"])
-        if "alpha_disc" in data:
-            data["alpha_disc"] = float(data["alpha_disc"])
         return cls(**data)
 
 
-def config_hash(config: Any, exclude: tuple[str, ...] = ("cluster",)) -> str:
-    """A short stable hash of a config (a ``Config`` or its ``to_dict()``), ignoring top-level ``exclude`` sections.
+# What a resumed run may change: where it runs, and how many iterations it runs (to extend it).
+RESUMABLE_KEYS = ("cluster.", "run.iterations")
 
-    ``cluster`` is left out by default: where a run executes does not change what it computes, and a resume on
-    another cluster should find its manifest valid.
-    """
+
+def _resumable(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value and key != "vllm_engine_args":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_hash(config: Any) -> str:
+    """A short stable hash of a config (a ``Config`` or its ``to_dict()``), ignoring what a resume may change
+    (``RESUMABLE_KEYS``: the cluster, the number of iterations)."""
     raw = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    kept = {k: v for k, v in raw.items() if k not in exclude}
+    kept = {k: v for k, v in _flatten(raw).items() if not _resumable(k)}
     canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two ``Config.to_dict()`` trees that a resume may not change."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>") and not _resumable(k))
+
+
+def check_resumable(manifest: RunManifest, config: Any, where: str | Path) -> None:
+    """Raise ManifestError unless ``config`` computes what the run of ``manifest`` computed."""
+    if manifest.run_name != config.run.name:
+        raise ManifestError(f"{where}: --resume: the manifest is run {manifest.run_name!r}, the config names "
+                            f"{config.run.name!r}")  # fmt: skip
+    if manifest.config_hash != config_hash(config):
+        raise ManifestError(f"{where}: --resume: the config differs from the one the run started with (only "
+                            f"run.iterations and cluster.* may change); start a new run.output_dir")  # fmt: skip
 
 
 def manifest_path(run_dir: str | Path, iteration: int) -> Path:
@@ -165,42 +183,3 @@ def read_manifest(run_dir: str | Path) -> RunManifest | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: corrupt manifest (not valid JSON: {err})") from err
     return RunManifest.from_dict(data, where=str(path))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# random number generator state, as plain JSON
-
-
-def capture_rng_state(numpy: bool = False, torch: bool = False) -> dict[str, Any]:
-    """Python's ``random`` state, plus numpy's and torch's CPU generator when asked; JSON-serialisable.
-
-    CUDA generators are not captured: GPU sampling is seeded per call by the actors instead.
-    """
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {"python": [version, list(internal), gauss_next]}
-    if numpy:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-    if torch:
-        import torch as _torch
-
-        state["torch"] = _torch.get_rng_state().tolist()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of ``capture_rng_state``: restores whichever generators ``state`` holds."""
-    if "python" in state:
-        version, internal, gauss_next = state["python"]
-        random.setstate((version, tuple(internal), gauss_next))
-    if "numpy" in state:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if "torch" in state:
-        import torch as _torch
-
-        _torch.set_rng_state(_torch.tensor(state["torch"], dtype=_torch.uint8))

@@ -5,7 +5,7 @@
 initialised in this process, sets the gauges ``qcrd_iteration`` and ``qcrd_loss``: every numeric value ``key``
 goes to the gauge ``qcrd_<key>`` (so ``samples_per_second``, ``vote_agreement``, ``loss``, ``phase_seconds``,
 ``accuracy`` give the names the dashboard expects), tagged with ``run``, ``method`` and ``phase``. ``phase`` is
-the event's name unless a ``phase`` value is given. Discriminator scores go to one histogram,
+the event's name unless a ``phase`` value is given. Judge scores go to one histogram,
 ``qcrd_judge_score``, tagged by kind (positives, student_negatives, teacher_negatives).
 
 Ray is never imported here at module top: the logger looks for it in ``sys.modules`` at each call, so the core
@@ -119,7 +119,7 @@ class MetricsLogger:
         return self._log(event, values, gauges=True)
 
     def log_scores(self, kind: str, scores: list[float], **values: Any) -> dict[str, Any]:
-        """Record discriminator scores (each in [0, 1]) of one kind: a summary line in the file, a Ray histogram.
+        """Record judge scores (each in [0, 1]) of one kind: a summary line in the file, a Ray histogram.
 
         The file gets count, mean, min, max and the counts per bin of ``JUDGE_SCORE_BOUNDARIES`` rather than every
         score: an iteration can score many thousands of rationales.
@@ -184,7 +184,7 @@ class MetricsLogger:
 
             self._histograms[name] = Histogram(
                 name,
-                description="QCRD judge (discriminator) scores",
+                description="QCRD judge scores",
                 boundaries=JUDGE_SCORE_BOUNDARIES,
                 tag_keys=("run", "method", "kind"),
             )

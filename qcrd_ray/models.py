@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qcrd_ray.config import DiscriminatorConfig, StudentConfig, TinyModelConfig
+from qcrd_ray.config import JudgeConfig, StudentConfig, TinyModelConfig
 from qcrd_ray.scoring import causal_prompt_ids, pad_rows
 
 JUDGE_WEIGHTS = "judge.safetensors"
@@ -227,7 +227,7 @@ def generate(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the quality judge D (METHOD.md section 4)
+# the quality judge D (docs/METHOD.md section 4)
 
 
 def judge_text(question: str, rationale: str) -> str:
@@ -235,7 +235,7 @@ def judge_text(question: str, rationale: str) -> str:
     return f"question: {question} rationale: {rationale}"
 
 
-class Discriminator(nn.Module):
+class Judge(nn.Module):
     """D(x, r) in [0, 1]: a T5 encoder, max-pooling over real tokens, Linear -> tanh -> Linear, a sigmoid."""
 
     def __init__(self, encoder: nn.Module, hidden_size: int):
@@ -251,7 +251,7 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self.head(pooled).squeeze(-1))
 
 
-def build_discriminator(cfg: DiscriminatorConfig, tokenizer, seed: int | None = None) -> Discriminator:
+def build_judge(cfg: JudgeConfig, tokenizer, seed: int | None = None) -> Judge:
     """D on ``cfg.encoder`` (a T5-like hub name or dir, read with its own tokenizer) or on a tiny random-init
     T5 encoder over ``tokenizer``'s vocabulary. The head (and a tiny encoder) start from ``seed`` when given."""
     from transformers import T5EncoderModel
@@ -261,15 +261,15 @@ def build_discriminator(cfg: DiscriminatorConfig, tokenizer, seed: int | None = 
             encoder = T5EncoderModel.from_pretrained(cfg.encoder)
             if encoder.get_input_embeddings().num_embeddings < len(tokenizer):
                 raise ValueError(
-                    f"discriminator.encoder {cfg.encoder!r}: its vocabulary is smaller than the tokenizer's "
+                    f"judge.encoder {cfg.encoder!r}: its vocabulary is smaller than the tokenizer's "
                     f"({len(tokenizer)}); give D the encoder's own tokenizer"
                 )
         else:
-            encoder = T5EncoderModel(_tiny_t5_config(cfg.tiny, tokenizer, "discriminator"))
-        return Discriminator(encoder, cfg.hidden_size)
+            encoder = T5EncoderModel(_tiny_t5_config(cfg.tiny, tokenizer, "judge"))
+        return Judge(encoder, cfg.hidden_size)
 
 
-def save_discriminator(model: Discriminator, tokenizer, path: str | Path) -> Path:
+def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
     """Weights as safetensors, the encoder config and head size as JSON, and the tokenizer (no pickle)."""
     from safetensors.torch import save_file
 
@@ -288,17 +288,17 @@ def save_discriminator(model: Discriminator, tokenizer, path: str | Path) -> Pat
     return path
 
 
-def load_discriminator(path: str | Path) -> tuple[Discriminator, object]:
-    """(D, tokenizer) saved by ``save_discriminator``."""
+def load_judge(path: str | Path) -> tuple[Judge, object]:
+    """(D, tokenizer) saved by ``save_judge``."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
     path = Path(path)
     if not (path / JUDGE_CONFIG).is_file():
-        raise FileNotFoundError(f"{path / JUDGE_CONFIG}: not a saved discriminator (save_discriminator writes it)")
+        raise FileNotFoundError(f"{path / JUDGE_CONFIG}: not a saved judge (save_judge writes it)")
     meta = json.loads((path / JUDGE_CONFIG).read_text())
     if meta.get("format") != JUDGE_FORMAT:
         raise ValueError(f"{path / JUDGE_CONFIG}: format {meta.get('format')!r}, expected {JUDGE_FORMAT!r}")
-    model = Discriminator(T5EncoderModel(T5Config.from_dict(meta["encoder_config"])), int(meta["hidden_size"]))
+    model = Judge(T5EncoderModel(T5Config.from_dict(meta["encoder_config"])), int(meta["hidden_size"]))
     model.load_state_dict(load_file(str(path / JUDGE_WEIGHTS)))
     return model, AutoTokenizer.from_pretrained(str(path))

@@ -44,7 +44,8 @@ class Example:
 class Vote:
     """Self-consistency over one question's samples.
 
-    ``positives`` agree with the majority answer; ``negatives`` are the teacher's minority rationales.
+    ``positives`` agree with the majority answer; ``negatives`` are the teacher's minority rationales;
+    ``samples`` are the K samples as the teacher wrote them, in order (DSS trains on the first).
     ``majority`` is None when no majority could be formed (no parsed answer, or a tie dropped by policy).
     """
 
@@ -56,6 +57,7 @@ class Vote:
     num_parsed: int
     agreement: float  # fraction of the samples whose answer equals the majority
     majority_correct: bool | None  # majority == gold (None when no majority)
+    samples: tuple[Rationale, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class TrainItem:
     """What the student trains on for one question in one iteration.
 
     ``label`` feeds L_pred (``predict:`` path); positives and negatives feed L_cl (``explain:`` path), each
-    rationale with the discriminator's score s in [0, 1] (1.0 everywhere when the judge is ablated).
+    rationale with the judge's score s in [0, 1]: a positive weighs s, a negative 1 - s. Without the judge
+    the scores are 1 for positives and 0 for negatives, so that every term weighs 1.
     """
 
     id: str

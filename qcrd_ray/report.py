@@ -2,7 +2,8 @@
 
 One summary per seed (see ``write_report``). The report compares the students (fine-tuning, DSS, QCRD and
 any other method present, such as ablations) with the teacher, shows where the wall time went, the accuracy
-per iteration, the judge's score densities (the paper's Fig. 6) and a few rationales from each student.
+per iteration, whether QCRD's contrastive term is alive, the judge's score densities (the paper's Fig. 6) and a
+few rationales from each student.
 
 Choices: accuracies are fractions in [0, 1] in the summaries and percentages in the report; the spread over
 seeds is the sample standard deviation (ddof = 1); ``accuracy_per_iteration[i]`` is the accuracy after
@@ -167,6 +168,53 @@ def _phases_markdown(summaries: list[dict]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
 
 
+CONTRASTIVE_COLUMNS = (
+    ("negative_term_active", "negative term active", True),
+    ("ce_chosen_positive", "CE chosen positive", False),
+    ("ce_chosen_negative", "CE chosen negative", False),
+    ("weight_positive", "weight positive (s)", False),
+    ("weight_negative", "weight negative (1 - s)", False),
+    ("loss_cl", "L_cl", False),
+)
+DEAD_TERM = 0.05  # below this share of questions the negative term does (almost) nothing
+
+
+def _contrastive_markdown(summaries: list[dict]) -> str:
+    """QCRD's contrastive term per seed and iteration: is its negative side alive, and what does it weigh?"""
+    rows, active = [], []
+    for s in summaries:
+        for h in s.get("methods", {}).get("qcrd", {}).get("history", []):
+            if "negative_term_active" not in h:
+                continue
+            cells = [str(s["seed"]), str(h["iteration"] + 1)]
+            for key, _, percent in CONTRASTIVE_COLUMNS:
+                v = h.get(key)
+                ok = isinstance(v, (int, float)) and math.isfinite(v)
+                cells.append("-" if not ok else f"{100 * v:.1f}%" if percent else f"{v:.3f}")
+            if isinstance(h["negative_term_active"], (int, float)) and math.isfinite(h["negative_term_active"]):
+                active.append(h["negative_term_active"])
+            rows.append(cells)
+    if not rows:
+        return "No QCRD iteration recorded its contrastive term.\n"
+    header = ["seed", "iteration", *(label for _, label, _ in CONTRASTIVE_COLUMNS)]
+    lines = [header, ["---:"] * len(header), *rows]
+    text = "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
+    text = (
+        "The negative term is active for a question when its chosen negative's CE is below delta, so that "
+        "it pushes (docs/METHOD.md section 5); a weight is the judge's s on the chosen positive, 1 - s on the "
+        "chosen negative.\n\n" + text
+    )
+    if not active:
+        return text + "\nNo question of any batch had a negative: the negative term never ran.\n"
+    share = sum(active) / len(active)
+    if share < DEAD_TERM:
+        return text + (f"\n**The negative term is dead**: on average it was active for {100 * share:.1f}% of the "
+                       "questions with a negative; QCRD here trains on its positives alone.\n")  # fmt: skip
+    return (
+        text + f"\nOn average the negative term was active for {100 * share:.1f}% of the questions with a negative.\n"
+    )
+
+
 def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
     """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
     import numpy as np
@@ -295,6 +343,7 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
         out += [f"![judge score densities]({JUDGE_PLOT})\n", _judge_markdown(scores)]
     else:
         out.append("No judge scores of both positives and negatives were recorded (a run without the judge).\n")
+    out += ["## The contrastive term\n", _contrastive_markdown(summaries)]
     out.append("## Wall time per phase\n")
     if any(s.get("phase_seconds") or s.get("total_seconds") is not None for s in summaries):
         out.append(_phases_markdown(summaries))

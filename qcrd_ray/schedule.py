@@ -1,16 +1,17 @@
-"""The iteration schedule: the judge's decaying loss weight, which snapshot supplies negatives, the snapshot ring.
+"""The iteration schedule: steps per iteration, the judge's decaying weight, which snapshot supplies negatives, the snapshot ring.
 
 Iterations are 0-based. Snapshot k is the student after k iterations, so snapshot 0 is the initial student
-and iteration t trains the weights of snapshot t into snapshot t + 1 (METHOD.md sections 3 and 6).
+and iteration t trains the weights of snapshot t into snapshot t + 1 (docs/METHOD.md sections 3 and 6).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from qcrd_ray.config import LossConfig
+from qcrd_ray.config import LossConfig, TrainConfig
 
 
 def _check_iteration(iteration: int) -> None:
@@ -18,10 +19,32 @@ def _check_iteration(iteration: int) -> None:
         raise ValueError(f"iteration: expected an integer >= 0, got {iteration!r}")
 
 
-def alpha_disc_at(loss_cfg: LossConfig, iteration: int) -> float:
-    """The judge's loss weight a3 at ``iteration``: ``alpha_disc * alpha_disc_decay ** iteration``."""
+def steps_per_iteration(train: TrainConfig, num_questions: int) -> int:
+    """Optimizer steps in one iteration: ``train.steps_per_iteration``, or for ``iteration_unit: epochs``
+    ``ceil(epochs_per_iteration * num_questions / batch_size)`` (at least 1)."""
+    if train.iteration_unit == "steps":
+        return train.steps_per_iteration
+    if num_questions < 1:
+        raise ValueError(f"steps_per_iteration: an epoch of {num_questions} questions has no steps")
+    return max(1, math.ceil(train.epochs_per_iteration * num_questions / train.batch_size))
+
+
+def alpha_judge_at(loss_cfg: LossConfig, iteration: int) -> float:
+    """The judge's loss weight a3 at ``iteration``: ``alpha_judge * alpha_judge_decay ** iteration``."""
     _check_iteration(iteration)
-    return loss_cfg.alpha_disc * loss_cfg.alpha_disc_decay**iteration
+    return loss_cfg.alpha_judge * loss_cfg.alpha_judge_decay**iteration
+
+
+def judge_lr_scale(loss_cfg: LossConfig, iteration: int) -> float:
+    """How strongly the judge's online update after ``iteration`` acts: a3_t / a3_0 (0 when a3 is 0).
+
+    D has its own optimizer, and AdamW's steps do not depend on the scale of the loss, so a3 acts on the
+    learning rate of D's online updates: ``judge.lr * a3_t / a3_0``.
+    """
+    if loss_cfg.alpha_judge == 0:
+        _check_iteration(iteration)
+        return 0.0
+    return alpha_judge_at(loss_cfg, iteration) / loss_cfg.alpha_judge
 
 
 def snapshot_for(iteration: int, lag: int) -> int:

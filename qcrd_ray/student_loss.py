@@ -1,9 +1,9 @@
 """The student's loss per method, on one micro batch of questions (plain torch: usable on a bare transformers
 model as well as through a DeepSpeed engine).
 
-Losses per micro batch of questions (METHOD.md sections 1, 5, 6):
+Losses per micro batch of questions (docs/METHOD.md sections 1, 5, 6):
 - qcrd: ``a1 * L_pred + a2 * L_cl``, L_cl over the explain-path CE of every positive and negative, weighted
-  by the judge's (detached) scores; a3 * L_D belongs to the judge's own update.
+  by the judge's (detached) scores; a3 belongs to the judge's own update (``schedule.judge_lr_scale``).
 - dss: ``a * CE(label) + (1 - a) * CE(first positive)``; finetune: ``CE(label)``.
 Both rationale terms average over every question of the batch: one without a rationale adds zero.
 """
@@ -21,7 +21,7 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
 
     ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
     """
-    from qcrd_ray.losses import contrastive_loss, dss_loss
+    from qcrd_ray.losses import contrastive_terms, dss_loss
     from qcrd_ray.models import is_seq2seq
     from qcrd_ray.scoring import encode_batch, rationale_ce
     from qcrd_ray.tasks import EXPLAIN, PREDICT
@@ -45,20 +45,50 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
     elif method == "qcrd":
         ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
         pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
-        loss_cl = contrastive_loss(
+        terms = contrastive_terms(
             pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s,
             cfg.loss.beta, cfg.loss.delta, cfg.loss.aggregation, generator,
         )  # fmt: skip
-        loss = cfg.loss.alpha_pred * label_ce.mean() + cfg.loss.alpha_cl * loss_cl
-        parts["loss_cl"] = float(loss_cl.detach())
-        # Mean CE of positives and of negatives: the gap the contrast is meant to open.
-        for name, values, valid in (("ce_positive", pos_ce, pos_mask), ("ce_negative", neg_ce, neg_mask)):
-            if bool(valid.any()):
-                parts[name] = float(values.detach()[valid].mean())
+        loss = cfg.loss.alpha_pred * label_ce.mean() + cfg.loss.alpha_cl * terms.loss
+        parts["loss_cl"] = float(terms.loss.detach())
+        parts.update(contrastive_figures(terms))
     else:
         raise ValueError(f"student_loss: method must be one of {METHODS}, got {method!r}")
     parts["loss"] = float(loss.detach())
     return loss, parts
+
+
+CONTRASTIVE_FIGURES = (
+    "negative_term_active",
+    "ce_chosen_positive",
+    "ce_chosen_negative",
+    "weight_positive",
+    "weight_negative",
+)
+# What ``student_loss`` returns in its parts beside ``loss`` and ``loss_pred``, per method.
+METHOD_METRICS = {"qcrd": ("loss_cl", *CONTRASTIVE_FIGURES), "dss": ("loss_rationale",), "finetune": ()}
+
+
+def contrastive_figures(terms) -> dict[str, float]:
+    """Whether L_cl's negative side is alive, as floats (NaN where no question of the batch has that side).
+
+    ``negative_term_active``: the share of questions with a negative whose negative term is non-zero;
+    ``ce_chosen_positive`` / ``ce_chosen_negative``: the mean CE of the chosen positive / negative;
+    ``weight_positive`` / ``weight_negative``: the mean judge weight on them (s, and 1 - s).
+    """
+    pos, neg = terms.positive, terms.negative
+    nan = float("nan")
+
+    def mean(values, valid) -> float:
+        return float(values[valid].float().mean()) if bool(valid.any()) else nan
+
+    return {
+        "negative_term_active": mean(neg.term.detach() != 0, neg.valid),
+        "ce_chosen_positive": mean(pos.ce, pos.valid),
+        "ce_chosen_negative": mean(neg.ce, neg.valid),
+        "weight_positive": mean(pos.weight, pos.valid),
+        "weight_negative": mean(neg.weight, neg.valid),
+    }
 
 
 def _split_slots(batch: list[TrainItem], ce, mask):

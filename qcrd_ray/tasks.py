@@ -4,7 +4,7 @@ Every task speaks the same answer format: a rationale followed by ``So the answe
 student sees ``predict: <input>`` (target: the label) and ``explain: <input>`` (target: a rationale); the
 teacher sees a few-shot chain-of-thought prompt (zero-shot for the built-in toy task ``arith``, whose tiny
 teacher is trained on exactly that). ``parse_dss`` reads the DSS release's PaLM continuations by the rules
-of its reference code (METHOD.md section 8).
+of its reference code (docs/METHOD.md section 8).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tokenizers that need no network: trained here on the run's own text, or the shipped T5 vocabulary.
+"""Tokenizers that need no network: trained here on the run's own text.
 
 Real users give a hub name or directory and get that model's own tokenizer (``AutoTokenizer``); tiny
 models in tests and the embedded default use a small byte-level BPE trained on the task's text, which
@@ -13,17 +13,20 @@ from pathlib import Path
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "bos_token": "<s>"}
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digits: bool = False):
     """Train a byte-level BPE on ``texts``; returns a ``PreTrainedTokenizerFast`` with pad/eos/unk/bos set.
 
-    The pad token has id 0 (what T5's ``decoder_start_token_id`` expects).
+    The pad token has id 0 (what T5's ``decoder_start_token_id`` expects); every encoding ends in ``</s>``.
+    ``split_digits``: every digit is a token of its own, so "57" and "75" share what a model computes with.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = list(SPECIAL_TOKENS.values())
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    digits = pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([digits, byte_level]) if split_digits else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -42,20 +45,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
 
 
 def load_tokenizer(name_or_path: str | Path):
-    """A tokenizer from a local directory or hub name (``AutoTokenizer``), or ``"t5"`` for the shipped vocabulary."""
+    """A tokenizer from a local directory or hub name (``AutoTokenizer``)."""
     from transformers import AutoTokenizer
 
-    if str(name_or_path) == "t5":
-        from transformers import T5Tokenizer
-
-        return T5Tokenizer(vocab_file=str(shipped_t5_vocab()))
     return AutoTokenizer.from_pretrained(str(name_or_path))
-
-
-def shipped_t5_vocab() -> Path:
-    """The T5 SentencePiece model under ../shared/data/tokenizers (32,000 pieces + 100 sentinels)."""
-    here = Path(__file__).resolve().parent.parent
-    path = here.parent / "shared" / "data" / "tokenizers" / "t5" / "spiece.model"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the shipped T5 vocabulary is missing; give student.tokenizer a directory")
-    return path

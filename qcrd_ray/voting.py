@@ -1,4 +1,4 @@
-"""Self-consistency voting over a question's K teacher samples (METHOD.md section 2).
+"""Self-consistency voting over a question's K teacher samples (docs/METHOD.md section 2).
 
 The majority answer's rationales become the positives S_pos; the parsed minority becomes the LLM-side
 negatives. Pure Python: the voter actor calls these functions on batches.
@@ -142,6 +142,7 @@ def vote(
         num_parsed=len(parsed),
         agreement=len(majority_members) / num_samples if num_samples else 0.0,
         majority_correct=majority_correct,
+        samples=tuple(samples),
     )
 
 

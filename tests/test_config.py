@@ -28,19 +28,17 @@ def test_paper_presets_keep_the_papers_numbers():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "svamp_t5_base.yaml")
     assert (cfg.teacher.num_samples, cfg.teacher.temperature) == (5, 0.7)
     assert (cfg.negatives.lag, cfg.negatives.temperature) == (5, 1.5)
-    assert (cfg.loss.beta, cfg.loss.delta, cfg.loss.alpha_disc_decay) == (0.2, 3.0, 0.9)
+    assert (cfg.loss.beta, cfg.loss.delta, cfg.loss.alpha_judge_decay) == (0.2, 3.0, 0.9)
     assert (cfg.train.lr, cfg.train.batch_size) == (5e-5, 64)
     assert cfg.student.model == "google-t5/t5-base"
 
 
 def test_dotted_overrides_parse_yaml_scalars():
-    cfg = load_config(
-        None, ["train.lr=3e-4", "run.method=dss", "data.max_train_examples=10", "run.use_discriminator=false"]
-    )
+    cfg = load_config(None, ["train.lr=3e-4", "run.method=dss", "data.max_train_examples=10", "run.use_judge=false"])
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.run.method == "dss"
     assert cfg.data.max_train_examples == 10
-    assert cfg.run.use_discriminator is False
+    assert cfg.run.use_judge is False
     assert parse_overrides(["run.name=a.b"]) == {"run.name": "a.b"}
 
 
@@ -53,7 +51,7 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["train.lr=-1"], "train.lr: expected a float > 0"),
         (["loss.aggregation=median"], "loss.aggregation: expected one of"),
         (["train.zero_stage=4"], "train.zero_stage"),
-        (["discriminator.pretrain_steps=501"], "discriminator.pretrain_steps"),
+        (["judge.pretrain_steps=501"], "judge.pretrain_steps"),
         (["train.steps_per_iteration=2.5"], "train.steps_per_iteration: expected int"),
         (["teacher.backend=openai"], "teacher.endpoint"),
         (["teacher.vllm_engine_args=eager"], "teacher.vllm_engine_args: expected dict"),

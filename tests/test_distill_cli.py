@@ -48,6 +48,20 @@ def test_malformed_data_names_file_and_line(tmp_path):
     assert_failed_early(proc, f"{data}:2")
 
 
+def test_resume_with_a_changed_config_names_the_keys(tmp_path):
+    """--resume continues the run its config.json describes: a changed key is refused before Ray starts."""
+    import json
+
+    from qcrd_ray.config import load_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(load_config(None, [f"run.output_dir={out}"]).to_dict()))
+    proc = distill("--resume", "--set", f"run.output_dir={out}", "--set", "train.lr=0.5", "--set", "loss.beta=0.3")
+    assert_failed_early(proc, "--resume with a changed config: loss.beta, train.lr")
+    assert "only run.iterations" in proc.stderr
+
+
 def test_qcrd_console_script_lists_commands():
     from jobs.cli import main
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from qcrd_ray.losses import AGGREGATIONS, contrastive_loss, discriminator_loss, dss_loss, sequence_ce
+from qcrd_ray.losses import AGGREGATIONS, contrastive_loss, dss_loss, judge_loss, sequence_ce
 
 
 def test_sequence_ce_ignores_padding():
@@ -41,8 +41,19 @@ def test_minmax_by_hand():
     assert got.item() == pytest.approx(expected)
     maxmin = 0.9 * 2.0 - 0.2 * (1 - 0.2) * (0.5 - 3.0)
     assert contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, aggregation="maxmin").item() == pytest.approx(maxmin)
-    mean = (0.9 * 2 + 0.5 * 1) / 2 - 0.2 * ((0.8 * -2.5) + (0.6 * -1.0)) / 2
+
+
+def test_mean_is_unweighted_and_weighted_mean_uses_the_judge():
+    """The paper's Mean ablation ignores the judge; only weighted_mean uses its scores (issue 14.3)."""
+    pos, pos_s = torch.tensor([[2.0, 1.0]]), torch.tensor([[0.9, 0.5]])
+    neg, neg_s = torch.tensor([[0.5, 2.0, 9.0]]), torch.tensor([[0.2, 0.4, 0.1]])
+    mask2, mask3 = torch.ones(1, 2, dtype=torch.bool), torch.tensor([[True, True, False]])
+    # positives: mean CE (2 + 1) / 2; valid negatives clip to 0.5 - 3 = -2.5 and 2 - 3 = -1
+    mean = (2 + 1) / 2 - 0.2 * (-2.5 + -1.0) / 2
     assert contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, aggregation="mean").item() == pytest.approx(mean)
+    other_scores = contrastive_loss(pos, mask2, 1 - pos_s, neg, mask3, 1 - neg_s, aggregation="mean")
+    assert other_scores.item() == pytest.approx(mean)  # the judge plays no part
+    # weights s = 0.9, 0.5 on positives, 1 - s = 0.8, 0.6 on negatives
     weighted = (0.9 * 2 + 0.5 * 1) / 1.4 - 0.2 * ((0.8 * -2.5) + (0.6 * -1.0)) / 1.4
     got = contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, aggregation="weighted_mean")
     assert got.item() == pytest.approx(weighted)
@@ -109,13 +120,13 @@ def test_questions_without_negatives_or_positives_drop_their_term():
     assert got.item() == pytest.approx((2.0 + (-0.2 * -2.0)) / 2)
 
 
-def test_discriminator_loss_forms_by_hand():
+def test_judge_loss_forms_by_hand():
     pos, neg = torch.tensor([[0.9, 0.7]]), torch.tensor([[0.2, 0.1, 0.5]])
     pm, nm = torch.ones(1, 2, dtype=torch.bool), torch.tensor([[True, True, False]])
     sp, sn = math.exp(0.9) + math.exp(0.7), math.exp(0.2) + math.exp(0.1)
-    assert discriminator_loss(pos, pm, neg, nm).item() == pytest.approx(-math.log(sp / (sp + sn)))
-    assert discriminator_loss(pos, pm, neg, nm, "paper_printed").item() == pytest.approx(-math.log(sp / sn))
-    empty = discriminator_loss(pos, pm, neg, torch.zeros(1, 3, dtype=torch.bool))
+    assert judge_loss(pos, pm, neg, nm).item() == pytest.approx(-math.log(sp / (sp + sn)))
+    assert judge_loss(pos, pm, neg, nm, "paper_printed").item() == pytest.approx(-math.log(sp / sn))
+    empty = judge_loss(pos, pm, neg, torch.zeros(1, 3, dtype=torch.bool))
     assert empty.item() == 0.0
     with pytest.raises(ValueError, match="form must be one of"):
-        discriminator_loss(pos, pm, neg, nm, "hinge")
+        judge_loss(pos, pm, neg, nm, "hinge")

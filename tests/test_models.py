@@ -1,23 +1,27 @@
 """Students and the judge: built tiny, saved, reloaded from a directory (the hub-name path), and generating."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from qcrd_ray.config import DiscriminatorConfig, StudentConfig, TinyModelConfig
+from qcrd_ray.config import JudgeConfig, StudentConfig, TinyModelConfig
 from qcrd_ray.models import (
-    build_discriminator,
+    build_judge,
     build_student,
     build_tokenizer,
     generate,
     is_seq2seq,
     judge_text,  # fmt: skip
-    load_discriminator,
+    load_judge,
     load_student,
-    save_discriminator,
+    save_judge,
     save_student,
 )
 from qcrd_ray.scoring import causal_prompt, causal_prompt_ids
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TEXTS = ["predict: Tom has 3 apples.", "explain: Tom has 3 apples.", "3 + 4 = 7. So the answer is 7."] * 10
 PROMPTS = ["explain: Tom has 3 apples and buys 4 more.", "explain: x", "predict: Tom has 3 apples."]
@@ -108,8 +112,12 @@ def test_generate_refuses_several_greedy_sequences():
         generate(model, tokenizer, PROMPTS, max_new_tokens=3, num_return_sequences=2)
 
 
-def test_the_shipped_t5_vocabulary_builds_and_generates():
-    cfg = StudentConfig(tokenizer="t5", tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32))
+def test_a_tokenizer_directory_builds_and_generates(tmp_path):
+    """``student.tokenizer: DIR`` as a user gives it: here the real T5 vocabulary, saved to a local directory."""
+    from transformers import T5Tokenizer
+
+    T5Tokenizer(vocab_file=str(ROOT.parent / "shared/data/tokenizers/t5/spiece.model")).save_pretrained(tmp_path)
+    cfg = StudentConfig(tokenizer=str(tmp_path), tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32))
     tokenizer = build_tokenizer(cfg)
     model = build_student(cfg, tokenizer)
     assert model.config.vocab_size == len(tokenizer) and model.config.decoder_start_token_id == tokenizer.pad_token_id
@@ -119,9 +127,9 @@ def test_the_shipped_t5_vocabulary_builds_and_generates():
         build_tokenizer(StudentConfig(tokenizer="train"))
 
 
-def test_discriminator_scores_and_round_trip(tmp_path):
+def test_judge_scores_and_round_trip(tmp_path):
     tokenizer = build_tokenizer(StudentConfig(), TEXTS)
-    judge = build_discriminator(DiscriminatorConfig(), tokenizer, seed=0).eval()
+    judge = build_judge(JudgeConfig(), tokenizer, seed=0).eval()
     texts = [judge_text("Tom has 3 apples.", r) for r in ("3 + 4 = 7.", "3 + 4 = 8 and many more words here")]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     assert (enc["attention_mask"] == 0).any()
@@ -131,8 +139,8 @@ def test_discriminator_scores_and_round_trip(tmp_path):
     assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()
     torch.testing.assert_close(alone, scores[:1])  # padding never reaches the max-pool
 
-    save_discriminator(judge, tokenizer, tmp_path / "judge")
-    judge2, tokenizer2 = load_discriminator(tmp_path / "judge")
+    save_judge(judge, tokenizer, tmp_path / "judge")
+    judge2, tokenizer2 = load_judge(tmp_path / "judge")
     enc2 = tokenizer2(texts, padding=True, return_tensors="pt")
     assert torch.equal(enc2["input_ids"], enc["input_ids"])
     with torch.no_grad():
@@ -142,4 +150,4 @@ def test_discriminator_scores_and_round_trip(tmp_path):
     judge2(enc2["input_ids"], enc2["attention_mask"]).sum().backward()
     assert judge2.encoder.get_input_embeddings().weight.grad.abs().sum() > 0  # D trains end to end
     with pytest.raises(FileNotFoundError, match="judge.json"):
-        load_discriminator(tmp_path)
+        load_judge(tmp_path)

@@ -5,7 +5,6 @@ simulated 2-node cluster, and killed mid-iteration then resumed. Slow: each run 
 import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -69,8 +68,8 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
             "train.steps_per_iteration=6",
             "train.batch_size=8",
             "teacher.num_samples=3",
-            "discriminator.pretrain_steps=5",
-            "discriminator.update_steps=2",
+            "judge.pretrain_steps=5",
+            "judge.update_steps=2",
         )
     )
     report = out / "report.md"
@@ -83,6 +82,12 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     metrics = [json.loads(line) for line in (out / "seed_0" / "metrics.jsonl").read_text().splitlines()]
     events = {m["event"] for m in metrics}
     assert {"teacher", "iteration"} <= events
+    # Whether QCRD's contrastive term is alive, per iteration, in metrics.jsonl and in the report.
+    from qcrd_ray.student_loss import CONTRASTIVE_FIGURES
+
+    qcrd_iterations = [m for m in metrics if m["event"] == "iteration" and m["method"] == "qcrd"]
+    assert len(qcrd_iterations) == 2 and all(set(CONTRASTIVE_FIGURES) <= set(m) for m in qcrd_iterations)
+    assert "## The contrastive term" in text and "| negative term active |" in text
     history = final_history(out)
     assert len(history) == 2 and all(0.0 <= h["accuracy"] <= 1.0 for h in history)
 
@@ -107,8 +112,12 @@ def free_port() -> int:
 def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     port, dashboard = free_port(), free_port()
     ray = str(Path(sys.executable).with_name("ray"))
-    # Ray >= 2.59 starts a head with token authentication: the head and the submitting client share a token.
-    head_env = {**env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # The README's recipe: a plain `ray start --head` (Ray >= 2.59 turns token authentication on and writes
+    # the token to ~/.ray/auth_token), then the client exports RAY_AUTH_MODE=token and reads that file. HOME is
+    # a temporary one, so the token file is this test's own.
+    home = tmp_path / "home"
+    home.mkdir()
+    head_env = {k: v for k, v in env().items() if not k.startswith("RAY_AUTH_")} | {"HOME": str(home)}
     # As with an activated venv: the job's entrypoint `python` is this venv's (the head passes PATH on).
     head_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Its own temp dir (short: Ray's socket paths have a length limit), so that stopping it below touches
@@ -150,9 +159,11 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
         submit = [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
                   "--runtime-env", "cluster/runtime_env.yaml", "--",
                   "python", "-m", "jobs.distill", *TINY, *overrides(out, teacher_cache)]  # fmt: skip
+        assert (home / ".ray" / "auth_token").is_file()
+        client_env = {**head_env, "RAY_AUTH_MODE": "token"}
         deadline = time.monotonic() + 180
         while True:
-            proc = subprocess.run(submit, cwd=ROOT, env=head_env, capture_output=True, text=True, timeout=900)
+            proc = subprocess.run(submit, cwd=ROOT, env=client_env, capture_output=True, text=True, timeout=900)
             # A head on a busy machine answers before its job agent is up: Ray asks to try again later.
             if "No available agent" not in proc.stderr or time.monotonic() > deadline:
                 break

@@ -7,17 +7,17 @@ import json
 import pytest
 
 from qcrd_ray.config import LossConfig
-from qcrd_ray.schedule import SnapshotRing, alpha_disc_at, snapshot_for
+from qcrd_ray.schedule import SnapshotRing, alpha_judge_at, snapshot_for
 
 
-def test_alpha_disc_decays_per_iteration():
-    cfg = LossConfig(alpha_disc=0.5, alpha_disc_decay=0.9)
-    assert alpha_disc_at(cfg, 0) == pytest.approx(0.5)
-    assert alpha_disc_at(cfg, 1) == pytest.approx(0.45)
-    assert alpha_disc_at(cfg, 3) == pytest.approx(0.5 * 0.9**3)
-    assert alpha_disc_at(LossConfig(alpha_disc=0.5, alpha_disc_decay=1.0), 7) == pytest.approx(0.5)
+def test_alpha_judge_decays_per_iteration():
+    cfg = LossConfig(alpha_judge=0.5, alpha_judge_decay=0.9)
+    assert alpha_judge_at(cfg, 0) == pytest.approx(0.5)
+    assert alpha_judge_at(cfg, 1) == pytest.approx(0.45)
+    assert alpha_judge_at(cfg, 3) == pytest.approx(0.5 * 0.9**3)
+    assert alpha_judge_at(LossConfig(alpha_judge=0.5, alpha_judge_decay=1.0), 7) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="iteration"):
-        alpha_disc_at(cfg, -1)
+        alpha_judge_at(cfg, -1)
 
 
 def test_snapshot_for_uses_the_oldest_available_during_the_first_lag_iterations():
@@ -95,3 +95,15 @@ def test_ring_dict_round_trip_through_json():
 def test_ring_from_dict_rejects_malformed(data, match):
     with pytest.raises(ValueError, match=match):
         SnapshotRing.from_dict(data)
+
+
+def test_an_iteration_counts_steps_or_epochs():
+    from qcrd_ray.config import TrainConfig
+    from qcrd_ray.schedule import steps_per_iteration
+
+    assert steps_per_iteration(TrainConfig(steps_per_iteration=7), 1000) == 7
+    epochs = TrainConfig(iteration_unit="epochs", epochs_per_iteration=2.0, batch_size=16)
+    assert steps_per_iteration(epochs, 100) == 13  # ceil(2 * 100 / 16)
+    assert steps_per_iteration(TrainConfig(iteration_unit="epochs", epochs_per_iteration=0.01), 10) == 1
+    with pytest.raises(ValueError, match="no steps"):
+        steps_per_iteration(epochs, 0)

@@ -105,7 +105,7 @@ def test_qcrd_with_one_positive_scored_one_and_beta_zero_is_exactly_dss(t5):
     dss, dss_parts = student_loss(model, tokenizer, items, "dss", dss_cfg)
     assert qcrd.item() == pytest.approx(dss.item(), rel=1e-6)
     assert qcrd_parts["loss_cl"] == pytest.approx(dss_parts["loss_rationale"], rel=1e-6)
-    assert qcrd_parts["ce_negative"] > 0  # negatives were scored, only beta = 0 silenced them
+    assert qcrd_parts["ce_chosen_negative"] > 0  # negatives were scored, only beta = 0 silenced them
 
 
 def test_contrast_pushes_negatives_and_finetune_sees_only_labels(t5):
@@ -195,7 +195,7 @@ def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
     cfg, items, init, root, result = qcrd_fit
     assert result["steps"] == 6 and result["samples"] == 24 and result["iteration"] == 0
     assert result["samples_per_s"] > 0 and result["seconds"] > 0 and result["setup_seconds"] > 0
-    assert {"loss", "loss_pred", "loss_cl"} <= set(result) and "loss_rationale" not in result
+    assert {"loss", "loss_pred", "loss_cl", "negative_term_active"} <= set(result) and "loss_rationale" not in result
     assert result["loss_last"] < result["loss_first"]
     assert result["student_dir"] == str(root / "snapshots" / "iter_0001")
     # The saved student loads with one line and beats the initial one on the training data.

@@ -1,11 +1,13 @@
-"""The quality judge D (METHOD.md section 4) as a named Ray actor, and as an HTTP service through Ray Serve.
+"""The quality judge D (docs/METHOD.md section 4): score, pretrain, update online, save and load.
 
-The driver starts one ``DiscriminatorActor`` per run (named ``{run}/discriminator``). It pretrains D on the
-teacher's positives against its negatives (classes balanced by ``qcrd_ray.augment``), scores every
-iteration's rationales in large batches, and is updated online after each iteration with its loss scaled by
-that iteration's a3. ``deploy_judge`` serves a saved D over HTTP so that anything outside the run can ask it.
+D reads (question, rationale) and gives s in [0, 1]. It is pretrained on the teacher's positives against its
+negatives (classes balanced by ``qcrd_ray.augment``), scores every iteration's rationales in large batches, and
+is updated online after each iteration. a3's decay acts on those updates through their learning rate
+(``lr * lr_scale``, with ``lr_scale = a3_t / a3_0``): D has an optimizer of its own, and AdamW is blind to the
+scale of its loss, so multiplying the loss by a3 would change nothing. ``actors/judge.py`` holds D in a Ray
+actor (and serves a saved one over HTTP); everything here is plain torch.
 
-A save is a directory ``v{version:04d}`` (``models.save_discriminator`` plus the optimizer state and a small
+A save is a directory ``v{version:04d}`` (``models.save_judge`` plus the optimizer state and a small
 ``judge_state.json``) under the save root; the root's ``LATEST`` marker is written last, so a crash during a
 save never leaves a half version that looks whole.
 """
@@ -19,9 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import ray
-
-from qcrd_ray.config import DiscriminatorConfig
+from qcrd_ray.config import JudgeConfig
 
 Group = tuple[str, Sequence[str], Sequence[str]]  # (question, positives, negatives)
 
@@ -69,22 +69,22 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_
 
 
 class QualityJudge:
-    """D with its optimizer: pretrain, score, update online, save and load. ``DiscriminatorActor`` wraps it."""
+    """D with its optimizer: pretrain, score, update online, save and load. ``actors.judge.JudgeActor`` wraps it."""
 
-    def __init__(self, cfg: DiscriminatorConfig, tokenizer_dir: str | None, seed: int):
+    def __init__(self, cfg: JudgeConfig, tokenizer_dir: str | None, seed: int):
         import torch
 
         from qcrd_ray import models
         from qcrd_ray.tokenizer import load_tokenizer
 
         if cfg.encoder is None and not tokenizer_dir:
-            raise ValueError("DiscriminatorActor: tokenizer_dir is required when discriminator.encoder is null")
+            raise ValueError("QualityJudge: tokenizer_dir is required when judge.encoder is null")
         self.cfg = cfg
         self.seed = seed
         torch.manual_seed(seed)
         # A pretrained encoder reads with its own vocabulary; a tiny one shares the student's tokenizer.
         self.tokenizer = load_tokenizer(cfg.encoder if cfg.encoder is not None else tokenizer_dir)
-        self.model = models.build_discriminator(cfg, self.tokenizer, seed=seed)
+        self.model = models.build_judge(cfg, self.tokenizer, seed=seed)
         self.optimizer = self._new_optimizer()
         self.rng = random.Random(seed)
         self._version = 0
@@ -129,12 +129,15 @@ class QualityJudge:
         neg_scores, neg_mask = pad(neg_index)
         return pos_scores, pos_mask, neg_scores, neg_mask
 
-    def _train(self, groups: list[Group], steps: int, loss_weight: float) -> list[float]:
-        """``steps`` AdamW steps on ``loss_weight * L_D`` over batches of ``cfg.batch_size`` groups (epochs reshuffled)."""
+    def _train(self, groups: list[Group], steps: int, lr: float) -> list[float]:
+        """``steps`` AdamW steps at learning rate ``lr`` on L_D over batches of ``cfg.batch_size`` groups
+        (epochs reshuffled); returns the losses."""
         import torch
 
-        from qcrd_ray.losses import discriminator_loss
+        from qcrd_ray.losses import judge_loss
 
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.model.train()
         losses: list[float] = []
         order: list[int] = []
@@ -146,9 +149,9 @@ class QualityJudge:
             batch = [groups[i] for i in order[: self.cfg.batch_size]]
             del order[: self.cfg.batch_size]
             pos, pos_mask, neg, neg_mask = self._group_scores(batch)
-            loss = discriminator_loss(pos, pos_mask, neg, neg_mask, self.cfg.loss_form)
+            loss = judge_loss(pos, pos_mask, neg, neg_mask, self.cfg.loss_form)
             self.optimizer.zero_grad(set_to_none=True)
-            (loss_weight * loss).backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             losses.append(float(loss.detach()))
@@ -190,21 +193,22 @@ class QualityJudge:
             balanced.append((question, list(positives), [*negatives, *extra]))
         usable = self._usable(balanced)
         if not usable and self.cfg.pretrain_steps > 0:
-            raise ValueError(f"DiscriminatorActor.pretrain: none of {len(groups)} groups has a positive to learn from")
-        losses = self._train(usable, self.cfg.pretrain_steps, 1.0)
+            raise ValueError(f"QualityJudge.pretrain: none of {len(groups)} groups has a positive to learn from")
+        losses = self._train(usable, self.cfg.pretrain_steps, self.cfg.lr)
         return self._finish("pretrain", losses, len(usable), {"num_augmented": num_augmented})
 
-    def update(self, groups: Sequence[Group], loss_weight: float) -> dict[str, Any]:
-        """Online update after an iteration: ``cfg.update_steps`` steps on ``loss_weight * L_D`` (loss_weight = a3).
+    def update(self, groups: Sequence[Group], lr_scale: float) -> dict[str, Any]:
+        """Online update after an iteration: ``cfg.update_steps`` steps at ``cfg.lr * lr_scale``
+        (``schedule.judge_lr_scale``: a3_t / a3_0, so the updates weaken as a3 decays; 0 skips them).
 
         The iteration's negatives (teacher minority + student samples) are real, so nothing is augmented here.
         """
-        if loss_weight < 0:
-            raise ValueError(f"DiscriminatorActor.update: loss_weight must be >= 0, got {loss_weight!r}")
+        if not 0.0 <= lr_scale <= 1.0:
+            raise ValueError(f"QualityJudge.update: lr_scale must be in [0, 1], got {lr_scale!r}")
         usable = self._usable(groups)
-        steps = self.cfg.update_steps if usable else 0
-        losses = self._train(usable, steps, loss_weight)
-        return self._finish("update", losses, len(usable), {"loss_weight": loss_weight})
+        steps = self.cfg.update_steps if usable and lr_scale > 0 else 0
+        losses = self._train(usable, steps, self.cfg.lr * lr_scale)
+        return self._finish("update", losses, len(usable), {"lr_scale": lr_scale})
 
     # ---------------------------------------------------------------------------------------------------
     # scoring, state, persistence
@@ -239,11 +243,11 @@ class QualityJudge:
         ``root/LATEST`` at it."""
         import torch
 
-        from qcrd_ray.models import save_discriminator
+        from qcrd_ray.models import save_judge
 
         target = Path(root) / f"v{self._version:04d}"
         target.mkdir(parents=True, exist_ok=True)
-        save_discriminator(self.model, self.tokenizer, target)
+        save_judge(self.model, self.tokenizer, target)
         torch.save(self.optimizer.state_dict(), target / OPTIMIZER_FILE)
         torch.save(torch.get_rng_state(), target / RNG_FILE)
         state = {
@@ -263,10 +267,10 @@ class QualityJudge:
         """Load a version directory (or a save root's latest); returns the loaded version."""
         import torch
 
-        from qcrd_ray.models import load_discriminator
+        from qcrd_ray.models import load_judge
 
         path = resolve_judge_dir(path)
-        self.model, self.tokenizer = load_discriminator(path)
+        self.model, self.tokenizer = load_judge(path)
         self.optimizer = self._new_optimizer()
         if (path / OPTIMIZER_FILE).is_file():
             self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
@@ -278,71 +282,3 @@ class QualityJudge:
         if (path / RNG_FILE).is_file():
             torch.set_rng_state(torch.load(path / RNG_FILE, weights_only=True))
         return self._version
-
-
-DiscriminatorActor = ray.remote(num_cpus=1)(QualityJudge)
-DiscriminatorActor.__doc__ = "Ray actor around ``QualityJudge``; the driver names it f'{run}/discriminator'."
-
-
-# -------------------------------------------------------------------------------------------------------
-# Ray Serve: a saved D over HTTP
-
-
-class JudgeService:
-    """Serve deployment body: POST /score {"question", "rationales"} -> {"scores", "version"}."""
-
-    def __init__(self, save_dir: str):
-        from qcrd_ray.models import load_discriminator
-
-        path = resolve_judge_dir(save_dir)
-        self.model, self.tokenizer = load_discriminator(path)
-        state = json.loads((path / STATE_FILE).read_text())
-        self.version = int(state["version"])
-        self.batch_size = int(state["score_batch_size"])
-        self.max_length = int(state["max_length"])
-
-    def score(self, question: str, rationales: Sequence[str]) -> list[float]:
-        from qcrd_ray.models import judge_text
-
-        texts = [judge_text(question, r) for r in rationales]
-        return score_texts(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
-
-    async def __call__(self, request):
-        from starlette.responses import JSONResponse
-
-        path = request.url.path.rstrip("/")
-        if request.method == "GET" and path.endswith("/version"):
-            return {"version": self.version}
-        if request.method != "POST" or not path.endswith("/score"):
-            return JSONResponse({"error": "use POST /score or GET /version"}, status_code=404)
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "body is not JSON"}, status_code=400)
-        body = body if isinstance(body, dict) else {}
-        question, rationales = body.get("question"), body.get("rationales")
-        if (
-            not isinstance(question, str)
-            or not isinstance(rationales, list)
-            or not all(isinstance(r, str) for r in rationales)
-        ):
-            return JSONResponse({"error": 'expected {"question": str, "rationales": [str, ...]}'}, status_code=400)
-        return {"scores": self.score(question, rationales), "version": self.version}
-
-
-def deploy_judge(
-    save_dir: str,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    name: str = "qcrd_judge",
-    *,
-    route_prefix: str = "/",
-    num_cpus: float = 0.5,
-) -> str:
-    """Serve the judge saved under ``save_dir`` over HTTP; returns the score URL (``http://host:port/score``)."""
-    from ray import serve
-
-    serve.start(http_options={"host": host, "port": port})
-    deployment = serve.deployment(JudgeService, name=name, ray_actor_options={"num_cpus": num_cpus})
-    serve.run(deployment.bind(save_dir), name=name, route_prefix=route_prefix)
-    return f"http://{host}:{port}{route_prefix.rstrip('/')}/score"

@@ -10,9 +10,9 @@ import statistics
 import pytest
 import ray
 
-from qcrd_ray.config import DiscriminatorConfig, TinyModelConfig
+from qcrd_ray.config import JudgeConfig, TinyModelConfig
 
-CFG = DiscriminatorConfig(
+CFG = JudgeConfig(
     tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64),
     hidden_size=32,
     pretrain_steps=30,
@@ -55,9 +55,9 @@ def tokenizer_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(_ray_session, tokenizer_dir):
     """A judge actor, its scores before pretraining, and what pretraining reported."""
-    from actors.discriminator import DiscriminatorActor
+    from actors.judge import JudgeActor
 
-    judge = DiscriminatorActor.options(num_cpus=0.5).remote(CFG, tokenizer_dir, 0)
+    judge = JudgeActor.options(num_cpus=0.5).remote(CFG, tokenizer_dir, 0)
     groups = arithmetic_groups()
     before = ray.get(judge.score.remote(pairs_of(groups, 0) + pairs_of(groups, 1)))
     info = ray.get(judge.pretrain.remote(groups))
@@ -104,40 +104,56 @@ def test_state_reports_version_steps_losses_and_last_scores(pretrained):
 
 
 def test_every_update_increments_the_version_and_runs_update_steps(tokenizer_dir):
-    from actors.discriminator import QualityJudge
+    from qcrd_ray.judge import QualityJudge
 
     judge = QualityJudge(CFG, tokenizer_dir, seed=1)
     assert judge.version() == 0
     groups = arithmetic_groups()[:6]
     no_negatives = [("what is 1 + 1 ?", ["1 plus 1 makes 2"], [])]
-    info = judge.update(groups + no_negatives, loss_weight=0.5)
-    assert (info["version"], info["steps"], info["num_groups"], info["loss_weight"]) == (1, CFG.update_steps, 6, 0.5)
-    assert judge.update(groups, loss_weight=0.45)["version"] == 2
+    info = judge.update(groups + no_negatives, lr_scale=1.0)
+    assert (info["version"], info["steps"], info["num_groups"], info["lr_scale"]) == (1, CFG.update_steps, 6, 1.0)
+    assert judge.update(groups, lr_scale=0.9)["version"] == 2
     assert judge.state()["steps"] == 2 * CFG.update_steps
     # Nothing usable: still a new version (the iteration happened), but no step taken.
-    assert judge.update(no_negatives, loss_weight=0.4)["steps"] == 0
+    assert judge.update(no_negatives, lr_scale=0.81)["steps"] == 0
     assert judge.version() == 3
-    with pytest.raises(ValueError, match="loss_weight"):
-        judge.update(groups, loss_weight=-1.0)
+    with pytest.raises(ValueError, match="lr_scale"):
+        judge.update(groups, lr_scale=-1.0)
 
 
-def test_loss_weight_zero_leaves_the_first_update_without_effect(tokenizer_dir):
+def test_a3_decay_shrinks_the_online_update(tokenizer_dir):
+    """a3_t / a3_0 scales the judge's online learning rate: a decayed a3 moves D's weights less (issue 14.4)."""
     import torch
 
-    from actors.discriminator import QualityJudge
+    from qcrd_ray.config import LossConfig
+    from qcrd_ray.judge import QualityJudge
+    from qcrd_ray.schedule import judge_lr_scale
+
+    loss = LossConfig()
+    groups = arithmetic_groups()[:4]
+
+    def update_size(iteration: int) -> float:
+        judge = QualityJudge(CFG, tokenizer_dir, seed=2)
+        before = [p.detach().clone() for p in judge.model.parameters()]
+        judge.update(groups, judge_lr_scale(loss, iteration))
+        return (
+            sum(float((p.detach() - b).norm() ** 2) for p, b in zip(judge.model.parameters(), before, strict=True))
+            ** 0.5
+        )
+
+    sizes = [update_size(t) for t in (0, 5, 20)]
+    assert sizes[0] > sizes[1] > sizes[2] > 0
+    # Adam's step is about lr per weight, so the update's size follows a3_t / a3_0 = 0.9 ** t.
+    assert sizes[1] / sizes[0] == pytest.approx(0.9**5, rel=0.15)
 
     judge = QualityJudge(CFG, tokenizer_dir, seed=2)
     before = {k: v.clone() for k, v in judge.model.state_dict().items()}
-    judge.update(arithmetic_groups()[:4], loss_weight=0.0)
-    # Zero gradients and fresh Adam moments: only AdamW's decoupled weight decay moves the weights.
-    decay = 1 - CFG.lr * judge.optimizer.param_groups[0]["weight_decay"]
-    for key, value in judge.model.state_dict().items():
-        if value.dtype.is_floating_point:
-            assert torch.allclose(value, before[key] * decay**CFG.update_steps, atol=1e-6), key
+    assert judge.update(groups, judge_lr_scale(LossConfig(alpha_judge=0.0), 0))["steps"] == 0  # a3 = 0: no updates
+    assert all(torch.equal(v, before[k]) for k, v in judge.model.state_dict().items())
 
 
 def test_pretrain_without_any_positive_raises(tokenizer_dir):
-    from actors.discriminator import QualityJudge
+    from qcrd_ray.judge import QualityJudge
 
     judge = QualityJudge(CFG, tokenizer_dir, seed=0)
     with pytest.raises(ValueError, match="positive"):
@@ -145,14 +161,15 @@ def test_pretrain_without_any_positive_raises(tokenizer_dir):
 
 
 def test_a_tiny_judge_needs_a_tokenizer_dir():
-    from actors.discriminator import QualityJudge
+    from qcrd_ray.judge import QualityJudge
 
     with pytest.raises(ValueError, match="tokenizer_dir"):
         QualityJudge(CFG, None, seed=0)
 
 
 def test_save_and_load_give_identical_scores_and_version(pretrained, tokenizer_dir, tmp_path, ray_local):
-    from actors.discriminator import DiscriminatorActor, resolve_judge_dir
+    from actors.judge import JudgeActor
+    from qcrd_ray.judge import resolve_judge_dir
 
     judge, _, _ = pretrained
     pairs = pairs_of(arithmetic_groups(), 0)[:10] + pairs_of(arithmetic_groups(), 1)[:10]
@@ -160,7 +177,7 @@ def test_save_and_load_give_identical_scores_and_version(pretrained, tokenizer_d
     path = ray.get(judge.save.remote(str(tmp_path / "judge")))
     assert path.endswith(f"v{version:04d}")
     assert resolve_judge_dir(tmp_path / "judge") == resolve_judge_dir(path)
-    other = DiscriminatorActor.options(num_cpus=0.5).remote(CFG, tokenizer_dir, 99)
+    other = JudgeActor.options(num_cpus=0.5).remote(CFG, tokenizer_dir, 99)
     try:
         assert ray.get(other.score.remote(pairs)) != ray.get(judge.score.remote(pairs))
         assert ray.get(other.load.remote(str(tmp_path / "judge"))) == version
@@ -175,7 +192,7 @@ def test_save_and_load_give_identical_scores_and_version(pretrained, tokenizer_d
 def test_an_update_after_load_matches_the_unbroken_judge(tokenizer_dir, tmp_path):
     """A resumed run's judge (saved, then loaded into a fresh one of another seed) updates exactly as the
     unbroken one: weights, Adam's moments, the batch order and dropout's generator all come back."""
-    from actors.discriminator import QualityJudge
+    from qcrd_ray.judge import QualityJudge
 
     groups = arithmetic_groups()
     judge = QualityJudge(CFG, tokenizer_dir, seed=0)
@@ -198,7 +215,7 @@ def test_serve_deployment_answers_over_http_with_the_actors_scores(pretrained, t
     import httpx
     from ray import serve
 
-    from actors.discriminator import deploy_judge
+    from actors.judge import deploy_judge
 
     judge, _, _ = pretrained
     path = ray.get(judge.save.remote(str(tmp_path / "served")))
