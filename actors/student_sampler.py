@@ -102,12 +102,12 @@ class StudentSampler:
         )
         return {qid: list(samples) for qid, samples in zip(ids, outputs, strict=True)}
 
-    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, cfg: EvalConfig) -> dict:
-        """Label accuracy of the snapshot on ``examples`` and a few of its rationales (``evaluate_student``)."""
+    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, cfg: EvalConfig, explains: bool) -> dict:
+        """The snapshot's accuracy on ``examples``, both ways when it ``explains`` (``evaluate_student``)."""
         from qcrd_ray.evaluation import evaluate_student
 
         model, tokenizer = self._load(snapshot_dir)
-        return evaluate_student(model, tokenizer, list(examples), task_name, cfg)
+        return evaluate_student(model, tokenizer, list(examples), task_name, cfg, explains)
 
     def num_loads(self) -> int:
         """How many snapshots were read from disk so far (the rest came from the cache)."""

@@ -182,6 +182,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
                 "student": cfg.student.model or f"tiny {cfg.student.architecture}",
                 "teacher": {"model": cfg.teacher.model, **teacher.stats},
                 "methods": methods,
+                "lead_metric": cfg.eval.lead_metric,
                 "majority_label": baseline,
                 "phase_seconds": timer.seconds,
                 "judge_scores": judge_scores,

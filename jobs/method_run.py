@@ -118,22 +118,36 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, train_metrics: 
 
     with ctx.timer.phase("evaluate", method=method, iteration=t):
         evaluation = ray.get(ctx.services.students.evaluate.remote(
-            str(train_metrics["student_dir"]), ctx.eval, ctx.cfg.data.task, ctx.cfg.eval))  # fmt: skip
+            str(train_metrics["student_dir"]), ctx.eval, ctx.cfg.data.task, ctx.cfg.eval, method != "finetune"))  # fmt: skip
     record = {
         **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
         "iteration": t,
         "accuracy": evaluation["accuracy"],
         "examples": evaluation["examples"],
     }
+    if evaluation["rationale_accuracy"] is not None:
+        record["rationale_accuracy"] = evaluation["rationale_accuracy"]
     history.append(record)
     ctx.metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k != "examples"})
-    print(f"[{method}] iteration {t + 1}/{ctx.cfg.run.iterations}: accuracy {record['accuracy']:.3f}, "
+    from_rationale = (
+        f", from its rationale {record['rationale_accuracy']:.3f}" if "rationale_accuracy" in record else ""
+    )
+    print(f"[{method}] iteration {t + 1}/{ctx.cfg.run.iterations}: accuracy {record['accuracy']:.3f}{from_rationale}, "
           f"loss {record.get('loss', float('nan')):.3f}", flush=True)  # fmt: skip
     return record
 
 
 def _summary(history: list[dict], student_dir: Path) -> dict:
+    """A method's result for the report: accuracy (predict path) and, for a student that explains, the
+    accuracy of the answers read from its rationales, per iteration and final."""
+    rationale = {}
+    if "rationale_accuracy" in history[-1]:
+        rationale = {
+            "rationale_accuracy_per_iteration": [h["rationale_accuracy"] for h in history],
+            "final_rationale_accuracy": history[-1]["rationale_accuracy"],
+        }
     return {
+        **rationale,
         "accuracy_per_iteration": [h["accuracy"] for h in history],
         "final_accuracy": history[-1]["accuracy"],
         "examples": history[-1]["examples"],
@@ -204,7 +218,7 @@ class QcrdRun:
                 result = self.train(fit, t, items)
                 self.update_judge(t, items)
                 evaluate_and_record(self.ctx, "qcrd", t, {**result, "judge_lr_scale": self.lr_scale(t)}, self.history)
-                self.checkpoint(t)
+                self.checkpoint(t, result["student_dir"])
         if self.judge is not None:
             ray.kill(self.judge)
         return MethodResult(_summary(self.history, Path(self.ring.latest()[1])), self.judge_scores)
@@ -264,11 +278,12 @@ class QcrdRun:
         with self.ctx.timer.phase("judge_update", method="qcrd", iteration=t):
             _get(self.judge.update.remote(update_groups(items), self.lr_scale(t)))
 
-    def checkpoint(self, t: int) -> None:
-        """Turn the ring (deleting the evicted snapshot), save the judge, then write the manifest."""
+    def checkpoint(self, t: int, student_dir: str) -> None:
+        """Push iteration t's student into the ring (deleting the evicted snapshot), save the judge, then write
+        the manifest."""
         from qcrd_ray.manifest import RunManifest, config_hash, write_manifest
 
-        for _, evicted in self.ring.push(t + 1, str(self.history[-1]["student_dir"])):
+        for _, evicted in self.ring.push(t + 1, str(student_dir)):
             if Path(evicted).is_relative_to(self.method_dir):  # snapshot 0 is shared with the other methods
                 shutil.rmtree(evicted, ignore_errors=True)
         judge_path = None

@@ -1,5 +1,6 @@
 """Label accuracy as the DSS code computes it (exact match after normalizing, SVAMP equations by value), and
-the evaluation of a student: greedy labels on the ``predict:`` path, a few ``explain:`` rationales for the report."""
+the evaluation of a student both ways (docs/METHOD.md section 9): greedy labels on the ``predict:`` path, and
+the answer read from its own greedy ``explain:`` rationale."""
 
 from __future__ import annotations
 
@@ -37,10 +38,15 @@ def majority_label_baseline(task: Task | str, train_labels: list[str], eval_labe
     return {"label": label, "accuracy": accuracy(task, [label] * len(eval_labels), eval_labels)}
 
 
-def evaluate_student(model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig) -> dict:
-    """Greedy-decode labels for ``examples`` and score them; also decode a few rationales for the report.
+def evaluate_student(
+    model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig, explains: bool
+) -> dict:
+    """Greedy-decode the labels of ``examples`` (the ``predict:`` path) and score them; for a student that
+    ``explains`` (DSS, QCRD), also its greedy ``explain:`` rationale of each, and the answer read from it.
 
-    Returns {"accuracy", "predictions", "examples": [{"input", "label", "prediction", "rationale"}]}.
+    Returns {"accuracy" (predict path), "rationale_accuracy" (None unless ``explains``), "predictions",
+    "examples": [{"input", "label", "prediction", "rationale", "rationale_answer"}]} (the first
+    ``cfg.num_examples_in_report``).
     """
     from qcrd_ray.models import generate, is_seq2seq
     from qcrd_ray.scoring import causal_prompt
@@ -53,14 +59,17 @@ def evaluate_student(model, tokenizer, examples: list[Example], task_name: str, 
         outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=cfg.batch_size)
         return [o[0].strip() for o in outs]
 
+    labels = [ex.label for ex in examples]
     predictions = decode(PREDICT, examples, cfg.max_new_tokens)
-    shown = examples[: cfg.num_examples_in_report]
-    rationales = decode(EXPLAIN, shown, cfg.rationale_max_new_tokens)
+    shown = len(examples) if explains else cfg.num_examples_in_report
+    rationales = decode(EXPLAIN, examples[:shown], cfg.rationale_max_new_tokens)
+    answers = [task.answer_from_rationale(r) for r in rationales]
     return {
-        "accuracy": accuracy(task, predictions, [ex.label for ex in examples]),
+        "accuracy": accuracy(task, predictions, labels),
+        "rationale_accuracy": accuracy(task, [a or "" for a in answers], labels) if explains else None,
         "predictions": predictions,
         "examples": [
-            {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat}
-            for ex, pred, rat in zip(shown, predictions[: len(shown)], rationales, strict=True)
-        ],
+            {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat, "rationale_answer": ans}
+            for ex, pred, rat, ans in zip(examples, predictions, rationales, answers, strict=False)
+        ][: cfg.num_examples_in_report],
     }

@@ -27,6 +27,11 @@ SCORE_KINDS = (
     ("student_negatives", "student negatives"),
     ("teacher_negatives", "teacher negatives (minority)"),
 )
+# The two ways to read a student's answer (docs/METHOD.md section 9): summary keys, and how the report names them.
+METRICS = {
+    "predict": ("final_accuracy", "accuracy_per_iteration", "predict:"),
+    "rationale": ("final_rationale_accuracy", "rationale_accuracy_per_iteration", "from its rationale"),
+}
 ACCURACY_PLOT = "accuracy_per_iteration.png"
 JUDGE_PLOT = "judge_scores.png"
 MAX_EXAMPLE_CHARS = 600
@@ -34,6 +39,12 @@ MAX_EXAMPLE_CHARS = 600
 
 def _label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
+
+
+def _metrics(summaries: list[dict]) -> list[str]:
+    """The metrics in the report's order: the run's ``lead_metric`` (eval.lead_metric) first."""
+    lead = summaries[0].get("lead_metric", "predict")
+    return [lead, *(m for m in METRICS if m != lead)]
 
 
 def _methods(summaries: list[dict]) -> list[str]:
@@ -52,17 +63,22 @@ def _validate(summaries: list[dict]) -> list[dict]:
         if not isinstance(s, dict) or "seed" not in s:
             raise ValueError(f"qcrd_ray/report.py: {where} must be a dict with a 'seed'")
         seeds.append(s["seed"])
+        if s.get("lead_metric", "predict") not in METRICS:
+            raise ValueError(f"qcrd_ray/report.py: {where}.lead_metric must be one of {list(METRICS)}")
         for name, method in s.get("methods", {}).items():
             acc = method.get("final_accuracy")
             if not isinstance(acc, (int, float)) or not 0.0 <= acc <= 1.0:
                 raise ValueError(
                     f"qcrd_ray/report.py: {where}.methods.{name}.final_accuracy must be in [0, 1], got {acc!r}"
                 )
-            for j, a in enumerate(method.get("accuracy_per_iteration", [])):
-                if not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
-                    raise ValueError(
-                        f"qcrd_ray/report.py: {where}.methods.{name}.accuracy_per_iteration[{j}] must be in [0, 1], got {a!r}"
-                    )
+            for final, curve, _ in METRICS.values():
+                values = [(final, method[final])] if final in method else []
+                values += [(f"{curve}[{j}]", a) for j, a in enumerate(method.get(curve, []))]
+                for key, a in values:
+                    if not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
+                        raise ValueError(
+                            f"qcrd_ray/report.py: {where}.methods.{name}.{key} must be in [0, 1], got {a!r}"
+                        )
         value = (s.get("majority_label") or {}).get("accuracy")
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"qcrd_ray/report.py: {where}.majority_label.accuracy must be in [0, 1], got {value!r}")
@@ -97,7 +113,10 @@ def _percent_cell(values: list[float], num_seeds: int) -> str:
 
 
 def results_table_markdown(summaries: list[dict]) -> str:
-    """Accuracy (%) of every student method and of the teacher as a Markdown table; mean ± std over seeds."""
+    """Accuracy (%) of every student method and of the teacher as a Markdown table; mean ± std over seeds.
+
+    Each student has a row per way of reading its answer (``predict:``, and from its rationale for a student
+    that explains), the run's lead metric first."""
     summaries = _validate(summaries)
     seeds = [s["seed"] for s in summaries]
     multi = len(seeds) > 1
@@ -111,8 +130,12 @@ def results_table_markdown(summaries: list[dict]) -> str:
             cells += ["-" if v is None else f"{100.0 * v:.2f}" for v in per_seed]
         rows.append(cells)
 
-    for method in _methods(summaries):
-        row(_label(method), [s.get("methods", {}).get(method, {}).get("final_accuracy") for s in summaries])
+    for metric in _metrics(summaries):
+        final, _, metric_label = METRICS[metric]
+        for method in _methods(summaries):
+            per_seed = [s.get("methods", {}).get(method, {}).get(final) for s in summaries]
+            if any(v is not None for v in per_seed):
+                row(f"{_label(method)}, {metric_label}", per_seed)
     majority = [s.get("majority_label") or {} for s in summaries]
     if majority[0].get("label") is not None:
         row(f"always the most frequent training answer ({majority[0]['label']})", [m.get("accuracy") for m in majority])
@@ -229,7 +252,9 @@ def separation_auc(positives: list[float], negatives: list[float]) -> float | No
 
 def _accuracy_curves(summaries: list[dict]) -> dict[str, list[list[float]]]:
     return {
-        _label(m): [c for s in summaries if (c := s.get("methods", {}).get(m, {}).get("accuracy_per_iteration"))]
+        f"{_label(m)}, {label}": [c for s in summaries if (c := s.get("methods", {}).get(m, {}).get(curve))]
+        for metric in _metrics(summaries)
+        for _, curve, label in [METRICS[metric]]
         for m in _methods(summaries)
     }
 
@@ -290,6 +315,8 @@ def _examples_markdown(summaries: list[dict], num_examples: int) -> str:
             ]
             if ex.get("rationale"):
                 lines.append(f"rationale:  {_clip(ex['rationale'])}")
+            if method != "finetune" and "rationale_answer" in ex:
+                lines.append(f"its answer: {ex['rationale_answer']} (read from its rationale)")
             parts.append(_fenced("\n".join(lines)))
     return "\n".join(parts) if parts else "No examples were recorded.\n"
 

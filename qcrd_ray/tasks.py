@@ -9,6 +9,7 @@ of its reference code (docs/METHOD.md section 8).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")  # DSS's mapping of the 
 NLI_SEPARATOR = " </s> "
 
 # "So the answer is" or "The answer is", any case; the LAST one in a completion carries the answer.
+_RESULT = re.compile(r"=\s*(-?\d+(?:\.\d+)?)")  # the result of a computation "a op b = c"
 _ANSWER_MARKER = re.compile(r"\b(?:so\s+)?the\s+answer\s+is\b", re.IGNORECASE)
 # A teacher that runs on writes the next few-shot question; "FAQ:" and the like are not a new question.
 _NEXT_QUESTION = re.compile(r"(?<![A-Za-z])Q:")
@@ -116,6 +118,10 @@ class Task:
         """The normalized answer in the text after "the answer is" (None when there is none)."""
         return self.normalize(raw) or None
 
+    def answer_from_rationale(self, text: str) -> str | None:
+        """The answer a student's own rationale reaches (its "the answer is ..."), or None."""
+        return self.parse_output(text).answer
+
     def parse_dss(self, text: str) -> tuple[str, str] | None:
         """A continuation in this project's own format (the toy task has no DSS release) -> (rationale, label)."""
         parsed = self.parse_output(text)
@@ -152,6 +158,14 @@ class ArithTask(Task):
         """Numeric comparison; a side that does not evaluate is wrong (DSS: eval fails -> nan, never equal)."""
         pred_value, gold_value = self.value(pred), self.value(gold)
         return pred_value is not None and gold_value is not None and numbers_equal(pred_value, gold_value)
+
+    def answer_from_rationale(self, text: str) -> str | None:
+        """Its "the answer is N", else the result of its last computation ("... 7 - 2 = 5." answers 5)."""
+        stated = super().answer_from_rationale(text)
+        if stated is not None:
+            return stated
+        results = [float(r) for r in _RESULT.findall(text)]
+        return canonical_number(results[-1]) if results and math.isfinite(results[-1]) else None
 
     def extract_answer(self, raw: str, question: str | None = None) -> str | None:
         # "7 - 2 = 5" answers 5; "5 apples" answers 5.

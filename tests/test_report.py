@@ -22,6 +22,14 @@ def _summary(seed: int, accuracies: dict[str, float], with_scores: bool = True) 
         methods[name] = {
             "accuracy_per_iteration": [final * 0.4, final * 0.7, final],
             "final_accuracy": final,
+            **(
+                {}
+                if name == "finetune"
+                else {
+                    "rationale_accuracy_per_iteration": [final, final, final + 0.1],
+                    "final_rationale_accuracy": final + 0.1,
+                }
+            ),
             "examples": [
                 {
                     "input": f"What is {seed} + 2?",
@@ -91,20 +99,32 @@ def test_table_holds_mean_std_and_per_seed_values():
     table = results_table_markdown(_two_seeds())
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()[2:]}
     # mean of 20% and 30% is 25%; sample std of the two is 7.07
-    assert rows["fine-tuning"] == ["25.00 ± 7.07", "20.00", "30.00"]
-    assert rows["DSS"] == ["35.00 ± 7.07", "30.00", "40.00"]
-    assert rows["QCRD"] == ["45.00 ± 7.07", "40.00", "50.00"]
+    assert rows["fine-tuning, predict:"] == ["25.00 ± 7.07", "20.00", "30.00"]
+    assert rows["DSS, predict:"] == ["35.00 ± 7.07", "30.00", "40.00"]
+    assert rows["QCRD, predict:"] == ["45.00 ± 7.07", "40.00", "50.00"]
+    # a student that explains has a second row: the answer read from its own rationale
+    assert rows["QCRD, from its rationale"] == ["55.00 ± 7.07", "50.00", "60.00"]
+    assert "fine-tuning, from its rationale" not in rows
     # an ablation present in one seed only: its mean is of that seed, and the table says so
-    assert rows["qcrd_no_judge"] == ["45.00 (n=1)", "-", "45.00"]
+    assert rows["qcrd_no_judge, predict:"] == ["45.00 (n=1)", "-", "45.00"]
     assert rows["always the most frequent training answer (4)"] == ["5.00 ± 0.00", "5.00", "5.00"]
     assert rows["teacher, single sample"][0] == "61.00 ± 0.00"
     assert rows["teacher, self-consistency, K=5"] == ["73.00 ± 1.41", "72.00", "74.00"]
-    assert list(rows)[:3] == ["fine-tuning", "DSS", "QCRD"]
+    assert list(rows)[:3] == ["fine-tuning, predict:", "DSS, predict:", "QCRD, predict:"]
+
+
+def test_the_lead_metric_comes_first():
+    summaries = [{**s, "lead_metric": "rationale"} for s in _two_seeds()]
+    rows = [line.split("|")[1].strip() for line in results_table_markdown(summaries).splitlines()[2:]]
+    assert rows[:3] == ["DSS, from its rationale", "QCRD, from its rationale", "qcrd_no_judge, from its rationale"]
+    assert rows[3] == "fine-tuning, predict:"
+    with pytest.raises(ValueError, match="lead_metric"):
+        results_table_markdown([{**summaries[0], "lead_metric": "median"}])
 
 
 def test_single_seed_table_has_no_spread():
     table = results_table_markdown([_summary(3, {"qcrd": 0.5})])
-    assert "| QCRD | 50.00 |" in table
+    assert "| QCRD, predict: | 50.00 |" in table
     assert "±" not in table
     assert "DSS" not in table and "fine-tuning" not in table
 
@@ -136,7 +156,7 @@ def test_missing_methods_scores_and_timings(tmp_path):
     for s in only_qcrd:
         del s["phase_seconds"], s["total_seconds"], s["teacher"], s["majority_label"]
     text = write_report(tmp_path, only_qcrd).read_text()
-    assert "| QCRD | 50.00 ± 14.14 | 40.00 | 60.00 |" in text
+    assert "| QCRD, predict: | 50.00 ± 14.14 | 40.00 | 60.00 |" in text
     results = text.split("## Results")[1].split("## Accuracy")[0]
     assert "DSS" not in results and "fine-tuning" not in results and "teacher" not in results
     assert "No judge scores" in text and "No timings were recorded." in text

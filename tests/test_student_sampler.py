@@ -75,10 +75,10 @@ def test_evaluate_decodes_greedily_from_the_cached_snapshot(sampler, snapshot):
     examples = [Example(qid, text, "7") for qid, text in QUESTIONS]
     ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(1, 4, 3), 0))  # the snapshot is now cached
     loads = ray.get(sampler.num_loads.remote())
-    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", EVAL))
+    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", EVAL, True))
     assert ray.get(sampler.num_loads.remote()) == loads
     model, tokenizer = load_student(snapshot)
-    local = evaluate_student(model, tokenizer, examples, "arith", EVAL)
+    local = evaluate_student(model, tokenizer, examples, "arith", EVAL, True)
     assert result["predictions"] == local["predictions"] and len(result["predictions"]) == 3
     assert result["accuracy"] == accuracy("arith", result["predictions"], ["7"] * 3)
     assert [e["input"] for e in result["examples"]] == [text for _, text in QUESTIONS[:2]]
