@@ -1,4 +1,4 @@
-"""The ``qcrd`` console script: ``qcrd distill ...``, ``qcrd build-teacher ...``, ``qcrd serve-teacher ...``, ``qcrd serve-judge ...``."""
+"""The ``qcrd`` console script: ``qcrd distill ...``, ``qcrd build-teacher ...``, ``qcrd build-student ...``, ``qcrd serve-teacher ...``, ``qcrd serve-judge ...``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 COMMANDS = {
     "distill": "jobs.distill",
     "build-teacher": "jobs.build_teacher",
+    "build-student": "jobs.build_student",
     "serve-teacher": "jobs.serve_teacher",
     "serve-judge": "jobs.serve_judge",
 }

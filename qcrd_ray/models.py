@@ -47,7 +47,7 @@ def build_tokenizer(cfg: StudentConfig, texts: Iterable[str] | None = None):
     from qcrd_ray.tokenizer import load_tokenizer, train_tokenizer
 
     if cfg.model is not None:
-        tokenizer = load_tokenizer(cfg.model)
+        tokenizer = load_tokenizer(student_path(cfg.model))
     elif cfg.tokenizer == "train":
         if texts is None:
             raise ValueError("student.tokenizer: 'train' needs the run's texts to train on")
@@ -57,6 +57,14 @@ def build_tokenizer(cfg: StudentConfig, texts: Iterable[str] | None = None):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def student_path(name: str) -> str:
+    """What transformers loads for ``student.model``: a hub name or directory as given, and
+    ``builtin:arith-student`` as the project's shipped pretrained student (``qcrd_ray.builtin_student``)."""
+    from qcrd_ray.builtin_student import resolve_student
+
+    return resolve_student(name)
 
 
 def is_seq2seq(model_or_config) -> bool:
@@ -126,8 +134,9 @@ def build_student(cfg: StudentConfig, tokenizer, seed: int = 0):
     )
 
     if cfg.model is not None:
-        auto = AutoModelForSeq2SeqLM if is_seq2seq(AutoConfig.from_pretrained(cfg.model)) else AutoModelForCausalLM
-        model = auto.from_pretrained(cfg.model)
+        path = student_path(cfg.model)
+        auto = AutoModelForSeq2SeqLM if is_seq2seq(AutoConfig.from_pretrained(path)) else AutoModelForCausalLM
+        model = auto.from_pretrained(path)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise ValueError(
                 f"student.model {cfg.model!r}: its vocabulary is smaller than the tokenizer's ({len(tokenizer)})"

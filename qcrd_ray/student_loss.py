@@ -6,6 +6,11 @@ Losses per micro batch of questions (docs/METHOD.md sections 1, 5, 6):
   by the judge's (detached) scores; a3 belongs to the judge's own update (``schedule.judge_lr_scale``).
 - dss: ``a * CE(label) + (1 - a) * CE(first positive)``; finetune: ``CE(label)``.
 Both rationale terms average over every question of the batch: one without a rationale adds zero.
+
+With ``minmax`` or ``maxmin`` only one positive and one negative per question carry a gradient. Which ones is
+decided by their CE, so QCRD first scores every rationale without a gradient (one encoder pass, one batched
+decoder pass), then runs the differentiable pass on the chosen two alone: the same loss and gradient (up to
+dropout, which draws its masks anew) at about the cost of a DSS step with one more rationale.
 """
 
 from __future__ import annotations
@@ -16,10 +21,17 @@ from qcrd_ray.records import TrainItem
 METHODS = ("qcrd", "dss", "finetune")
 
 
-def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None):
+# Aggregations that pick one positive and one negative by their CE: (over positives, over negatives).
+PICKS = {"minmax": (min, max), "maxmin": (max, min)}
+
+
+def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None,
+                 choose_first: bool = True):  # fmt: skip
     """The method's loss on one micro batch of B questions -> (scalar loss, its parts as floats).
 
     ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
+    ``choose_first``: with a picking aggregation, choose QCRD's rationales without a gradient first (above);
+    False backpropagates through every rationale (the reference the tests compare with).
     """
     from qcrd_ray.losses import contrastive_terms, dss_loss
     from qcrd_ray.models import is_seq2seq
@@ -43,6 +55,12 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
         loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
         parts["loss_rationale"] = float(ce[:, 0].mean().detach())
     elif method == "qcrd":
+        if choose_first and cfg.loss.aggregation in PICKS:
+            import torch
+
+            with torch.no_grad():
+                ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])
+            batch = chosen_rationales(batch, ce, mask, cfg.loss.aggregation)
         ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
         pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
         terms = contrastive_terms(
@@ -89,6 +107,27 @@ def contrastive_figures(terms) -> dict[str, float]:
         "weight_positive": mean(pos.weight, pos.valid),
         "weight_negative": mean(neg.weight, neg.valid),
     }
+
+
+def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str) -> list[TrainItem]:
+    """Each item cut down to the positive and the negative ``aggregation`` picks by their CE (ce, mask: [B, R],
+    the item's positives then its negatives), each with its judge score; ties go to the first, as argmin does."""
+    pick_positive, pick_negative = PICKS[aggregation]
+    ce, mask = ce.detach().cpu().tolist(), mask.cpu().tolist()
+
+    def pick(row: list[float], valid: list[bool], lo: int, hi: int, which) -> list[int]:
+        slots = [j for j in range(lo, hi) if valid[j]]
+        return [which(slots, key=row.__getitem__) - lo] if slots else []
+
+    chosen = []
+    for it, row, valid in zip(batch, ce, mask, strict=True):
+        n_pos = len(it.positives)
+        p = pick(row, valid, 0, n_pos, pick_positive)
+        n = pick(row, valid, n_pos, n_pos + len(it.negatives), pick_negative)
+        chosen.append(TrainItem(it.id, it.input, it.label, tuple(it.positives[j] for j in p),
+                                tuple(it.positive_scores[j] for j in p), tuple(it.negatives[j] for j in n),
+                                tuple(it.negative_scores[j] for j in n)))  # fmt: skip
+    return chosen
 
 
 def _split_slots(batch: list[TrainItem], ce, mask):

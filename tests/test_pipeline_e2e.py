@@ -111,13 +111,15 @@ def free_port() -> int:
 
 def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     port, dashboard = free_port(), free_port()
-    ray = str(Path(sys.executable).with_name("ray"))
-    # The README's recipe: a plain `ray start --head` (Ray >= 2.59 turns token authentication on and writes
-    # the token to ~/.ray/auth_token), then the client exports RAY_AUTH_MODE=token and reads that file. HOME is
-    # a temporary one, so the token file is this test's own.
+    # The README's recipe. A token in ~/.ray/auth_token (`ray get-auth-token --generate`, or any earlier local
+    # ray.init) makes a plain `ray start --head` turn token authentication on; `ray job submit` reads the
+    # file only once RAY_AUTH_MODE=token is exported. HOME is this test's own, and so is the token.
     home = tmp_path / "home"
     home.mkdir()
     head_env = {k: v for k, v in env().items() if not k.startswith("RAY_AUTH_")} | {"HOME": str(home)}
+    ray = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray, "get-auth-token", "--generate"], check=True, env=head_env, capture_output=True, timeout=60)
+    assert (home / ".ray" / "auth_token").is_file()
     # As with an activated venv: the job's entrypoint `python` is this venv's (the head passes PATH on).
     head_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Its own temp dir (short: Ray's socket paths have a length limit), so that stopping it below touches
@@ -159,7 +161,6 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
         submit = [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
                   "--runtime-env", "cluster/runtime_env.yaml", "--",
                   "python", "-m", "jobs.distill", *TINY, *overrides(out, teacher_cache)]  # fmt: skip
-        assert (home / ".ray" / "auth_token").is_file()
         client_env = {**head_env, "RAY_AUTH_MODE": "token"}
         deadline = time.monotonic() + 180
         while True:

@@ -93,6 +93,27 @@ def test_split_slots_puts_positives_then_negatives_with_masks_and_scores():
     assert pos_s[1].tolist() == pytest.approx([0.9, 0.7]) and neg_s[2].tolist() == pytest.approx([0.1, 0.3])
 
 
+@pytest.mark.parametrize("aggregation", ["minmax", "maxmin"])
+def test_choosing_without_a_gradient_gives_the_same_loss_and_gradient(t5, aggregation):
+    """QCRD's fast path (pick the chosen rationales under no_grad, backpropagate through them alone) is the
+    full computation's loss and gradient; delta is large so that every negative pushes."""
+    cfg, items, model, tokenizer = t5
+    cfg = cfg.replace({"loss.aggregation": aggregation, "loss.delta": 100.0})
+    model.eval()  # no dropout: both ways see one network
+    results = []
+    for choose_first in (True, False):
+        model.zero_grad(set_to_none=True)
+        loss, parts = student_loss(model, tokenizer, items, "qcrd", cfg, choose_first=choose_first)
+        loss.backward()
+        results.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
+    (fast, fast_parts, fast_grads), (full, full_parts, full_grads) = results
+    assert fast == pytest.approx(full, rel=1e-5)
+    assert fast_parts["negative_term_active"] == full_parts["negative_term_active"] == 1.0
+    assert fast_parts["ce_chosen_negative"] == pytest.approx(full_parts["ce_chosen_negative"], rel=1e-5)
+    for a, b in zip(fast_grads, full_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
 def test_qcrd_with_one_positive_scored_one_and_beta_zero_is_exactly_dss(t5):
     cfg, items, model, tokenizer = t5
     items = [TrainItem(it.id, it.input, it.label, it.positives[:1], (1.0,) * len(it.positives[:1]),
