@@ -11,6 +11,7 @@ worker resumes from it, and a resumed run's fit loads it so Adam's moments carry
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import tempfile
@@ -164,8 +165,11 @@ def _train_iteration(engine, tokenizer, shard: list[TrainItem], steps: int, cfg:
     keys = ("loss", "loss_pred", *METHOD_METRICS[method])
     per_step = []
     started = time.perf_counter()
-    for indices in batch_indices(len(shard), micro, steps, order):
+    for step, indices in enumerate(batch_indices(len(shard), micro, steps, order)):
         loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], method, cfg, sampling)
+        if not math.isfinite(parts["loss"]):  # stop before a NaN reaches the weights and a report
+            raise FloatingPointError(f"{method} iteration {iteration + 1}, step {step + 1}: the loss is not finite "
+                                     f"({', '.join(f'{k} {v:.4g}' for k, v in parts.items())})")  # fmt: skip
         engine.backward(loss)
         engine.step()
         per_step.append([parts[k] for k in keys])

@@ -75,6 +75,7 @@ def deepspeed_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int
 
     from actors.student_train import _train_iteration, build_engine
     from qcrd_ray.models import load_student
+    from qcrd_ray.schedule import steps_per_iteration
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +85,8 @@ def deepspeed_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int
     dist.init_process_group("gloo", rank=0, world_size=1)
     model, tokenizer = load_student(init_dir)
     engine = build_engine(model, cfg.train, 1)
-    return _train_iteration(engine, tokenizer, items, cfg, "qcrd", seed, 0, 0, 1)["samples_per_s"]
+    steps = steps_per_iteration(cfg.train, len(items))
+    return _train_iteration(engine, tokenizer, items, steps, cfg, "qcrd", seed, 0, 0, 1)["samples_per_s"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -194,11 +194,22 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     return report
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2]; ConfigError naming the flag otherwise."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: each seed once, got {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [cfg.run.seed]
+        seeds = parse_seeds(args.seeds) if args.seeds else [cfg.run.seed]
         run(cfg, seeds, resume=args.resume)
     except (ConfigError, DataError, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -37,10 +37,10 @@ _STORY_SENTENCES = (
     "A shelf holds {n} {obj}.",
     "{p} and {o} share {n} {obj}.",
     "{p} wants {n} {obj} for a party.",
-    "The shop sells {n} {obj} a day.",
+    "The shop offers {n} {obj} a day.",
     "{o} paints {n} {obj} red.",
     "{p} saw {n} {obj} in the park.",
-    "Each bag has {n} {obj}.",
+    "Each bag holds {n} {obj}.",
 )
 SENTINEL = "<extra_id_0>"
 
@@ -54,7 +54,7 @@ class StudentRecipe:
     num_heads: int = 4
     d_ff: int = 512
     vocab_size: int = 512  # an upper bound: the domain's few words saturate it below
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
@@ -165,7 +165,7 @@ def build_student(out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int
     config = T5Config(
         vocab_size=len(tokenizer), d_model=recipe.d_model, d_kv=recipe.d_model // recipe.num_heads,
         d_ff=recipe.d_ff, num_layers=recipe.num_layers, num_decoder_layers=recipe.num_layers,
-        num_heads=recipe.num_heads, dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        num_heads=recipe.num_heads, dropout_rate=0.0, tie_word_embeddings=True,  # tied: T5 then rescales its logits
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )  # fmt: skip

@@ -26,6 +26,12 @@ class TinyModelConfig:
     num_heads: int = 4
     d_ff: int = 128
 
+    def validate(self, p: str) -> None:
+        for key in ("d_model", "num_layers", "num_heads", "d_ff"):
+            check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        check(self.d_model % self.num_heads == 0, f"{p}.d_model", f"a multiple of num_heads ({self.num_heads})",
+              self.d_model)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -192,6 +198,10 @@ class StudentConfig:
     max_input_length: int = 1024
     max_target_length: int = 256
 
+    def validate(self, p: str) -> None:
+        for key in ("max_input_length", "max_target_length"):
+            check(getattr(self, key) >= 2, f"{p}.{key}", "an integer >= 2", getattr(self, key))
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -233,6 +243,7 @@ class TrainConfig:
     def validate(self, p: str) -> None:
         check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
         check(self.epochs_per_iteration > 0, f"{p}.epochs_per_iteration", "a float > 0", self.epochs_per_iteration)
+        check(self.weight_decay >= 0, f"{p}.weight_decay", "a float >= 0", self.weight_decay)
         for key in ("batch_size", "steps_per_iteration", "num_workers", "num_to_keep"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)
@@ -278,6 +289,10 @@ class ClusterConfig:
     # instead of failing the feasibility check.
     autoscaling: bool = False
     placement_timeout_s: float = 900.0
+
+    def validate(self, p: str) -> None:
+        check(self.num_cpus is None or self.num_cpus >= 1, f"{p}.num_cpus", "null or an integer >= 1", self.num_cpus)
+        check(self.placement_timeout_s > 0, f"{p}.placement_timeout_s", "a float > 0", self.placement_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,12 @@ def _phases_markdown(summaries: list[dict]) -> str:
         share = f"{100.0 * mean / mean_total:.1f}%" if mean_total else "-"
         cells = [phase, f"{mean:.1f}", share]
         rows.append(cells + (["-" if v is None else f"{v:.1f}" for v in per_seed] if multi else []))
+    startup = [_startup_seconds(s) for s in summaries]
+    if any(v is not None for v in startup):
+        mean = _mean_std([v for v in startup if v is not None])[0]
+        share = f"{100.0 * mean / mean_total:.1f}%" if mean_total else "-"
+        cells = ["of which Ray Train start-up (workers, set-up)", f"{mean:.1f}", share]
+        rows.append(cells + (["-" if v is None else f"{v:.1f}" for v in startup] if multi else []))
     if mean_total is not None:
         rows.append(
             ["**total**", f"{mean_total:.1f}", "100.0%"]
@@ -236,6 +242,17 @@ def _contrastive_markdown(summaries: list[dict]) -> str:
     return (
         text + f"\nOn average the negative term was active for {100 * share:.1f}% of the questions with a negative.\n"
     )
+
+
+def _startup_seconds(summary: dict) -> float | None:
+    """What the seed's Ray Train fits spent before their first step: worker start plus set-up, every fit."""
+    seconds = [
+        h.get("worker_start_seconds", 0.0) + h.get("setup_seconds", 0.0)
+        for method in summary.get("methods", {}).values()
+        for h in method.get("history", [])
+        if "worker_start_seconds" in h
+    ]
+    return sum(seconds) if seconds else None
 
 
 def separation_auc(positives: list[float], negatives: list[float]) -> float | None:

@@ -7,7 +7,8 @@ settings. One JSONL file per such key lives under ``teacher.cache_dir``; each li
 
 Lines are appended per completed batch and flushed + fsynced, so a crash loses at most the batch in flight.
 A crash mid-write can leave a torn last line: reading ignores it, and the next writer cuts it off before
-appending. A damaged line anywhere else is not something a crash produces, so it raises ``CacheError``.
+appending. A damaged line anywhere else (an edit, a disk fault) is skipped with a warning naming its file and
+line, so its question is sampled again: a bad line never makes every rerun fail.
 The cache stores raw completions, not parsed answers: changing the answer parser never invalidates it.
 """
 
@@ -17,13 +18,10 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-
-class CacheError(RuntimeError):
-    """A cache file is damaged in a way a crash cannot explain (names the file and line)."""
 
 
 def sha256_text(text: str) -> str:
@@ -102,24 +100,32 @@ class SampleCache:
         lines = data.split(b"\n")
         # Without a final newline the last piece is a line torn by a crash mid-write: not a record.
         complete = lines[:-1]
+        damaged = []
         for number, raw in enumerate(complete, start=1):
             if not raw.strip():
                 continue
-            records_row = self._parse(raw, number)
-            records[records_row.id] = records_row
+            record = self._parse(raw)
+            if record is None:
+                damaged.append(number)
+            else:
+                records[record.id] = record
+        if damaged:
+            shown = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
+            print(f"[qcrd] warning: {self.path}: {len(damaged)} damaged record(s) ignored (line {shown}); "
+                  "their questions are sampled again", file=sys.stderr, flush=True)  # fmt: skip
         return records
 
-    def _parse(self, raw: bytes, number: int) -> CachedSample:
+    @staticmethod
+    def _parse(raw: bytes) -> CachedSample | None:
+        """One line as a record, or None when it is not one."""
         try:
             row = json.loads(raw)
             completions = row["completions"]
             if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions):
-                raise TypeError("completions: expected a list of strings")
+                return None
             return CachedSample(id=str(row["id"]), prompt_sha=str(row["prompt_sha"]), completions=tuple(completions))
-        except (ValueError, KeyError, TypeError) as err:
-            raise CacheError(
-                f"{self.path}:{number}: damaged cache record ({err}); delete the file to resample this teacher"
-            ) from None
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def lookup(self, prompts: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
         """The cached completions of the questions in ``prompts`` (id -> prompt) that are done: a record

@@ -45,7 +45,11 @@ class Exemplar:
 
 
 def canonical_number(value: float) -> str:
-    """``5.0`` -> ``"5"``, ``0.1 + 0.2`` -> ``"0.3"``: one spelling per value (10 significant digits)."""
+    """``5.0`` -> ``"5"``, ``0.1 + 0.2`` -> ``"0.3"``: one spelling per value (10 significant digits).
+
+    A value that is not finite (a 400-digit number overflows a float) is no answer: ValueError."""
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.10g}"
@@ -174,7 +178,10 @@ class ArithTask(Task):
             return canonical_number(evaluate_expression(tail))
         except ValueError:
             number = _NUMBER.search(tail)
+        try:
             return canonical_number(float(number.group(0))) if number else None
+        except ValueError:  # an absurd number is an unparsed answer, not a crash
+            return None
 
 
 class SvampTask(ArithTask):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -68,6 +69,8 @@ def build(cls: type, raw: Any, path: str) -> Any:
             kwargs[name] = build(tp, value, key_path)
             continue
         check(_matches(value, tp), key_path, _describe(tp), value)
+        # Everywhere, a number is a finite one: train.lr=.inf would train to NaN and still write a report.
+        check(not isinstance(value, float) or math.isfinite(value), key_path, "a finite number", value)
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             value = float(value) if isinstance(value, int) else value
         kwargs[name] = value
@@ -100,7 +103,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text else ""
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
         # YAML 1.1 reads 3e-4 as a string (it wants 3.0e-4); accept the usual float spelling.
         if isinstance(value, str) and _FLOAT.match(value):
             value = float(value)

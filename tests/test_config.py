@@ -58,6 +58,18 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["teacher.vllm_engine_args={seed: 3}"], "teacher.vllm_engine_args: expected no model"),
         (["train.precision=fp16"], "train.precision"),
         (["lr"], "expected KEY=VALUE"),
+        # every section validates every field, and a number is a finite one (issue 16)
+        (["train.lr=.inf"], "train.lr: expected a finite number"),
+        (["loss.delta=.nan"], "loss.delta: expected a finite number"),
+        (["eval.batch_size=0"], "eval.batch_size: expected an integer >= 1"),
+        (["eval.max_new_tokens=0"], "eval.max_new_tokens: expected an integer >= 1"),
+        (["student.tiny.d_model=0"], "student.tiny.d_model: expected an integer >= 1"),
+        (["judge.tiny.num_heads=3"], "judge.tiny.d_model: expected a multiple of num_heads"),
+        (["student.max_input_length=1"], "student.max_input_length: expected an integer >= 2"),
+        (["cluster.placement_timeout_s=-1"], "cluster.placement_timeout_s: expected a float > 0"),
+        (["train.weight_decay=-1"], "train.weight_decay: expected a float >= 0"),
+        (["train.epochs_per_iteration=0"], "train.epochs_per_iteration: expected a float > 0"),
+        (["train.lr=[1,"], "the value is not valid YAML"),
     ],
 )
 def test_bad_values_name_the_key_path(overrides, message):

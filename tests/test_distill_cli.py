@@ -62,6 +62,11 @@ def test_resume_with_a_changed_config_names_the_keys(tmp_path):
     assert "only run.iterations" in proc.stderr
 
 
+def test_bad_seeds_are_one_line():
+    assert_failed_early(distill("--seeds", "a,b"), "--seeds: expected comma-separated integers")
+    assert "Traceback" not in distill("--seeds", "0,0").stderr
+
+
 def test_qcrd_console_script_lists_commands():
     from jobs.cli import main
 

@@ -219,10 +219,10 @@ def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
 
 def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache):
     unbroken = tmp_path / "unbroken"
-    distill([*TINY, *overrides(unbroken, teacher_cache, "run.iterations=3")])
+    distill([*TINY, *overrides(unbroken, teacher_cache)])
 
     broken = tmp_path / "broken"
-    args = [*TINY, *overrides(broken, teacher_cache, "run.iterations=3")]
+    args = [*TINY, *overrides(broken, teacher_cache)]  # 2 iterations: killed in the second, resumed
     # Its own session, so the kill takes the driver's local Ray (raylet, workers) down with it.
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs.distill", *args],
@@ -244,6 +244,6 @@ def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache
 
     distill([*args, "--resume"])
     resumed, reference = final_history(broken), final_history(unbroken)
-    assert [h["iteration"] for h in resumed] == [0, 1, 2]
+    assert [h["iteration"] for h in resumed] == [0, 1]
     for key in ("accuracy", "loss"):
         assert [h[key] for h in resumed] == pytest.approx([h[key] for h in reference], abs=1e-6), key

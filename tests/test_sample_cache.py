@@ -7,7 +7,7 @@ import json
 import pytest
 
 from qcrd_ray.config import TeacherConfig
-from qcrd_ray.sample_cache import CacheError, CacheKey, SampleCache, prompt_template_sha, sha256_text
+from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha, sha256_text
 from qcrd_ray.tasks import get_task
 
 KEY = CacheKey(model="builtin:arith", template_sha="abc", num_samples=2, temperature=0.7, seed=0)
@@ -86,13 +86,13 @@ def test_torn_last_line_is_ignored_then_cut_before_the_next_append(tmp_path):
     assert SampleCache(tmp_path, KEY).lookup(PROMPTS)["q2"] == ("y q2 a", "y q2 b")
 
 
-def test_damage_before_the_last_line_raises_with_file_and_line(tmp_path):
+def test_a_damaged_line_is_skipped_with_file_and_line_and_its_question_sampled_again(tmp_path, capsys):
     with SampleCache(tmp_path, KEY) as cache:
-        cache.append(batch(["q0", "q1"]))
+        cache.append(batch(["q0", "q1", "q2"]))
     lines = cache.path.read_text().splitlines()
-    cache.path.write_text(lines[0] + "\n" + "not json\n" + lines[1] + "\n")
-    with pytest.raises(CacheError, match=rf"{cache.path.name}:2: damaged cache record"):
-        SampleCache(tmp_path, KEY).read()
+    cache.path.write_text(lines[0] + "\n" + '{"id": "q1", "prompt_sha": 3\n' + lines[2] + "\n")
+    assert SampleCache(tmp_path, KEY).done_ids(PROMPTS) == {"q0", "q2"}  # q1 is sampled again
+    assert f"{cache.path}: 1 damaged record(s) ignored (line 2)" in capsys.readouterr().err
 
 
 def test_wrong_number_of_completions_is_refused(tmp_path):

@@ -158,6 +158,35 @@ def test_batches_are_deterministic_permutations_of_the_shard():
         batch_indices(0, 2, 1, torch.Generator())
 
 
+def test_a_non_finite_loss_stops_the_iteration_naming_step_and_parts(tmp_path):
+    """A NaN never reaches the weights or a report: the iteration stops at the first non-finite loss."""
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    from actors.student_train import _train_iteration, build_engine
+    from qcrd_ray.models import load_student
+
+    cfg, items = make_cfg(), make_items()
+    model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
+    with torch.no_grad():
+        model.shared.weight.fill_(float("nan"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    dist.init_process_group("gloo", rank=0, world_size=1)  # what Ray Train's worker has
+    try:
+        engine = build_engine(model, cfg.train, 1)
+        with pytest.raises(
+            FloatingPointError, match=r"dss iteration 3, step 1: the loss is not finite \(loss_pred nan"
+        ):
+            _train_iteration(engine, tokenizer, items, 2, cfg, "dss", 0, 2, 0, 1)
+    finally:
+        dist.destroy_process_group()
+
+
 def test_deepspeed_config_follows_the_train_section():
     cfg = make_cfg(**{"train.batch_size": 8, "train.num_workers": 2, "train.zero_stage": 2, "train.precision": "bf16"})
     ds = deepspeed_config(cfg.train, world_size=2)

@@ -190,3 +190,13 @@ def test_parse_dss_rules():
     )
     assert anli.parse_dss("Stoops was born in 1960, so the answer is contradiction.\n\nPremise: x") is None  # DSS: case
     assert get_task("arith").parse_dss(" 3 + 4 = 7. So the answer is 7.") == ("3 + 4 = 7.", "7")
+
+
+@pytest.mark.parametrize("task", ["arith", "svamp"])
+def test_an_absurd_number_is_an_unparsed_answer_not_a_crash(task):
+    """A 400-digit number overflows a float: the sample is unparsed (issue 16), and grading it is wrong."""
+    big = "9" * 400
+    t = get_task(task)
+    assert t.parse_output(f"3 + 4 = 7. So the answer is {big}.").answer is None
+    assert not t.is_correct(big, "7")
+    assert t.answer_from_rationale(f"3 + 4 = {big}.") is None

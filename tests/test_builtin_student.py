@@ -1,0 +1,53 @@
+"""The built-in pretrained student: its corpus never shows the task's sentences, and the shipped build computes."""
+
+import re
+
+import pytest
+
+from qcrd_ray import builtin_student
+from qcrd_ray.builtin_student import NAME, chain_text, pretraining_pairs, random_chain, resolve_student
+from qcrd_ray.toy import generate_split
+
+# Words that only the task's questions use (toy.py's operation sentences and its question).
+TASK_ONLY = re.compile(r"\b(buys|finds|gives|loses|sells|more|doubles|triples|pile|How many|has)\b")
+
+
+def test_the_pretraining_corpus_is_not_the_task():
+    pairs = pretraining_pairs(3000, seed=0)
+    assert not [p for p in pairs if TASK_ONLY.search(p[0] + " " + p[1])]
+    questions = {ex.input for ex in generate_split("train", 200, seed=0)}
+    assert not questions & {a.split(": ", 1)[1] for a, _ in pairs}
+    kinds = {a.split(":", 1)[0] for a, _ in pairs}
+    assert kinds == {"compute", "result", "copy", "numbers", "fill"}
+
+
+def test_chains_are_worked_out_right_and_stay_in_range():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(500):
+        start, ops = random_chain(rng)
+        asked, worked, result = chain_text(start, ops)
+        value = start
+        for (op, k), step in zip(ops, worked.split(". "), strict=True):
+            value = value + k if op == "+" else value - k if op == "-" else value * k
+            assert step.rstrip(".").endswith(f"= {value}") and 1 <= value <= 99
+        assert result == value and asked.count(",") == len(ops) - 1
+    assert chain_text(14, [("*", 3), ("-", 6)]) == ("14 * 3, - 6", "14 * 3 = 42. 42 - 6 = 36.", 36)
+
+
+def test_other_names_pass_through():
+    assert resolve_student("google-t5/t5-small") == "google-t5/t5-small"
+
+
+@pytest.mark.skipif(not (builtin_student.SHIPPED_DIR / builtin_student.DONE_MARKER).is_file(), reason="not built")
+def test_the_shipped_student_loads_by_name_and_computes():
+    from qcrd_ray.config import StudentConfig
+    from qcrd_ray.models import build_student, build_tokenizer, generate
+
+    cfg = StudentConfig(model=NAME)
+    tokenizer = build_tokenizer(cfg)
+    model = build_student(cfg, tokenizer).eval()
+    assert tokenizer.tokenize(" 57") == ["Ġ5", "7"]  # digits split
+    out = generate(model, tokenizer, ["compute: 14 * 3, - 6", "compute: 25 + 7, - 9"], max_new_tokens=32)
+    assert [o[0].strip() for o in out] == ["14 * 3 = 42. 42 - 6 = 36.", "25 + 7 = 32. 32 - 9 = 23."]
