@@ -1,18 +1,15 @@
 """Student training: a Ray Train ``TorchTrainer`` whose loop runs DeepSpeed (ZeRO) with the method's loss.
 
-The only module of the project that imports deepspeed (inside the train loop). One ``fit`` trains every
+The only module of the project that imports deepspeed (inside the train loop); the optimizer steps are the
+core's (``qcrd_ray.student_iteration``), the losses ``qcrd_ray.student_loss``'s. One ``fit`` trains every
 iteration of a method: a baseline's fixed items, or QCRD's items handed over one iteration at a time by the
 driver (``actors/train_feed.py``). Each iteration ends with the student in transformers format (rank 0) and
 a DeepSpeed checkpoint with the optimizer state (every rank its own shard) reported to Ray Train; a failed
-worker resumes from it, and a resumed run's fit loads it so Adam's moments carry on. The losses are
-``qcrd_ray.student_loss``'s.
-"""
+worker resumes from it, and a resumed run's fit loads it so Adam's moments carry on."""
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import shutil
 import tempfile
 import time
@@ -21,49 +18,12 @@ from pathlib import Path
 from qcrd_ray.config import Config, TrainConfig
 from qcrd_ray.records import TrainItem
 from qcrd_ray.schedule import steps_per_iteration
-from qcrd_ray.student_loss import METHOD_METRICS, METHODS, student_loss
+from qcrd_ray.student_iteration import Slot, train_iteration
+from qcrd_ray.student_loss import METHODS
 
 GRADIENT_CLIPPING = 1.0
 STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: iterations done and their metrics
 DEEPSPEED_DIR = "deepspeed"  # inside each reported checkpoint: engine.save_checkpoint's directory
-
-
-class EngineView:
-    """The student as ``rationale_ce`` sees it: the module's attributes, calls through the DeepSpeed engine.
-
-    The engine's own ``config`` is DeepSpeed's, and its ``forward`` does ZeRO bookkeeping and autocast that
-    a direct call of the module would skip.
-    """
-
-    def __init__(self, engine):
-        self._engine = engine
-
-    def __call__(self, *args, **kwargs):
-        return self._engine(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._engine.module, name)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# pieces of the train loop
-
-
-def iteration_seed(seed: int, iteration: int, rank: int, stream: str = "train") -> int:
-    """A 63-bit seed from (run seed, iteration, rank): the same inputs give the same draws on any machine."""
-    return random.Random(f"qcrd-student/{stream}/{seed}/{iteration}/{rank}").getrandbits(63)
-
-
-def batch_indices(num_items: int, micro_batch: int, steps: int, generator) -> list[list[int]]:
-    """Indices into a worker's shard for each step: fresh permutations of the shard, one after another."""
-    import torch
-
-    if num_items < 1:
-        raise ValueError("batch_indices: this worker's shard is empty")
-    order: list[int] = []
-    while len(order) < micro_batch * steps:
-        order += torch.randperm(num_items, generator=generator).tolist()
-    return [order[s * micro_batch : (s + 1) * micro_batch] for s in range(steps)]
 
 
 def deepspeed_config(train: TrainConfig, world_size: int) -> dict:
@@ -147,53 +107,6 @@ def _load_deepspeed_checkpoint(engine, directory: str | Path, what: str) -> None
         raise FileNotFoundError(f"{what}: no DeepSpeed checkpoint under {Path(directory) / DEEPSPEED_DIR}")
 
 
-def _train_iteration(engine, tokenizer, shard: list[TrainItem], steps: int, cfg: Config, method: str, seed: int,
-                     iteration: int, rank: int, world: int) -> dict:  # fmt: skip
-    """``steps`` optimizer steps on this worker's shard; metrics averaged over steps and workers.
-
-    A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
-    """
-    import torch
-    import torch.distributed as dist
-
-    torch.manual_seed(iteration_seed(seed, iteration, rank, "dropout"))
-    order = torch.Generator().manual_seed(iteration_seed(seed, iteration, rank, "batches"))
-    sampling = torch.Generator().manual_seed(iteration_seed(seed, iteration, rank, "sampling"))
-    micro = cfg.train.batch_size // world
-    model = EngineView(engine)
-    engine.train()
-    keys = ("loss", "loss_pred", *METHOD_METRICS[method])
-    per_step = []
-    started = time.perf_counter()
-    for step, indices in enumerate(batch_indices(len(shard), micro, steps, order)):
-        loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], method, cfg, sampling)
-        if not math.isfinite(parts["loss"]):  # stop before a NaN reaches the weights and a report
-            raise FloatingPointError(f"{method} iteration {iteration + 1}, step {step + 1}: the loss is not finite "
-                                     f"({', '.join(f'{k} {v:.4g}' for k, v in parts.items())})")  # fmt: skip
-        engine.backward(loss)
-        engine.step()
-        per_step.append([parts[k] for k in keys])
-    seconds = time.perf_counter() - started
-    values = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
-    counts = (~values.isnan()).to(values.dtype)
-    values = values.nan_to_num(0.0)
-    if world > 1:
-        dist.all_reduce(values)
-        dist.all_reduce(counts)
-    curve = values / counts.clamp(min=1)  # [steps, keys]: the mean over workers
-    means = values.sum(dim=0) / counts.sum(dim=0)  # [keys]: NaN only where no step had the figure
-    return {
-        **{k: float(means[j]) for j, k in enumerate(keys)},
-        "loss_first": float(curve[0, 0]),
-        "loss_last": float(curve[-1, 0]),
-        "loss_curve": [float(v) for v in curve[:, 0]],
-        "steps": steps,
-        "samples": steps * cfg.train.batch_size,
-        "samples_per_s": steps * cfg.train.batch_size / max(seconds, 1e-9),
-        "seconds": seconds,
-    }
-
-
 def _train_loop(config: dict) -> None:
     """The per-worker loop Ray Train runs: load, DeepSpeed, iterations, save, report.
 
@@ -240,9 +153,8 @@ def _train_loop(config: dict) -> None:
             if box is None:
                 return
             items = ray.get(box[0])
-        steps = steps_per_iteration(cfg.train, len(items))
-        metrics = _train_iteration(engine, tokenizer, items[rank::world], steps, cfg, method, seed, iteration,
-                                   rank, world)  # fmt: skip
+        slot = Slot(method, seed, iteration, steps_per_iteration(cfg.train, len(items)), rank, world)
+        metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot)
         saving = time.perf_counter()
         student_dir = Path(config["out_dir"]) / tag
         _save_student(engine, tokenizer, student_dir, rank)

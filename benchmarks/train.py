@@ -47,8 +47,9 @@ def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) ->
     """Questions/s of a single-process torch loop with the same loss, batches and optimizer settings."""
     import torch
 
-    from actors.student_train import GRADIENT_CLIPPING, batch_indices, iteration_seed
+    from actors.student_train import GRADIENT_CLIPPING
     from qcrd_ray.models import load_student
+    from qcrd_ray.student_iteration import batch_indices, iteration_seed
     from qcrd_ray.student_loss import student_loss
 
     model, tokenizer = load_student(init_dir)
@@ -67,15 +68,16 @@ def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) ->
 
 
 def deepspeed_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) -> float:
-    """Questions/s of the worker's own iteration (``_train_iteration``) on a DeepSpeed engine in this process:
+    """Questions/s of the worker's own iteration (``train_iteration``) on a DeepSpeed engine in this process:
     what DeepSpeed costs, apart from Ray Train."""
     import socket
 
     import torch.distributed as dist
 
-    from actors.student_train import _train_iteration, build_engine
+    from actors.student_train import build_engine
     from qcrd_ray.models import load_student
     from qcrd_ray.schedule import steps_per_iteration
+    from qcrd_ray.student_iteration import Slot, train_iteration
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,8 +87,8 @@ def deepspeed_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int
     dist.init_process_group("gloo", rank=0, world_size=1)
     model, tokenizer = load_student(init_dir)
     engine = build_engine(model, cfg.train, 1)
-    steps = steps_per_iteration(cfg.train, len(items))
-    return _train_iteration(engine, tokenizer, items, steps, cfg, "qcrd", seed, 0, 0, 1)["samples_per_s"]
+    slot = Slot("qcrd", seed, iteration=0, steps=steps_per_iteration(cfg.train, len(items)))
+    return train_iteration(engine, tokenizer, items, cfg, slot)["samples_per_s"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,6 +70,8 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["train.weight_decay=-1"], "train.weight_decay: expected a float >= 0"),
         (["train.epochs_per_iteration=0"], "train.epochs_per_iteration: expected a float > 0"),
         (["train.lr=[1,"], "the value is not valid YAML"),
+        # the judge is served from a saved run by jobs.serve_judge, not by a config switch nothing read
+        (["judge.serve=true"], "judge.serve: unknown key"),
     ],
 )
 def test_bad_values_name_the_key_path(overrides, message):

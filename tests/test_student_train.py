@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from actors.student_train import batch_indices, deepspeed_config, iteration_seed, train_student
+from actors.student_train import deepspeed_config, train_student
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
+from qcrd_ray.student_iteration import Slot, batch_indices, iteration_seed, train_iteration
 from qcrd_ray.student_loss import _split_slots, student_loss
 
 
@@ -165,7 +166,7 @@ def test_a_non_finite_loss_stops_the_iteration_naming_step_and_parts(tmp_path):
 
     import torch.distributed as dist
 
-    from actors.student_train import _train_iteration, build_engine
+    from actors.student_train import build_engine
     from qcrd_ray.models import load_student
 
     cfg, items = make_cfg(), make_items()
@@ -182,7 +183,7 @@ def test_a_non_finite_loss_stops_the_iteration_naming_step_and_parts(tmp_path):
         with pytest.raises(
             FloatingPointError, match=r"dss iteration 3, step 1: the loss is not finite \(loss_pred nan"
         ):
-            _train_iteration(engine, tokenizer, items, 2, cfg, "dss", 0, 2, 0, 1)
+            train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=2, steps=2))
     finally:
         dist.destroy_process_group()
 

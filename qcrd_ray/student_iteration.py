@@ -1,0 +1,111 @@
+"""One iteration of student training: ``steps`` optimizer steps of the method's loss on a worker's shard.
+
+Plain torch on any engine that has ``backward``, ``step``, ``train`` and ``module`` (DeepSpeed's, in
+``actors/student_train.py``'s Ray Train loop; the benchmarks' in-process one). Batches, dropout and the
+``sampling`` aggregation draw from seeds of (run seed, iteration, rank), so a rerun or a resumed run sees the
+same draws on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+from qcrd_ray.config import Config
+from qcrd_ray.records import TrainItem
+from qcrd_ray.student_loss import METHOD_METRICS, student_loss
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a worker's iteration sits: the method, the run seed, the iteration (0-based), the worker's rank
+    in a world of ``world`` workers, and how many optimizer steps it takes."""
+
+    method: str
+    seed: int
+    iteration: int
+    steps: int
+    rank: int = 0
+    world: int = 1
+
+
+class EngineView:
+    """The student as ``rationale_ce`` sees it: the module's attributes, calls through the DeepSpeed engine.
+
+    The engine's own ``config`` is DeepSpeed's, and its ``forward`` does ZeRO bookkeeping and autocast that
+    a direct call of the module would skip.
+    """
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __call__(self, *args, **kwargs):
+        return self._engine(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._engine.module, name)
+
+
+def iteration_seed(seed: int, iteration: int, rank: int, stream: str = "train") -> int:
+    """A 63-bit seed from (run seed, iteration, rank): the same inputs give the same draws on any machine."""
+    return random.Random(f"qcrd-student/{stream}/{seed}/{iteration}/{rank}").getrandbits(63)
+
+
+def batch_indices(num_items: int, micro_batch: int, steps: int, generator) -> list[list[int]]:
+    """Indices into a worker's shard for each step: fresh permutations of the shard, one after another."""
+    import torch
+
+    if num_items < 1:
+        raise ValueError("batch_indices: this worker's shard is empty")
+    order: list[int] = []
+    while len(order) < micro_batch * steps:
+        order += torch.randperm(num_items, generator=generator).tolist()
+    return [order[s * micro_batch : (s + 1) * micro_batch] for s in range(steps)]
+
+
+def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot: Slot) -> dict:
+    """``slot.steps`` optimizer steps on this worker's shard; metrics averaged over steps and workers.
+
+    A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
+    """
+    import torch
+    import torch.distributed as dist
+
+    torch.manual_seed(iteration_seed(slot.seed, slot.iteration, slot.rank, "dropout"))
+    order = torch.Generator().manual_seed(iteration_seed(slot.seed, slot.iteration, slot.rank, "batches"))
+    sampling = torch.Generator().manual_seed(iteration_seed(slot.seed, slot.iteration, slot.rank, "sampling"))
+    micro = cfg.train.batch_size // slot.world
+    model = EngineView(engine)
+    engine.train()
+    keys = ("loss", "loss_pred", *METHOD_METRICS[slot.method])
+    per_step = []
+    started = time.perf_counter()
+    for step, indices in enumerate(batch_indices(len(shard), micro, slot.steps, order)):
+        loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], slot.method, cfg, sampling)
+        if not math.isfinite(parts["loss"]):  # stop before a NaN reaches the weights and a report
+            raise FloatingPointError(f"{slot.method} iteration {slot.iteration + 1}, step {step + 1}: the loss is not "
+                                     f"finite ({', '.join(f'{k} {v:.4g}' for k, v in parts.items())})")  # fmt: skip
+        engine.backward(loss)
+        engine.step()
+        per_step.append([parts[k] for k in keys])
+    seconds = time.perf_counter() - started
+    values = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
+    counts = (~values.isnan()).to(values.dtype)
+    values = values.nan_to_num(0.0)
+    if slot.world > 1:
+        dist.all_reduce(values)
+        dist.all_reduce(counts)
+    curve = values / counts.clamp(min=1)  # [steps, keys]: the mean over workers
+    means = values.sum(dim=0) / counts.sum(dim=0)  # [keys]: NaN only where no step had the figure
+    return {
+        **{k: float(means[j]) for j, k in enumerate(keys)},
+        "loss_first": float(curve[0, 0]),
+        "loss_last": float(curve[-1, 0]),
+        "loss_curve": [float(v) for v in curve[:, 0]],
+        "steps": slot.steps,
+        "samples": slot.steps * cfg.train.batch_size,
+        "samples_per_s": slot.steps * cfg.train.batch_size / max(seconds, 1e-9),
+        "seconds": seconds,
+    }
