@@ -1,6 +1,6 @@
 """Student training: a Ray Train ``TorchTrainer`` whose loop runs DeepSpeed (ZeRO) with the method's loss.
 
-The only module of the project that imports deepspeed (inside the train loop); the optimizer steps are the
+The only module of the project that imports deepspeed (inside the worker function); the optimizer steps are the
 core's (``qcrd_ray.student_iteration``), the losses ``qcrd_ray.student_loss``'s. One ``fit`` trains every
 iteration of a method: a baseline's fixed items, or QCRD's items handed over one iteration at a time by the
 driver (``actors/train_feed.py``). Each iteration ends with the student in transformers format (rank 0) and
@@ -107,11 +107,12 @@ def _load_deepspeed_checkpoint(engine, directory: str | Path, what: str) -> None
         raise FileNotFoundError(f"{what}: no DeepSpeed checkpoint under {Path(directory) / DEEPSPEED_DIR}")
 
 
-def _train_loop(config: dict) -> None:
-    """The per-worker loop Ray Train runs: load, DeepSpeed, iterations, save, report.
+def _worker(config: dict) -> None:
+    """What Ray Train runs on each worker: load the student, wrap it in DeepSpeed, then per iteration take the
+    items, train them (``qcrd_ray.student_iteration.train_iteration``), save the student and report a checkpoint.
 
     Each iteration's items are the fit's fixed ``items`` (a baseline), or come from the driver's ``feed``
-    (QCRD: an ``IterationFeed``), which the loop waits on between iterations.
+    (QCRD: an ``IterationFeed``), which the worker waits on between iterations.
     """
     import ray
     import ray.train
@@ -232,7 +233,7 @@ def train_student(cfg: Config, method: str, items: list[TrainItem] | None, init_
         "iterations_in_fit": iterations_in_fit, "seed": seed, "optimizer_state": optimizer_state, "feed": feed,
     }  # fmt: skip
     trainer = TorchTrainer(
-        _train_loop,
+        _worker,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu),
         run_config=RunConfig(

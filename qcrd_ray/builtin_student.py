@@ -5,9 +5,10 @@ A randomly initialised tiny T5 cannot learn arithmetic from 500 questions, so ev
 floor and nothing would tell them apart. This module pretrains one on generic text of the domain that is
 NOT the task (``pretraining_pairs``): arithmetic chains written out step by step ("compute: 14 * 3, - 6" ->
 "14 * 3 = 42. 42 - 6 = 36."), their results in one shot ("result: 14 * 3, - 6" -> "36"), copying and number
-reading of short stories, and span filling on those stories. The stories come from templates of their own:
-the student never sees the task's question sentences ("He buys 4 more", "How many ... does Tom have?"), so
-mapping a story onto a chain is what distillation adds. Its tokenizer splits digits.
+reading of the domain's words in random order and of short stories, and span filling on those stories. The
+stories come from templates of their own: the student knows the task's words but never sees its sentences
+("He buys 4 more", "How many ... does Tom have?"), so mapping a story onto a chain is what distillation
+adds. Its tokenizer splits digits.
 
 The recipe's build is shipped (``qcrd_ray/assets/student-arith-v1``); ``python -m jobs.build_student
 --force`` rebuilds it. ``student.model: builtin:arith-student`` resolves to it.
@@ -22,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from qcrd_ray import toy
 from qcrd_ray.toy import _MUL, _OBJECTS, _PEOPLE, MAX_AMOUNT, MAX_MUL_BASE, MAX_VALUE
 
 VERSION = "v1"
@@ -43,6 +45,15 @@ _STORY_SENTENCES = (
     "Each bag holds {n} {obj}.",
 )
 SENTINEL = "<extra_id_0>"
+
+
+def domain_words() -> list[str]:
+    """Every word of the domain, the task's included, as a bag without order: a real student's vocabulary
+    knows them all, and copying them is generic. Only the task's sentences stay unseen."""
+    texts = [*toy._ADD, *toy._SUB, *toy._MUL.values(), *_STORY_SENTENCES, "has How many does have"]
+    words = {w.strip(".:,?") for t in texts for w in t.split() if not w.startswith("{")}
+    words |= {p for pair in _PEOPLE for p in pair} | set(toy._OBJECT_PRONOUN.values()) | set(_OBJECTS)
+    return sorted(w for w in words if w)
 
 
 @dataclass(frozen=True)
@@ -110,22 +121,30 @@ def random_story(rng: random.Random) -> str:
 def pretraining_pair(rng: random.Random) -> tuple[str, str]:
     """One (input, target) pair of the pretraining mix."""
     kind = rng.random()
-    if kind < 0.45:
+    if kind < 0.40:
         asked, worked, _ = chain_text(*random_chain(rng))
         return f"compute: {asked}", worked
-    if kind < 0.65:
+    if kind < 0.55:
         asked, _, result = chain_text(*random_chain(rng))
         return f"result: {asked}", str(result)
+    if kind < 0.80:  # copying and reading: the domain's words in random order, with numbers among them
+        words = rng.choices(_WORDS, k=rng.randint(6, 16))
+        words = [str(rng.randint(1, MAX_VALUE)) if rng.random() < 0.2 else w for w in words]
+        text = " ".join(words)
+        return (f"copy: {text}", text) if kind < 0.72 else (f"numbers: {text}", " ".join(w for w in words if w.isdigit()))
     story = random_story(rng)
-    if kind < 0.78:
+    if kind < 0.85:
         return f"copy: {story}", story
-    if kind < 0.88:
+    if kind < 0.90:
         return f"numbers: {story}", " ".join(w for w in story.replace(".", "").split() if w.isdigit())
     words = story.split()
     start = rng.randrange(len(words))
     length = rng.randint(1, min(3, len(words) - start))
     masked = [*words[:start], SENTINEL, *words[start + length :]]
     return f"fill: {' '.join(masked)}", " ".join(words[start : start + length])
+
+
+_WORDS = domain_words()
 
 
 def pretraining_pairs(n: int, seed: int) -> list[tuple[str, str]]:
@@ -158,7 +177,7 @@ def build_student(out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int
 
     started = time.perf_counter()
     torch.manual_seed(seed)
-    vocab_texts = [t for pair in pretraining_pairs(20_000, seed + 1) for t in pair]
+    vocab_texts = [t for pair in pretraining_pairs(20_000, seed + 1) for t in pair] + domain_words()
     # The task's own words must tokenize too: names and objects are shared, the story verbs are byte pieces.
     tokenizer = train_tokenizer([*vocab_texts, SENTINEL], recipe.vocab_size, split_digits=True)
     tokenizer.add_special_tokens({"additional_special_tokens": [SENTINEL]})
