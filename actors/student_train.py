@@ -1,7 +1,7 @@
 """Student training: a Ray Train ``TorchTrainer`` whose loop runs DeepSpeed (ZeRO) with the method's loss.
 
-The only module of the project that imports deepspeed (inside the worker function); the optimizer steps are the
-core's (``qcrd_ray.student_iteration``), the losses ``qcrd_ray.student_loss``'s. One ``fit`` trains every
+The only module of the project that imports deepspeed (inside the worker function); the optimizer steps are
+the core's (``qcrd_ray.student_iteration``), the losses ``qcrd_ray.student_loss``'s. One ``fit`` trains every
 iteration of a method: a baseline's fixed items, or QCRD's items handed over one iteration at a time by the
 driver (``actors/train_feed.py``). Each iteration ends with the student in transformers format (rank 0) and
 a DeepSpeed checkpoint with the optimizer state (every rank its own shard) reported to Ray Train; a failed

@@ -131,7 +131,9 @@ def pretraining_pair(rng: random.Random) -> tuple[str, str]:
         words = rng.choices(_WORDS, k=rng.randint(6, 16))
         words = [str(rng.randint(1, MAX_VALUE)) if rng.random() < 0.2 else w for w in words]
         text = " ".join(words)
-        return (f"copy: {text}", text) if kind < 0.72 else (f"numbers: {text}", " ".join(w for w in words if w.isdigit()))
+        return (
+            (f"copy: {text}", text) if kind < 0.72 else (f"numbers: {text}", " ".join(w for w in words if w.isdigit()))
+        )
     story = random_story(rng)
     if kind < 0.85:
         return f"copy: {story}", story
