@@ -62,6 +62,14 @@ class Aggregate(NamedTuple):
     valid: torch.Tensor  # bool: the question has at least one valid slot
 
 
+def pick_by_ce(ce: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The slot of least (``mode="min"``) or greatest (``"max"``) CE among each row's valid ones: [N,R] -> [N].
+
+    Ties go to the first such slot; a row without a valid slot gets some index, which callers mask out."""
+    ranked = ce.detach().masked_fill(~mask, float("inf") if mode == "min" else float("-inf"))
+    return ranked.argmin(dim=1) if mode == "min" else ranked.argmax(dim=1)
+
+
 def _aggregate(
     ce: torch.Tensor,
     loss: torch.Tensor,
@@ -88,9 +96,7 @@ def _aggregate(
             keys = keys.to(loss.device).masked_fill(~mask, -1.0)
             index = keys.argmax(dim=1)
         else:
-            fill = float("inf") if mode == "min" else float("-inf")
-            ranked = ce.detach().masked_fill(~mask, fill)
-            index = ranked.argmin(dim=1) if mode == "min" else ranked.argmax(dim=1)
+            index = pick_by_ce(ce, mask, mode)
         chosen = _pick(weight, index) * _pick(loss, index)
         term = torch.where(has_any, chosen, torch.zeros_like(chosen))
         return Aggregate(term, _pick(ce.detach(), index), _pick(weight, index), has_any)
@@ -105,7 +111,9 @@ def _aggregate(
     return Aggregate(term, mean(ce.detach()), mean(weight), has_any)
 
 
-_MODES = {  # aggregation -> (over positives, over negatives)
+# Aggregations that pick one positive and one negative by their CE: only those two carry a gradient.
+PICKING_AGGREGATIONS = ("minmax", "maxmin")
+SIDE_MODES = {  # aggregation -> (over positives, over negatives)
     "minmax": ("min", "max"),
     "maxmin": ("max", "min"),
     "sampling": ("sampling", "sampling"),
@@ -157,7 +165,7 @@ def contrastive_terms(
     Scores are weights only: they are detached, so no gradient reaches the judge. A question with no valid
     positive adds no positive term, one with no valid negative no negative term.
     """
-    if aggregation not in _MODES:
+    if aggregation not in SIDE_MODES:
         raise ValueError(f"contrastive_loss: aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     _check_slots("pos", pos_ce, pos_mask, pos_scores)
     _check_slots("neg", neg_ce, neg_mask, neg_scores)
@@ -165,7 +173,7 @@ def contrastive_terms(
         raise ValueError(
             f"contrastive_loss: {pos_ce.shape[0]} questions of positives but {neg_ce.shape[0]} of negatives"
         )
-    pos_mode, neg_mode = _MODES[aggregation]
+    pos_mode, neg_mode = SIDE_MODES[aggregation]
     positive = _aggregate(pos_ce, pos_ce, pos_scores.detach(), pos_mask, pos_mode, generator)
     clipped = torch.clamp(neg_ce - delta, max=0.0)
     negative = _aggregate(neg_ce, clipped, 1.0 - neg_scores.detach(), neg_mask, neg_mode, generator)

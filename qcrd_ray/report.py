@@ -208,6 +208,10 @@ CONTRASTIVE_COLUMNS = (
 DEAD_TERM = 0.05  # below this share of questions the negative term does (almost) nothing
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _contrastive_markdown(summaries: list[dict]) -> str:
     """QCRD's contrastive term per seed and iteration: is its negative side alive, and what does it weigh?"""
     rows, active = [], []
@@ -218,9 +222,8 @@ def _contrastive_markdown(summaries: list[dict]) -> str:
             cells = [str(s["seed"]), str(h["iteration"] + 1)]
             for key, _, percent in CONTRASTIVE_COLUMNS:
                 v = h.get(key)
-                ok = isinstance(v, (int, float)) and math.isfinite(v)
-                cells.append("-" if not ok else f"{100 * v:.1f}%" if percent else f"{v:.3f}")
-            if isinstance(h["negative_term_active"], (int, float)) and math.isfinite(h["negative_term_active"]):
+                cells.append("-" if not _finite(v) else f"{100 * v:.1f}%" if percent else f"{v:.3f}")
+            if _finite(h["negative_term_active"]):  # NaN: no batch of the iteration had a negative
                 active.append(h["negative_term_active"])
             rows.append(cells)
     if not rows:

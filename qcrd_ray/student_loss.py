@@ -10,7 +10,7 @@ Both rationale terms average over every question of the batch: one without a rat
 With ``minmax`` or ``maxmin`` only one positive and one negative per question carry a gradient. Which ones is
 decided by their CE, so QCRD first scores every rationale without a gradient (one encoder pass, one batched
 decoder pass), then runs the differentiable pass on the chosen two alone: the same loss and gradient (up to
-dropout, which draws its masks anew) at about the cost of a DSS step with one more rationale.
+dropout, which draws its masks anew). It saves ~10% of a QCRD step (benchmarks.qcrd_step, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ from qcrd_ray.records import TrainItem
 METHODS = ("qcrd", "dss", "finetune")
 
 
-# Aggregations that pick one positive and one negative by their CE: (over positives, over negatives).
-PICKS = {"minmax": (min, max), "maxmin": (max, min)}
-
-
 def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None,
                  choose_first: bool = True):  # fmt: skip
     """The method's loss on one micro batch of B questions -> (scalar loss, its parts as floats).
@@ -33,7 +29,7 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
     ``choose_first``: with a picking aggregation, choose QCRD's rationales without a gradient first (above);
     False backpropagates through every rationale (the reference the tests compare with).
     """
-    from qcrd_ray.losses import contrastive_terms, dss_loss
+    from qcrd_ray.losses import PICKING_AGGREGATIONS, contrastive_terms, dss_loss
     from qcrd_ray.models import is_seq2seq
     from qcrd_ray.scoring import encode_batch, rationale_ce
     from qcrd_ray.tasks import EXPLAIN, PREDICT
@@ -55,7 +51,7 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
         loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
         parts["loss_rationale"] = float(ce[:, 0].mean().detach())
     elif method == "qcrd":
-        if choose_first and cfg.loss.aggregation in PICKS:
+        if choose_first and cfg.loss.aggregation in PICKING_AGGREGATIONS:
             import torch
 
             with torch.no_grad():
@@ -111,19 +107,16 @@ def contrastive_figures(terms) -> dict[str, float]:
 
 def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str) -> list[TrainItem]:
     """Each item cut down to the positive and the negative ``aggregation`` picks by their CE (ce, mask: [B, R],
-    the item's positives then its negatives), each with its judge score; ties go to the first, as argmin does."""
-    pick_positive, pick_negative = PICKS[aggregation]
-    ce, mask = ce.detach().cpu().tolist(), mask.cpu().tolist()
+    the item's positives then its negatives), each with its judge score: the pick ``contrastive_terms`` makes."""
+    from qcrd_ray.losses import SIDE_MODES, pick_by_ce
 
-    def pick(row: list[float], valid: list[bool], lo: int, hi: int, which) -> list[int]:
-        slots = [j for j in range(lo, hi) if valid[j]]
-        return [which(slots, key=row.__getitem__) - lo] if slots else []
-
+    pos_mode, neg_mode = SIDE_MODES[aggregation]
+    pos_ce, pos_mask, _, neg_ce, neg_mask, _ = _split_slots(batch, ce.detach(), mask)
+    picked = zip(pick_by_ce(pos_ce, pos_mask, pos_mode).tolist(), pos_mask.any(dim=1).tolist(),
+                 pick_by_ce(neg_ce, neg_mask, neg_mode).tolist(), neg_mask.any(dim=1).tolist(), strict=True)  # fmt: skip
     chosen = []
-    for it, row, valid in zip(batch, ce, mask, strict=True):
-        n_pos = len(it.positives)
-        p = pick(row, valid, 0, n_pos, pick_positive)
-        n = pick(row, valid, n_pos, n_pos + len(it.negatives), pick_negative)
+    for it, (p, has_p, n, has_n) in zip(batch, picked, strict=True):
+        p, n = [p] if has_p else [], [n] if has_n else []
         chosen.append(TrainItem(it.id, it.input, it.label, tuple(it.positives[j] for j in p),
                                 tuple(it.positive_scores[j] for j in p), tuple(it.negatives[j] for j in n),
                                 tuple(it.negative_scores[j] for j in n)))  # fmt: skip
