@@ -13,6 +13,8 @@ import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from qcrd_ray.config import Config, TrainConfig
@@ -107,61 +109,83 @@ def _load_deepspeed_checkpoint(engine, directory: str | Path, what: str) -> None
         raise FileNotFoundError(f"{what}: no DeepSpeed checkpoint under {Path(directory) / DEEPSPEED_DIR}")
 
 
-def _worker(config: dict) -> None:
-    """What Ray Train runs on each worker: load the student, wrap it in DeepSpeed, then per iteration take the
-    items, train them (``qcrd_ray.student_iteration.train_iteration``), save the student and report a checkpoint.
+@dataclass(frozen=True)
+class Stage:
+    """One iteration of one method, as a seed's fit trains it. The first stage of a method (one the engine
+    does not hold) loads the student from ``init_dir``, and the DeepSpeed checkpoint ``optimizer_state``
+    (weights and Adam's moments: a resumed run) when given; later stages of the method carry on in memory.
+    Iteration t's student goes to ``out_dir/iter_{t+1:04d}``."""
 
-    Each iteration's items are the fit's fixed ``items`` (a baseline), or come from the driver's ``feed``
-    (QCRD: an ``IterationFeed``), which the worker waits on between iterations.
-    """
-    import ray
+    method: str
+    iteration: int
+    init_dir: str
+    out_dir: str
+    optimizer_state: str | None = None
+
+
+def _start_method(engine, cfg: Config, stage: Stage, world: int, checkpoint=None):
+    """A fresh engine for ``stage``'s method: its student, then ``checkpoint`` (a worker restarted inside the
+    method: Ray Train's last reported one) or the stage's ``optimizer_state``. Returns (engine, tokenizer)."""
+    import gc
+
     import ray.train
 
     from qcrd_ray.models import load_student
 
+    if engine is not None:  # the previous method's: free it before the next one is built
+        engine.destroy()
+        del engine
+        gc.collect()
+    model, tokenizer = load_student(stage.init_dir)
+    engine = build_engine(model, cfg.train, world)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            _load_deepspeed_checkpoint(engine, directory, "resume")
+    elif stage.optimizer_state is not None:
+        with ray.train.Checkpoint(stage.optimizer_state).as_directory() as directory:
+            _load_deepspeed_checkpoint(engine, directory, "optimizer_state")
+    return engine, tokenizer
+
+
+def _worker(config: dict) -> None:
+    """What Ray Train runs on each worker: take the driver's stages from the ``feed`` (an ``StageFeed``)
+    one after another, train each (``qcrd_ray.student_iteration.train_iteration``), save its student and report
+    a checkpoint, until the driver stops the feed. One fit serves every method of a seed, so Ray Train's
+    start-up (processes, imports, process group) is paid once; a method change only rebuilds the engine.
+    """
+    import ray
+    import ray.train
+
     cfg: Config = config["cfg"]
-    method, seed, first_iteration, n_iterations, feed = (
-        config["method"],
-        config["seed"],
-        config["iteration"],
-        config["iterations_in_fit"],
-        config["feed"],
-    )
+    seed, feed = config["seed"], config["feed"]
     entered = time.time()  # wall clock: compared with the driver's, so the fit's start-up cost can be split
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    # The same items in the same order give every worker the same shard, in any fit.
-    fixed = ray.get(config["items"]) if feed is None else None
-    model, tokenizer = load_student(config["init_dir"])
-    engine = build_engine(model, cfg.train, world)
-    state = {"completed": 0, "history": []}
+    state = {"completed": 0, "method": None}
     resume = ray.train.get_checkpoint()
-    if resume is not None:  # a worker failed: carry on after the last reported iteration
+    if resume is not None:  # a worker failed: carry on after the last reported stage
         with resume.as_directory() as directory:
-            _load_deepspeed_checkpoint(engine, directory, "resume")
             state = json.loads((Path(directory) / STATE_FILE).read_text())
-    elif config["optimizer_state"] is not None:  # the previous fit: weights and Adam's moments
-        with ray.train.Checkpoint(config["optimizer_state"]).as_directory() as directory:
-            _load_deepspeed_checkpoint(engine, directory, "optimizer_state")
-    startup = {"worker_start_seconds": entered - config["fit_started_at"], "setup_seconds": time.time() - entered}
-    for k in range(state["completed"], n_iterations):
-        iteration = first_iteration + k
-        tag = f"iter_{iteration + 1:04d}"
-        if feed is None:
-            items = fixed
-        else:
-            box = ray.get(feed.take.remote(iteration))  # [ref to the items], or None: the driver stopped the fit
-            if box is None:
-                return
-            items = ray.get(box[0])
-        slot = Slot(method, seed, iteration, steps_per_iteration(cfg.train, len(items)), rank, world)
+    startup = {"worker_start_seconds": entered - config["fit_started_at"]}
+    engine = tokenizer = method = None
+    while (box := ray.get(feed.take.remote(state["completed"]))) is not None:  # [stage, ref to its items]
+        stage, items = box[0], ray.get(box[1])
+        if stage.method != method:
+            building = time.time()
+            restarted = resume if stage.method == state["method"] else None  # a worker restarted inside the method
+            engine, tokenizer = _start_method(engine, cfg, stage, world, restarted)
+            method = stage.method
+            startup["setup_seconds"] = time.time() - (entered if "worker_start_seconds" in startup else building)
+        tag = f"iter_{stage.iteration + 1:04d}"
+        slot = Slot(method, seed, stage.iteration, steps_per_iteration(cfg.train, len(items)), rank, world)
         metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot)
         saving = time.perf_counter()
-        student_dir = Path(config["out_dir"]) / tag
+        student_dir = Path(stage.out_dir) / tag
         _save_student(engine, tokenizer, student_dir, rank)
-        metrics.update(startup, iteration=iteration, student_dir=str(student_dir))
-        startup = {}  # paid once per fit, by its first iteration
-        state = {"completed": k + 1, "history": [*state["history"], metrics]}
+        metrics.update(startup, iteration=stage.iteration, student_dir=str(student_dir))
+        startup = {}  # paid by the first stage of the fit (workers) and of each method (set-up)
+        index = state["completed"]
+        state = {"completed": index + 1, "method": method}
         with tempfile.TemporaryDirectory(prefix=f"qcrd-{tag}-") as tmp:
             (Path(tmp) / DEEPSPEED_DIR / tag).mkdir(parents=True)  # DeepSpeed makes it on rank 0 only
             engine.save_checkpoint(str(Path(tmp) / DEEPSPEED_DIR), tag=tag)
@@ -169,14 +193,15 @@ def _worker(config: dict) -> None:
             if rank == 0:
                 (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
             ray.train.report({key: v for key, v in metrics.items() if key != "loss_curve"},
-                             checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=checkpoint_name(iteration))  # fmt: skip
-        if feed is not None and rank == 0:
-            ray.get(feed.finish.remote(iteration, metrics))
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=checkpoint_name(index, stage))  # fmt: skip
+        if rank == 0:
+            ray.get(feed.finish.remote(index, metrics))
 
 
-def checkpoint_name(iteration: int) -> str:
-    """The directory, under the fit's storage, of the checkpoint reported after ``iteration`` (0-based)."""
-    return f"checkpoint_iter_{iteration + 1:04d}"
+def checkpoint_name(index: int, stage: Stage) -> str:
+    """The directory, under the fit's storage, of the checkpoint reported after the fit's ``index``-th stage."""
+    return f"checkpoint_{index:04d}_{stage.method}_iter_{stage.iteration + 1:04d}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,68 +221,103 @@ def validate_items(items: list[TrainItem], num_workers: int, where: str) -> None
             raise ValueError(f"{where}: item {it.id!r} has a judge score outside [0, 1]")
 
 
-def _validate(cfg: Config, method: str, items: list[TrainItem] | None, init_dir: str, iterations_in_fit: int) -> None:
-    where = "actors/student_train.py: train_student"
-    if method not in METHODS:
-        raise ValueError(f"{where}: method must be one of {METHODS}, got {method!r}")
-    if iterations_in_fit < 1:
-        raise ValueError(f"{where}: iterations_in_fit must be >= 1, got {iterations_in_fit}")
-    if not (Path(init_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"{where}: init_dir {init_dir} holds no transformers student (config.json)")
-    if items is not None:
-        validate_items(items, cfg.train.num_workers, where)
+class StreamingFit:
+    """One Ray Train fit that trains stages (an iteration of a method) as the driver hands them over.
 
-
-def train_student(cfg: Config, method: str, items: list[TrainItem] | None, init_dir: str, out_dir: str,
-                  iteration: int, storage_path: str, seed: int, iterations_in_fit: int = 1,
-                  optimizer_state: str | None = None, feed=None) -> dict:  # fmt: skip
-    """Train the student from ``init_dir`` for ``iterations_in_fit`` iterations (numbered from ``iteration``).
-
-    Iteration t's student goes to ``out_dir/iter_{t+1:04d}``. ``items``: every iteration's items, or None
-    when ``feed`` (an ``IterationFeed``, see ``actors/train_feed.py``) hands over each iteration's.
-    ``optimizer_state``: a previous fit's ``result["optimizer_state"]``, so Adam's moments continue.
-    Returns the last iteration's metrics (loss, loss_pred, loss_cl | loss_rationale, steps, samples_per_s,
-    seconds, student_dir), ``iterations`` (every iteration's metrics), ``optimizer_state`` / ``checkpoint``
-    (this fit's last checkpoint) and ``fit_seconds`` (including Ray Train's fixed cost).
+    Use as a context manager; ``train(stage, items)`` returns the stage's metrics once it is trained, with
+    ``checkpoint``: its DeepSpeed checkpoint (weights and Adam's moments, what a resumed run starts from).
+    Leaving the block stops the fit, also when the driver fails between stages, so no worker waits for
+    stages that will never come. A seed's methods share one fit: a QCRD iteration's items exist only once the
+    previous student has been sampled and judged, and a fit per iteration or per method would pay Ray Train's
+    start-up (processes, imports, DeepSpeed init; about 30 s on a laptop, a gang-scheduled GPU group on a
+    cluster) each time.
     """
-    import ray
+
+    def __init__(self, cfg: Config, seed: int, storage_path: str):
+        from actors.placement import start_actor
+        from actors.train_feed import StageFeed
+
+        self.cfg, self.seed, self.stages = cfg, seed, 0
+        self.checkpoints = Path(storage_path) / fit_name(cfg, seed)
+        self.feed = start_actor(StageFeed, f"{cfg.run.name}/seed_{seed}/train_feed", None, 0)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcrd-fit")  # fit() blocks
+        self._fit = self._pool.submit(_fit, cfg, seed, storage_path, self.feed)
+
+    def train(self, stage: Stage, items: list[TrainItem]) -> dict:
+        """Hand the workers ``stage`` and its items; wait until they have trained and reported it."""
+        import ray
+
+        _validate(self.cfg, stage, items)
+        index = self.stages
+        ray.get(self.feed.put.remote(index, [stage, ray.put(list(items))]))
+        pending = self.feed.result.remote(index)
+        while not ray.wait([pending], timeout=1.0)[0]:
+            if self._fit.done():
+                self._fit.result()  # raises the fit's own error
+                raise RuntimeError(f"StreamingFit: the fit ended before {stage.method} iteration "
+                                   f"{stage.iteration + 1} was trained")  # fmt: skip
+        self.stages += 1
+        return {**ray.get(pending), "checkpoint": str(self.checkpoints / checkpoint_name(index, stage))}
+
+    def __enter__(self) -> StreamingFit:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        try:
+            ray.get(self.feed.stop.remote())
+            if exc[0] is None:
+                self._fit.result()  # a clean exit surfaces a failed fit
+        finally:
+            self._pool.shutdown(wait=True)
+            ray.kill(self.feed)
+
+
+def _fit(cfg: Config, seed: int, storage_path: str, feed) -> None:
+    """Ray Train's ``fit`` of ``_worker`` (blocks until the feed is stopped)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    _validate(cfg, method, items, init_dir, iterations_in_fit)
-    started = time.perf_counter()
-    loop_config = {
-        "fit_started_at": time.time(),
-        "cfg": cfg, "method": method, "items": None if items is None else ray.put(list(items)),
-        "init_dir": str(init_dir), "out_dir": str(out_dir), "iteration": iteration,
-        "iterations_in_fit": iterations_in_fit, "seed": seed, "optimizer_state": optimizer_state, "feed": feed,
-    }  # fmt: skip
     trainer = TorchTrainer(
         _worker,
-        train_loop_config=loop_config,
+        train_loop_config={"fit_started_at": time.time(), "cfg": cfg, "seed": seed, "feed": feed},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu),
         run_config=RunConfig(
-            name=fit_name(cfg, method, seed, iteration),
+            name=fit_name(cfg, seed),
             storage_path=str(storage_path),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
         ),
     )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"train_student: the fit in {storage_path} reported no checkpoint")
-    with result.checkpoint.as_directory() as directory:
-        state = json.loads((Path(directory) / STATE_FILE).read_text())
-    history = state["history"]
-    return {
-        **history[-1],
-        "iterations": history,
-        "optimizer_state": result.checkpoint.path,
-        "checkpoint": result.checkpoint.path,
-        "fit_seconds": time.perf_counter() - started,
-    }
+    trainer.fit()
 
 
-def fit_name(cfg: Config, method: str, seed: int, iteration: int) -> str:
-    """Ray Train's run name of the fit that starts at ``iteration``: its checkpoints are under storage/name."""
-    return f"{cfg.run.name}-{method}-seed{seed}-iter{iteration + 1:04d}"
+def _validate(cfg: Config, stage: Stage, items: list[TrainItem]) -> None:
+    where = "actors/student_train.py: StreamingFit.train"
+    if stage.method not in METHODS:
+        raise ValueError(f"{where}: method must be one of {METHODS}, got {stage.method!r}")
+    if not (Path(stage.init_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{where}: init_dir {stage.init_dir} holds no transformers student (config.json)")
+    validate_items(items, cfg.train.num_workers, where)
+
+
+def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: str, out_dir: str, storage_path: str,
+                  seed: int, iterations: int = 1, optimizer_state: str | None = None) -> dict:  # fmt: skip
+    """Train ``method`` on fixed ``items`` for ``iterations`` iterations in a fit of its own (tests, benchmarks).
+
+    Returns the last iteration's metrics (loss, loss_pred, loss_cl | loss_rationale, steps, samples_per_s,
+    seconds, student_dir, checkpoint), ``iterations`` (every iteration's metrics) and ``fit_seconds``
+    (Ray Train's fixed cost included).
+    """
+    stages = [Stage(method, t, init_dir, out_dir, optimizer_state) for t in range(iterations)]
+    _validate(cfg, stages[0], items)  # before any fit starts
+    started = time.perf_counter()
+    with StreamingFit(cfg, seed, storage_path) as fit:
+        history = [fit.train(stage, items) for stage in stages]
+    return {**history[-1], "iterations": history, "fit_seconds": time.perf_counter() - started}
+
+
+def fit_name(cfg: Config, seed: int) -> str:
+    """Ray Train's run name of a seed's fit: its checkpoints are under storage/name."""
+    return f"{cfg.run.name}-seed{seed}"

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         beside_ray = plain_loop(cfg, items, str(init_dir), seed=0)
         in_task = ray.get(ray.remote(plain_loop).remote(cfg, items, str(init_dir), 0))
         in_process = deepspeed_loop(cfg, items, str(init_dir), seed=0)
-        result = train_student(cfg, "qcrd", items, str(init_dir), f"{root}/out", 0, f"{root}/ray_train", seed=0)
+        result = train_student(cfg, "qcrd", items, str(init_dir), f"{root}/out", f"{root}/ray_train", seed=0)
         ray.shutdown()
     ray_train = result["samples_per_s"]
     print(

@@ -125,6 +125,14 @@ def check_resume_config(path: Path, cfg: Config) -> None:
                           f"extend the run, and cluster.* may change; start a new run.output_dir for the rest)")  # fmt: skip
 
 
+def fit_storage(seed_dir: Path) -> Path:
+    """Where this attempt's Ray Train fit keeps its checkpoints: a directory per attempt, so a resumed run
+    never deletes the checkpoint its manifest names (Ray Train would also resume a same-named fit)."""
+    attempts = seed_dir / "ray_train"
+    n = 1 + sum(1 for p in attempts.glob("attempt_*")) if attempts.is_dir() else 1
+    return (attempts / f"attempt_{n:02d}").resolve()
+
+
 def methods_of(cfg: Config) -> list[str]:
     """The methods a run trains: the configured one, after the baselines it is compared with."""
     if not cfg.run.compare_baselines or cfg.run.method != "qcrd":
@@ -136,6 +144,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
 
+    from actors.student_train import StreamingFit
     from jobs.method_run import MethodContext, SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.evaluation import majority_label_baseline
@@ -168,12 +177,13 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
         methods = {}
         judge_scores: dict[str, list[float]] = {}
         services = SeedServices.start(cfg, seed)
-        ctx = MethodContext(cfg, seed, inputs.train, inputs.eval, teacher.votes, seed_dir, services, timer, metrics,
-                            resume)  # fmt: skip
-        for method in methods_of(cfg):
-            result = run_method(ctx, method)
-            methods[method] = result.summary
-            judge_scores = result.judge_scores or judge_scores
+        with StreamingFit(cfg, seed, str(fit_storage(seed_dir))) as fit:  # every method of the seed trains in it
+            ctx = MethodContext(cfg, seed, inputs.train, inputs.eval, teacher.votes, seed_dir, services, fit, timer,
+                                metrics, resume)  # fmt: skip
+            for method in methods_of(cfg):
+                result = run_method(ctx, method)
+                methods[method] = result.summary
+                judge_scores = result.judge_scores or judge_scores
         services.stop()
         summaries.append(
             {

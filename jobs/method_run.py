@@ -1,17 +1,19 @@
 """One method of a seed (QCRD, its ablations, DSS or fine-tuning), iteration by iteration.
 
-A QCRD iteration t is six named steps: ``negatives`` (sample the student snapshot of iteration t - j) ->
-``score`` (the judge weighs every positive and negative) -> ``train`` (the seed's one Ray Train fit,
-``StreamingFit``, trains the student for one iteration) -> ``update_judge`` (its online update) ->
+Every method trains in the seed's one Ray Train fit (``actors.student_train.StreamingFit``), one stage (an
+iteration of a method) at a time. A QCRD iteration t is six named steps: ``negatives`` (sample the student
+snapshot of iteration t - j) -> ``score`` (the judge weighs every positive and negative) -> ``train`` (the
+fit trains the student for one iteration) -> ``update_judge`` (its online update) ->
 ``evaluate`` (the new snapshot, recorded as every method records it) -> ``checkpoint`` (the manifest, its
 ``latest`` marker last). ``--resume`` picks up after the last manifest: snapshot ring, judge (with its
 optimizer and random state), optimizer state and history come back from it. What each method trains on is
-the core's decision (``qcrd_ray.methods``); this module only moves it between the actors.
+the core's decision (``qcrd_ray.methods``); this module only moves it between the actors. A baseline
+writes its summary when it is done, so ``--resume`` skips a finished one.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,7 @@ class MethodContext:
     votes: list[Vote]
     seed_dir: Path
     services: SeedServices
+    fit: Any  # actors.student_train.StreamingFit
     timer: Any  # metrics.PhaseTimer
     metrics: Any  # metrics.MetricsLogger
     resume: bool = False
@@ -157,20 +160,25 @@ def _summary(history: list[dict], student_dir: Path) -> dict:
 
 
 def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: Path) -> MethodResult:
-    """DSS or fine-tuning: the data never change, so every iteration runs inside one Ray Train fit."""
-    from actors.student_train import train_student
+    """DSS or fine-tuning: the same items every iteration. A finished baseline is read back on ``--resume``;
+    an unfinished one starts again."""
+    from actors.student_train import Stage
 
+    done = method_dir / "summary.json"
+    if ctx.resume and done.is_file():
+        print(f"[{method}] finished before the resume: {done}", flush=True)
+        return MethodResult(json.loads(done.read_text(encoding="utf-8")))
     items = build_items(ctx.cfg, method, ctx.train, ctx.votes, {})
-    storage = method_dir / "ray_train"
-    shutil.rmtree(storage, ignore_errors=True)  # a fresh fit: Ray Train would resume a same-named one
-    with ctx.timer.phase("train", method=method, iterations=ctx.cfg.run.iterations):
-        result = train_student(ctx.cfg, method, items, str(init_dir), str(method_dir / "students"), iteration=0,
-                               storage_path=str(storage.resolve()), seed=ctx.seed,
-                               iterations_in_fit=ctx.cfg.run.iterations)  # fmt: skip
     history: list[dict] = []
-    for t, train_metrics in enumerate(result["iterations"]):
-        evaluate_and_record(ctx, method, t, train_metrics, history)
-    return MethodResult(_summary(history, Path(result["iterations"][-1]["student_dir"])))
+    for t in range(ctx.cfg.run.iterations):
+        with ctx.timer.phase("train", method=method, iteration=t):
+            result = ctx.fit.train(Stage(method, t, str(init_dir), str(method_dir / "students")), items)
+        evaluate_and_record(ctx, method, t, result, history)
+    summary = _summary(history, Path(result["student_dir"]))
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary), encoding="utf-8")
+    tmp.rename(done)  # whole or absent
+    return MethodResult(summary)
 
 
 class QcrdRun:
@@ -199,26 +207,16 @@ class QcrdRun:
     def run(self) -> MethodResult:
         import ray
 
-        from actors.train_feed import StreamingFit
-
-        start, end = len(self.history), self.cfg.run.iterations
-        # One Ray Train fit for every iteration still to run: its workers wait for each iteration's items. It
-        # starts first, so that its worker group comes up while the judge pretrains and the negatives are sampled.
-        storage = self.method_dir / "ray_train" / f"from_iter_{start + 1:04d}"
-        shutil.rmtree(storage, ignore_errors=True)  # a fit killed in its first iteration starts afresh
-        fit = StreamingFit(self.cfg, self.ring.latest()[1], str(self.method_dir / "snapshots"), start, end - start,
-                           str(storage.resolve()), self.ctx.seed, self.optimizer_state) if start < end else None  # fmt: skip
-        with fit or contextlib.nullcontext():
-            if self.manifest is None:
-                self.pretrain_judge()
-            for t in range(start, end):
-                student_samples = self.negatives(t)
-                items = self.score(t, build_items(self.cfg, "qcrd", self.ctx.train, self.ctx.votes, student_samples),
-                                   student_samples)  # fmt: skip
-                result = self.train(fit, t, items)
-                self.update_judge(t, items)
-                evaluate_and_record(self.ctx, "qcrd", t, {**result, "judge_lr_scale": self.lr_scale(t)}, self.history)
-                self.checkpoint(t, result["student_dir"])
+        if not self.history:
+            self.pretrain_judge()
+        for t in range(len(self.history), self.cfg.run.iterations):
+            student_samples = self.negatives(t)
+            items = self.score(t, build_items(self.cfg, "qcrd", self.ctx.train, self.ctx.votes, student_samples),
+                               student_samples)  # fmt: skip
+            result = self.train(t, items)
+            self.update_judge(t, items)
+            evaluate_and_record(self.ctx, "qcrd", t, {**result, "judge_lr_scale": self.lr_scale(t)}, self.history)
+            self.checkpoint(t, result["student_dir"])
         if self.judge is not None:
             ray.kill(self.judge)
         return MethodResult(_summary(self.history, Path(self.ring.latest()[1])), self.judge_scores)
@@ -259,10 +257,15 @@ class QcrdRun:
             self.ctx.metrics.log_scores(kind, scores, iteration=t)
         return items
 
-    def train(self, fit, t: int, items: list[TrainItem]) -> dict:
+    def train(self, t: int, items: list[TrainItem]) -> dict:
+        """Iteration t in the seed's fit: from the latest snapshot (and, resumed, the manifest's optimizer
+        state) when QCRD's engine is not built yet; in memory after."""
+        from actors.student_train import Stage
+
+        stage = Stage("qcrd", t, self.ring.latest()[1], str(self.method_dir / "snapshots"), self.optimizer_state)
         with self.ctx.timer.phase("train", method="qcrd", iteration=t):
-            result = fit.train(t, items)
-        self.optimizer_state = result["optimizer_state"]
+            result = self.ctx.fit.train(stage, items)
+        self.optimizer_state = result["checkpoint"]
         return result
 
     def lr_scale(self, t: int) -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 from qcrd_ray import toy
 from qcrd_ray.toy import _MUL, _OBJECTS, _PEOPLE, MAX_AMOUNT, MAX_MUL_BASE, MAX_VALUE
 
-VERSION = "v1"
+VERSION = "v2"
 NAME = "builtin:arith-student"
 SHIPPED_DIR = Path(__file__).parent / "assets" / f"student-arith-{VERSION}"
 DONE_MARKER = "build_info.json"
@@ -65,7 +65,7 @@ class StudentRecipe:
     num_heads: int = 4
     d_ff: int = 512
     vocab_size: int = 512  # an upper bound: the domain's few words saturate it below
-    steps: int = 3000
+    steps: int = 6000
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
@@ -121,23 +121,23 @@ def random_story(rng: random.Random) -> str:
 def pretraining_pair(rng: random.Random) -> tuple[str, str]:
     """One (input, target) pair of the pretraining mix."""
     kind = rng.random()
-    if kind < 0.40:
+    if kind < 0.45:
         asked, worked, _ = chain_text(*random_chain(rng))
         return f"compute: {asked}", worked
-    if kind < 0.55:
+    if kind < 0.70:
         asked, _, result = chain_text(*random_chain(rng))
         return f"result: {asked}", str(result)
-    if kind < 0.80:  # copying and reading: the domain's words in random order, with numbers among them
+    if kind < 0.88:  # copying and reading: the domain's words in random order, with numbers among them
         words = rng.choices(_WORDS, k=rng.randint(6, 16))
         words = [str(rng.randint(1, MAX_VALUE)) if rng.random() < 0.2 else w for w in words]
         text = " ".join(words)
         return (
-            (f"copy: {text}", text) if kind < 0.72 else (f"numbers: {text}", " ".join(w for w in words if w.isdigit()))
+            (f"copy: {text}", text) if kind < 0.84 else (f"numbers: {text}", " ".join(w for w in words if w.isdigit()))
         )
     story = random_story(rng)
-    if kind < 0.85:
+    if kind < 0.93:
         return f"copy: {story}", story
-    if kind < 0.90:
+    if kind < 0.96:
         return f"numbers: {story}", " ".join(w for w in story.replace(".", "").split() if w.isdigit())
     words = story.split()
     start = rng.randrange(len(words))

@@ -67,6 +67,8 @@ class DataConfig:
     # Sizes of the generated toy task (source: toy).
     toy_train_size: int = 500
     toy_eval_size: int = 200
+    # A longer record (a line of a JSONL file, a teacher output) fails at load, naming its file and line.
+    max_record_chars: int = 100_000
 
     def validate(self, p: str) -> None:
         check(
@@ -80,6 +82,7 @@ class DataConfig:
             check(v is None or v >= 1, f"{p}.{key}", "null or an integer >= 1", v)
         check(self.toy_train_size >= 1, f"{p}.toy_train_size", "an integer >= 1", self.toy_train_size)
         check(self.toy_eval_size >= 1, f"{p}.toy_eval_size", "an integer >= 1", self.toy_eval_size)
+        check(self.max_record_chars >= 1, f"{p}.max_record_chars", "an integer >= 1", self.max_record_chars)
         check(self.source != "toy" or self.task == "arith", f"{p}.task", "'arith' when data.source is 'toy'", self.task)
 
 
@@ -333,7 +336,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[: err.start].count(b"\n") + 1
+            raise ConfigError(f"{path}:{line}: not UTF-8 (byte {err.object[err.start]:#04x})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
         if not isinstance(raw, dict):

@@ -45,10 +45,15 @@ class ParseReport:
         return self.parsed / self.total if self.total else 0.0
 
 
-def _read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON-lines file."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+MAX_RECORD_CHARS = 100_000  # data.max_record_chars: the longest line of the DSS release has 1,213
+
+
+def _read_json_lines(path: Path, max_chars: int = MAX_RECORD_CHARS) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a line that is not UTF-8, not JSON,
+    not an object or longer than ``max_chars`` raises DataError naming it."""
+    with path.open("rb") as handle:  # bytes: a decoding error then has a line number
+        for number, raw in enumerate(handle, start=1):
+            line = _decode_line(raw, path, number, max_chars)
             if not line.strip():
                 continue
             try:
@@ -58,6 +63,19 @@ def _read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
             yield number, row
+
+
+def _decode_line(raw: bytes, path: Path, number: int, max_chars: int) -> str:
+    if len(raw) > 4 * max_chars:  # UTF-8 is at most 4 bytes a character: skip decoding a huge line
+        raise DataError(f"{path}:{number}: a record of {len(raw):,} bytes, over data.max_record_chars ({max_chars:,})")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}:{number}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})") from None
+    if len(line) > max_chars:
+        raise DataError(f"{path}:{number}: a record of {len(line):,} characters, over data.max_record_chars "
+                        f"({max_chars:,})")  # fmt: skip
+    return line
 
 
 def _llm_chunks(root: Path, task: str, split: str) -> list[Path]:
@@ -76,20 +94,30 @@ def _llm_chunks(root: Path, task: str, split: str) -> list[Path]:
     return [found[k] for k in sorted(found)]
 
 
-def _read_llm_outputs(paths: list[Path]) -> list[str]:
+def _read_llm_outputs(paths: list[Path], max_chars: int) -> list[str]:
     outputs: list[str] = []
     for path in paths:
+        raw = path.read_bytes()
         try:
-            chunk = json.loads(path.read_text(encoding="utf-8"))
+            chunk = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise DataError(f"{path}:{line}: not UTF-8 (byte {raw[err.start]:#04x})") from None
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
         if not isinstance(chunk, list) or not all(isinstance(o, str) for o in chunk):
             raise DataError(f"{path}: expected a JSON list of strings (one teacher continuation per example)")
+        for i, output in enumerate(chunk):
+            if len(output) > max_chars:
+                raise DataError(f"{path}: output {i} has {len(output):,} characters, over data.max_record_chars "
+                                f"({max_chars:,})")  # fmt: skip
         outputs.extend(chunk)
     return outputs
 
 
-def load_dss(root: str | Path, task: str, split: str) -> tuple[list[Example], ParseReport]:
+def load_dss(
+    root: str | Path, task: str, split: str, max_record_chars: int = MAX_RECORD_CHARS
+) -> tuple[list[Example], ParseReport]:
     """Read ``{root}/{task}/{task}_{split}.json`` and its PaLM rationales ``llm/{split}_CoT_{k}.json``."""
     root = Path(root)
     rules = get_task(task)
@@ -99,7 +127,7 @@ def load_dss(root: str | Path, task: str, split: str) -> tuple[list[Example], Pa
         raise DataError(f"{gold_path}: no such file (this DSS folder holds: {', '.join(shipped) or 'nothing'})")
 
     rows = []
-    for number, row in _read_json_lines(gold_path):
+    for number, row in _read_json_lines(gold_path, max_record_chars):
         try:
             rows.append((row, rules.format_input(row), rules.gold_label(row)))
         except KeyError as err:
@@ -108,7 +136,7 @@ def load_dss(root: str | Path, task: str, split: str) -> tuple[list[Example], Pa
             raise DataError(f"{gold_path}:{number}: {err}") from None
 
     chunks = _llm_chunks(root, task, split)
-    outputs = _read_llm_outputs(chunks)
+    outputs = _read_llm_outputs(chunks, max_record_chars)
     if chunks and len(outputs) != len(rows):
         raise DataError(
             f"{gold_path} has {len(rows)} records but {chunks[0]}"
@@ -195,12 +223,13 @@ def save_jsonl(path: str | Path, examples: list[Example]) -> None:
             handle.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
 
 
-def load_jsonl(path: str | Path) -> list[Example]:
+def load_jsonl(path: str | Path, max_record_chars: int = MAX_RECORD_CHARS) -> list[Example]:
     """Read and validate a file written by ``save_jsonl`` (errors name ``file:line`` and the field)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    examples = [_example_from_record(row, f"{path}:{number}") for number, row in _read_json_lines(path)]
+    rows = _read_json_lines(path, max_record_chars)
+    examples = [_example_from_record(row, f"{path}:{number}") for number, row in rows]
     seen: dict[str, int] = {}
     for i, example in enumerate(examples):
         if example.id in seen:
@@ -252,7 +281,7 @@ def _load_dss_split(cfg: DataConfig, split: str) -> list[Example]:
     has_valid = (root / cfg.task / f"{cfg.task}_valid.json").is_file()
     # CQA and SVAMP ship no validation split: DSS holds out a fraction of train and trains on the rest.
     held_out = not has_valid and cfg.validation_fraction > 0 and split in ("train", "valid")
-    examples, report = load_dss(root, cfg.task, "train" if held_out else split)
+    examples, report = load_dss(root, cfg.task, "train" if held_out else split, cfg.max_record_chars)
     log.info(
         "dss %s/%s: parsed %d of %d teacher outputs (%.1f%%)",
         cfg.task,
@@ -278,7 +307,7 @@ def load_examples(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
         if "{split}" not in cfg.path:
             raise DataError(f"data.path: {cfg.path!r} must contain {{split}} when data.source is jsonl")
         path = cfg.path.replace("{split}", split)
-        examples = load_jsonl(path)
+        examples = load_jsonl(path, cfg.max_record_chars)
         task = get_task(cfg.task)
         for i, example in enumerate(examples):
             try:

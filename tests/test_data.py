@@ -229,6 +229,24 @@ def test_load_jsonl_rejects_malformed_lines(tmp_path, line, message):
     assert str(path) in str(info.value)
 
 
+def test_a_huge_record_or_a_non_utf8_line_fails_at_load_naming_file_and_line(tmp_path):
+    """A 10 MB record once put the teacher into a kill-restart loop; a Latin-1 file had no line number."""
+    path = tmp_path / "train.jsonl"
+    huge = {"id": "big", "input": "Tom has 3 apples. " * 600_000, "label": "3"}
+    path.write_text(json.dumps(EXAMPLES[0].to_dict()) + "\n" + json.dumps(huge) + "\n")
+    with pytest.raises(DataError, match=rf"{path}:2: a record of 10,800,04\d bytes, over data.max_record_chars"):
+        load_jsonl(path)
+    with pytest.raises(DataError, match=rf"{path}:1: a record of \d+ characters, over data.max_record_chars \(50\)"):
+        load_jsonl(path, max_record_chars=50)
+    path.write_bytes(json.dumps(EXAMPLES[0].to_dict()).encode() + b'\n{"id": "c", "input": "caf\xe9", "label": "1"}\n')
+    with pytest.raises(DataError, match=rf"{path}:2: not UTF-8 \(byte 0xe9 at column 26\)"):
+        load_jsonl(path)
+    folder = _write_dss(tmp_path / "dss", GOOD, [OUTPUTS])
+    (folder / "llm" / "train_CoT_0.json").write_text(json.dumps(["x" * 200, *OUTPUTS[1:]]))
+    with pytest.raises(DataError, match=r"train_CoT_0\.json: output 0 has 200 characters, over"):
+        load_dss(tmp_path / "dss", "svamp", "train", max_record_chars=100)
+
+
 def test_load_examples_jsonl(tmp_path):
     save_jsonl(tmp_path / "train.jsonl", EXAMPLES)
     cfg = DataConfig(source="jsonl", task="arith", path=str(tmp_path / "{split}.jsonl"))

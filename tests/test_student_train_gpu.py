@@ -20,8 +20,7 @@ def test_zero2_bf16_on_cuda_through_ray_train(ray_local, tmp_path):
     items = make_items()
     init = make_student(cfg, items, tmp_path / "init")
     assert ray_local.cluster_resources().get("GPU", 0) >= 1, "Ray found no GPU although torch sees one"
-    result = train_student(cfg, "qcrd", items, str(init), str(tmp_path / "student"), iteration=0,
-                           storage_path=str(tmp_path / "ray"), seed=0)  # fmt: skip
+    result = train_student(cfg, "qcrd", items, str(init), str(tmp_path / "student"), str(tmp_path / "ray"), seed=0)
     assert result["steps"] == 8 and result["loss_last"] < result["loss_first"]
     model = AutoModelForSeq2SeqLM.from_pretrained(result["student_dir"])
     assert next(model.parameters()).dtype == torch.float32

@@ -7,9 +7,9 @@ import pytest
 
 @pytest.fixture
 def feed(ray_local):
-    from actors.train_feed import IterationFeed
+    from actors.train_feed import StageFeed
 
-    actor = IterationFeed.remote()
+    actor = StageFeed.remote()
     yield actor
     ray_local.kill(actor)
 
@@ -19,10 +19,10 @@ def test_workers_wait_for_the_driver_and_the_driver_for_the_workers(ray_local, f
     take = feed.take.remote(0)  # a worker asks before the driver has the items
     assert not ray.wait([take], timeout=0.5)[0]
     items = ray.put(["item a", "item b"])
-    ray.get(feed.put.remote(0, [items]))
+    ray.get(feed.put.remote(0, ["stage 0", items]))
     box = ray.get(take)
-    assert ray.get(box[0]) == ["item a", "item b"]  # the nested ref arrives as a ref
-    assert ray.get(box[0]) == ray.get(ray.get(feed.take.remote(0))[0])  # a restarted worker gets them again
+    assert box[0] == "stage 0" and ray.get(box[1]) == ["item a", "item b"]  # the nested ref arrives as a ref
+    assert ray.get(box[1]) == ray.get(ray.get(feed.take.remote(0))[1])  # a restarted worker gets them again
     result = feed.result.remote(0)
     assert not ray.wait([result], timeout=0.5)[0]
     ray.get(feed.finish.remote(0, {"loss": 1.5}))
