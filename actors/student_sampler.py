@@ -65,9 +65,9 @@ class StudentSampler:
         return model, tokenizer
 
     def sample(self, snapshot_dir: str, questions: Sequence[tuple[str, str]], cfg: NegativesConfig,
-               seed: int) -> dict[str, list[str]]:  # fmt: skip
+               seed: int, max_input_length: int) -> dict[str, list[str]]:  # fmt: skip
         """``cfg.samples_per_question`` rationales per (id, input) question, sampled from the snapshot at
-        ``cfg.temperature``: {id: [rationale, ...]}."""
+        ``cfg.temperature``: {id: [rationale, ...]}. Inputs are truncated to ``max_input_length`` tokens."""
         from qcrd_ray.models import generate, is_seq2seq
         from qcrd_ray.tasks import EXPLAIN
 
@@ -99,15 +99,17 @@ class StudentSampler:
             num_return_sequences=cfg.samples_per_question,
             batch_size=cfg.batch_size,
             seed=seed,
+            max_input_length=max_input_length,
         )
         return {qid: list(samples) for qid, samples in zip(ids, outputs, strict=True)}
 
-    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, cfg: EvalConfig, explains: bool) -> dict:
+    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, cfg: EvalConfig, explains: bool,
+                 max_input_length: int) -> dict:  # fmt: skip
         """The snapshot's accuracy on ``examples``, both ways when it ``explains`` (``evaluate_student``)."""
         from qcrd_ray.evaluation import evaluate_student
 
         model, tokenizer = self._load(snapshot_dir)
-        return evaluate_student(model, tokenizer, list(examples), task_name, cfg, explains)
+        return evaluate_student(model, tokenizer, list(examples), task_name, cfg, explains, max_input_length)
 
     def num_loads(self) -> int:
         """How many snapshots were read from disk so far (the rest came from the cache)."""

@@ -97,6 +97,7 @@ class TransformersBackend:
             num_return_sequences=1 if greedy else cfg.num_samples,
             batch_size=len(prompts),
             seed=derive_seed(cfg.seed, *prompts),
+            max_input_length=cfg.max_input_length,
         )
         if greedy:
             outputs = [out * cfg.num_samples for out in outputs]
@@ -117,6 +118,14 @@ class VLLMBackend:
             seed=cfg.seed,
             **cfg.vllm_engine_args,
         )
+        context = self.llm.llm_engine.model_config.max_model_len
+        self._input_limit = max(1, min(cfg.max_input_length, context - cfg.max_new_tokens))
+        self._tokenizer = self.llm.get_tokenizer()
+
+    def _bounded(self, prompt: str):
+        """The prompt, or the last ``_input_limit`` of its tokens when it is longer (vLLM would refuse it)."""
+        ids = self._tokenizer(prompt)["input_ids"]
+        return prompt if len(ids) <= self._input_limit else {"prompt_token_ids": ids[-self._input_limit :]}
 
     def sample(self, prompts: list[str]) -> list[list[str]]:
         cfg = self.cfg
@@ -132,7 +141,7 @@ class VLLMBackend:
             )
             for prompt in prompts
         ]
-        results = self.llm.generate(list(prompts), params, use_tqdm=False)
+        results = self.llm.generate([self._bounded(p) for p in prompts], params, use_tqdm=False)
         outputs = [[c.text for c in sorted(r.outputs, key=lambda c: c.index)] for r in results]
         return _check_shape(outputs, len(prompts), cfg.num_samples, "vllm")
 

@@ -121,7 +121,8 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, train_metrics: 
 
     with ctx.timer.phase("evaluate", method=method, iteration=t):
         evaluation = ray.get(ctx.services.students.evaluate.remote(
-            str(train_metrics["student_dir"]), ctx.eval, ctx.cfg.data.task, ctx.cfg.eval, method != "finetune"))  # fmt: skip
+            str(train_metrics["student_dir"]), ctx.eval, ctx.cfg.data.task, ctx.cfg.eval, method != "finetune",
+            ctx.cfg.student.max_input_length))  # fmt: skip
     record = {
         **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
         "iteration": t,
@@ -242,7 +243,8 @@ class QcrdRun:
         questions = [(ex.id, ex.input) for ex in self.ctx.train]
         with self.ctx.timer.phase("negatives", method="qcrd", iteration=t):
             return _get(self.ctx.services.students.sample.remote(snapshot, questions, self.cfg.negatives,
-                                                                 self.ctx.seed * 100_003 + t))  # fmt: skip
+                                                                 self.ctx.seed * 100_003 + t,
+                                                                 self.cfg.student.max_input_length))  # fmt: skip
 
     def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:
         """The judge's score for every positive and negative, in one large batch (neutral without a judge)."""

@@ -74,6 +74,7 @@ class TeacherModel:
                 num_return_sequences=1 if greedy else n,
                 batch_size=len(prompts),
                 seed=seed,
+                max_input_length=4096,  # and no more than the model's positions leave beside max_tokens
             )
         if greedy:
             outputs = [out * n for out in outputs]

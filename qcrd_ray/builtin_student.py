@@ -232,8 +232,10 @@ def evaluate_pretraining(model, tokenizer, n: int = 500, seed: int = 2) -> dict:
 
     rng = random.Random(f"qcrd-student-held-out/{seed}")
     chains = [chain_text(*random_chain(rng)) for _ in range(n)]
-    worked = generate(model, tokenizer, [f"compute: {a}" for a, _, _ in chains], max_new_tokens=64, batch_size=100)
-    results = generate(model, tokenizer, [f"result: {a}" for a, _, _ in chains], max_new_tokens=8, batch_size=100)
+    worked = generate(model, tokenizer, [f"compute: {a}" for a, _, _ in chains], max_new_tokens=64, batch_size=100,
+                      max_input_length=128)  # fmt: skip
+    results = generate(model, tokenizer, [f"result: {a}" for a, _, _ in chains], max_new_tokens=8, batch_size=100,
+                       max_input_length=128)  # fmt: skip
     return {
         "num_chains": n,
         "compute_exact": sum(o[0].strip() == w for o, (_, w, _) in zip(worked, chains, strict=True)) / n,

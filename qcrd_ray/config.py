@@ -100,6 +100,8 @@ class TeacherConfig:
     temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 128
+    # Prompts are cut to this many tokens (fewer where the model's context cannot also hold max_new_tokens).
+    max_input_length: int = 4096
     batch_size: int = 32
     num_actors: int = 1
     max_concurrency: int = 16
@@ -116,7 +118,8 @@ class TeacherConfig:
         check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
         check(self.temperature >= 0.0, f"{p}.temperature", "a float >= 0", self.temperature)
         check(0.0 < self.top_p <= 1.0, f"{p}.top_p", "a float in (0, 1]", self.top_p)
-        for key in ("max_new_tokens", "batch_size", "num_actors", "max_concurrency", "tensor_parallel_size"):
+        for key in ("max_new_tokens", "max_input_length", "batch_size", "num_actors", "max_concurrency",
+                    "tensor_parallel_size"):  # fmt: skip
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         check(self.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", self.num_gpus)
         # These are set from the fields above; a second value for them would be ambiguous.

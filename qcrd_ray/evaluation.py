@@ -39,10 +39,11 @@ def majority_label_baseline(task: Task | str, train_labels: list[str], eval_labe
 
 
 def evaluate_student(
-    model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig, explains: bool
+    model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig, explains: bool, max_input_length: int
 ) -> dict:
     """Greedy-decode the labels of ``examples`` (the ``predict:`` path) and score them; for a student that
     ``explains`` (DSS, QCRD), also its greedy ``explain:`` rationale of each, and the answer read from it.
+    Inputs longer than ``max_input_length`` tokens (``student.max_input_length``) are truncated.
 
     Returns {"accuracy" (predict path), "rationale_accuracy" (None unless ``explains``), "predictions",
     "examples": [{"input", "label", "prediction", "rationale", "rationale_answer"}]} (the first
@@ -56,7 +57,8 @@ def evaluate_student(
 
     def decode(prefix: str, batch: list[Example], tokens: int) -> list[str]:
         prompts = [wrap(prefix + ex.input) for ex in batch]
-        outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=cfg.batch_size)
+        outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=cfg.batch_size,
+                        max_input_length=max_input_length)  # fmt: skip
         return [o[0].strip() for o in outs]
 
     labels = [ex.label for ex in examples]

@@ -164,12 +164,24 @@ def load_student(path: str | Path):
     return auto.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
 
 
-def _prompt_ids(tokenizer, prompts: list[str], seq2seq: bool, max_input_length: int | None) -> list[list[int]]:
+def input_limit(model, max_new_tokens: int, max_input_length: int) -> int:
+    """The longest prompt, in tokens, ``generate`` gives ``model``: ``max_input_length``, less for a decoder-only
+    model whose position table (``max_position_embeddings``) cannot hold it and ``max_new_tokens`` more."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    limit = (
+        min(max_input_length, positions - max_new_tokens) if positions and not is_seq2seq(model) else max_input_length
+    )
+    if limit < 1:
+        raise ValueError(f"generate: no room for a prompt (max_input_length {max_input_length}, {positions} positions, "
+                         f"max_new_tokens {max_new_tokens})")  # fmt: skip
+    return limit
+
+
+def _prompt_ids(tokenizer, prompts: list[str], seq2seq: bool, max_input_length: int) -> list[list[int]]:
     """Token ids as the student trains on them (``scoring.encode_batch``): seq2seq with EOS, causal text only."""
     if not seq2seq:
         return [causal_prompt_ids(tokenizer, p, max_input_length) for p in prompts]
-    truncate = {"truncation": True, "max_length": max_input_length} if max_input_length else {}
-    return [tokenizer(p, **truncate)["input_ids"] for p in prompts]
+    return [tokenizer(p, truncation=True, max_length=max_input_length)["input_ids"] for p in prompts]
 
 
 @torch.inference_mode()
@@ -186,14 +198,16 @@ def generate(
     num_return_sequences: int = 1,
     batch_size: int = 32,
     seed: int | None = None,
-    max_input_length: int | None = None,
+    max_input_length: int,
 ) -> list[list[str]]:
     """Decode ``num_return_sequences`` continuations per prompt, in padded batches with the KV cache.
 
     Seq2seq prompts are right-padded; decoder-only ones are left-padded (their text's tokens only, as the
     student trains: ``scoring.causal_prompt_ids``) and only the continuation is returned. ``top_k = 0`` samples from the whole temperature / top-p
     distribution (transformers would otherwise cut it at 50). Prompts are batched by length (less padding);
-    ``seed`` makes the result reproducible without touching the caller's RNG. Returns one list per prompt.
+    ``seed`` makes the result reproducible without touching the caller's RNG. A prompt longer than
+    ``input_limit(model, max_new_tokens, max_input_length)`` tokens is truncated (an 8,000-character prompt
+    once needed 5 GB). Returns one list per prompt.
     """
     if max_new_tokens < 1 or batch_size < 1 or num_return_sequences < 1:
         raise ValueError("generate: max_new_tokens, batch_size and num_return_sequences must be >= 1")
@@ -202,7 +216,7 @@ def generate(
     seq2seq = is_seq2seq(model)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids = _prompt_ids(tokenizer, prompts, seq2seq, max_input_length)
+    ids = _prompt_ids(tokenizer, prompts, seq2seq, input_limit(model, max_new_tokens, max_input_length))
     order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {}
     was_training = model.training

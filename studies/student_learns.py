@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.zero_grad(set_to_none=True)
             if (step + 1) % 100 == 0 or step + 1 == args.steps:
                 model.eval()
-                result = evaluate_student(model, tokenizer, test, "arith", EvalConfig(), method != "finetune")
+                result = evaluate_student(model, tokenizer, test, "arith", EvalConfig(), method != "finetune", 128)
                 model.train()
                 rationale = result["rationale_accuracy"]
                 print(f"{method} step {step + 1}: loss {loss.item():.3f}, predict {100 * result['accuracy']:.1f}%"

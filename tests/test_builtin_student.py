@@ -56,7 +56,7 @@ def test_the_shipped_student_loads_by_name_and_computes():
     tokenizer = build_tokenizer(cfg)
     model = build_student(cfg, tokenizer).eval()
     assert tokenizer.tokenize(" 57") == ["Ġ5", "7"]  # digits split
-    out = generate(model, tokenizer, ["compute: 14 * 3, - 6"], max_new_tokens=32)
+    out = generate(model, tokenizer, ["compute: 14 * 3, - 6"], max_new_tokens=32, max_input_length=64)
     assert out[0][0].strip() == "14 * 3 = 42. 42 - 6 = 36."
     # Held-out chains as the build measured them (build_info.json): far from perfect yet (studies/README.md).
     held_out = builtin_student.evaluate_pretraining(model, tokenizer, n=100)

@@ -80,11 +80,11 @@ def test_student_saves_reloads_and_generates(tmp_path, architecture):
     prompts = [causal_prompt(p) for p in PROMPTS] if architecture == "causal" else PROMPTS
     rng_before = torch.get_rng_state()
     sampled = generate(model2, tokenizer2, prompts, max_new_tokens=6, do_sample=True, temperature=1.5,
-                       num_return_sequences=2, batch_size=2, seed=0)  # fmt: skip
+                       num_return_sequences=2, batch_size=2, seed=0, max_input_length=64)  # fmt: skip
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
     assert len(sampled) == 3 and all(len(o) == 2 and all(isinstance(t, str) for t in o) for o in sampled)
     again = generate(model2, tokenizer2, prompts, max_new_tokens=6, do_sample=True, temperature=1.5,
-                     num_return_sequences=2, batch_size=2, seed=0)  # fmt: skip
+                     num_return_sequences=2, batch_size=2, seed=0, max_input_length=64)  # fmt: skip
     assert again == sampled
     assert model2.training is False
 
@@ -95,7 +95,7 @@ def test_student_saves_reloads_and_generates(tmp_path, architecture):
         for p in model2.parameters():
             p.add_(0.5 * torch.randn(p.shape, generator=noise))
     model2.train()
-    greedy = [g[0] for g in generate(model2, tokenizer2, prompts, max_new_tokens=5, batch_size=3)]
+    greedy = [g[0] for g in generate(model2, tokenizer2, prompts, max_new_tokens=5, batch_size=3, max_input_length=64)]
     assert model2.training  # the mode is restored
     assert all(greedy) and len(set(greedy)) == len(prompts)
     model2.eval()
@@ -109,7 +109,27 @@ def test_generate_refuses_several_greedy_sequences():
         StudentConfig(tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)), tokenizer
     )
     with pytest.raises(ValueError, match="do_sample"):
-        generate(model, tokenizer, PROMPTS, max_new_tokens=3, num_return_sequences=2)
+        generate(model, tokenizer, PROMPTS, max_new_tokens=3, num_return_sequences=2, max_input_length=64)
+
+
+@pytest.mark.parametrize("architecture", ["seq2seq", "causal"])
+def test_a_prompt_longer_than_the_limit_is_cut_before_it_reaches_the_model(architecture):
+    """An 8,000-character input once needed a 5.1 GB allocation: every generate call bounds its prompts."""
+    from qcrd_ray.models import input_limit
+
+    tiny = TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)
+    cfg = StudentConfig(architecture=architecture, tiny=tiny, max_input_length=32, max_target_length=32)
+    tokenizer = build_tokenizer(cfg, TEXTS)
+    model = build_student(cfg, tokenizer)
+    huge = "explain: " + "Tom has 3 apples. " * 450
+    out = generate(model, tokenizer, [huge], max_new_tokens=4, max_input_length=16)
+    cut = tokenizer.decode(tokenizer(huge, add_special_tokens=False)["input_ids"][-16:] if architecture == "causal"
+                           else tokenizer(huge, truncation=True, max_length=16)["input_ids"], skip_special_tokens=True)  # fmt: skip
+    assert out == generate(model, tokenizer, [cut], max_new_tokens=4, max_input_length=16)
+    # A decoder-only model's positions hold the prompt and the new tokens (64 here: 32 + 32).
+    assert input_limit(model, 8, 4096) == (4096 if architecture == "seq2seq" else 56)
+    with pytest.raises(ValueError, match="no room for a prompt"):
+        input_limit(model, 64, 4096) if architecture == "causal" else input_limit(model, 8, 0)
 
 
 def test_a_tokenizer_directory_builds_and_generates(tmp_path):
@@ -121,7 +141,16 @@ def test_a_tokenizer_directory_builds_and_generates(tmp_path):
     tokenizer = build_tokenizer(cfg)
     model = build_student(cfg, tokenizer)
     assert model.config.vocab_size == len(tokenizer) and model.config.decoder_start_token_id == tokenizer.pad_token_id
-    out = generate(model, tokenizer, PROMPTS[:2], max_new_tokens=4, do_sample=True, num_return_sequences=3, seed=1)
+    out = generate(
+        model,
+        tokenizer,
+        PROMPTS[:2],
+        max_new_tokens=4,
+        do_sample=True,
+        num_return_sequences=3,
+        seed=1,
+        max_input_length=64,
+    )
     assert [len(o) for o in out] == [3, 3]
     with pytest.raises(ValueError, match="texts"):
         build_tokenizer(StudentConfig(tokenizer="train"))

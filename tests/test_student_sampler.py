@@ -43,7 +43,7 @@ def sampler(_ray_session):
 
 
 def test_num_samples_rationales_per_question(sampler, snapshot):
-    out = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(3, 8, 2), 0))
+    out = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(3, 8, 2), 0, 64))
     assert sorted(out) == ["q1", "q2", "q3"]
     assert all(len(samples) == 3 and all(isinstance(s, str) for s in samples) for samples in out.values())
     # A random tiny model at temperature 1.5 does not repeat itself over nine draws.
@@ -51,19 +51,19 @@ def test_num_samples_rationales_per_question(sampler, snapshot):
 
 
 def test_same_seed_same_samples_and_snapshot_loaded_once(sampler, snapshot):
-    first = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(2, 8, 3), 11))
+    first = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(2, 8, 3), 11, 64))
     loads = ray.get(sampler.num_loads.remote())
-    again = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(2, 8, 3), 11))
-    other = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(2, 8, 3), 12))
+    again = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(2, 8, 3), 11, 64))
+    other = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(2, 8, 3), 12, 64))
     assert first == again
     assert first != other
     assert ray.get(sampler.num_loads.remote()) == loads  # served from the cache
 
 
 def test_batch_size_does_not_change_what_each_question_gets(sampler, snapshot):
-    one = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(1, 8, 8), 5))
+    one = ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(1, 8, 8), 5, 64))
     assert set(one) == {"q1", "q2", "q3"} and all(len(v) == 1 for v in one.values())
-    assert ray.get(sampler.sample.remote(snapshot, [], neg(1, 8, 8), 5)) == {}
+    assert ray.get(sampler.sample.remote(snapshot, [], neg(1, 8, 8), 5, 64)) == {}
 
 
 def test_evaluate_decodes_greedily_from_the_cached_snapshot(sampler, snapshot):
@@ -73,12 +73,12 @@ def test_evaluate_decodes_greedily_from_the_cached_snapshot(sampler, snapshot):
     from qcrd_ray.records import Example
 
     examples = [Example(qid, text, "7") for qid, text in QUESTIONS]
-    ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(1, 4, 3), 0))  # the snapshot is now cached
+    ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(1, 4, 3), 0, 64))  # the snapshot is now cached
     loads = ray.get(sampler.num_loads.remote())
-    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", EVAL, True))
+    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", EVAL, True, 64))
     assert ray.get(sampler.num_loads.remote()) == loads
     model, tokenizer = load_student(snapshot)
-    local = evaluate_student(model, tokenizer, examples, "arith", EVAL, True)
+    local = evaluate_student(model, tokenizer, examples, "arith", EVAL, True, 64)
     assert result["predictions"] == local["predictions"] and len(result["predictions"]) == 3
     assert result["accuracy"] == accuracy("arith", result["predictions"], ["7"] * 3)
     assert [e["input"] for e in result["examples"]] == [text for _, text in QUESTIONS[:2]]
@@ -89,11 +89,11 @@ def test_a_rewritten_snapshot_is_reloaded(tmp_path):
 
     path = save_tiny_student(tmp_path / "slot", seed=0)
     sampler = StudentSampler()
-    a = sampler.sample(path, QUESTIONS, neg(2, 8, 4), 3)
+    a = sampler.sample(path, QUESTIONS, neg(2, 8, 4), 3, 64)
     assert sampler.num_loads() == 1
     time.sleep(0.01)  # distinct mtimes on coarse file systems, not a timing assertion
     save_tiny_student(tmp_path / "slot", seed=1)  # a ring slot reused in place: different weights
-    b = sampler.sample(path, QUESTIONS, neg(2, 8, 4), 3)
+    b = sampler.sample(path, QUESTIONS, neg(2, 8, 4), 3, 64)
     assert sampler.num_loads() == 2
     assert a != b
 
@@ -105,7 +105,7 @@ def test_cache_keeps_at_most_cache_size_snapshots(tmp_path):
     p0 = save_tiny_student(tmp_path / "s0", seed=0)
     p1 = save_tiny_student(tmp_path / "s1", seed=1)
     for path in (p0, p1, p0):
-        sampler.sample(path, QUESTIONS[:1], neg(1, 4, 1), 0)
+        sampler.sample(path, QUESTIONS[:1], neg(1, 4, 1), 0, 64)
     assert sampler.num_loads() == 3
 
 
@@ -116,7 +116,7 @@ def test_causal_student_is_prompted_with_explain_and_a_causal_prompt(tmp_path):
     from qcrd_ray.tasks import EXPLAIN
 
     path = save_tiny_student(tmp_path / "causal", architecture="causal")
-    out = StudentSampler().sample(path, QUESTIONS, neg(2, 6, 2), 0)
+    out = StudentSampler().sample(path, QUESTIONS, neg(2, 6, 2), 0, 64)
     assert all(len(v) == 2 for v in out.values())
     model, tokenizer = load_student(path)
     prompts = [causal_prompt(EXPLAIN + text) for _, text in QUESTIONS]
@@ -130,6 +130,7 @@ def test_causal_student_is_prompted_with_explain_and_a_causal_prompt(tmp_path):
         num_return_sequences=2,
         batch_size=2,
         seed=0,
+        max_input_length=64,
     )
     assert [out[qid] for qid, _ in QUESTIONS] == expected
 
@@ -139,12 +140,12 @@ def test_bad_arguments_raise(tmp_path, snapshot):
 
     sampler = StudentSampler()
     with pytest.raises(ValueError, match="samples_per_question"):
-        sampler.sample(snapshot, QUESTIONS, neg(0, 4, 2), 0)
+        sampler.sample(snapshot, QUESTIONS, neg(0, 4, 2), 0, 64)
     with pytest.raises(ValueError, match="temperature"):
-        sampler.sample(snapshot, QUESTIONS, NegativesConfig(temperature=0.0), 0)
+        sampler.sample(snapshot, QUESTIONS, NegativesConfig(temperature=0.0), 0, 64)
     with pytest.raises(ValueError, match="unique"):
-        sampler.sample(snapshot, [("q1", "a"), ("q1", "b")], neg(1, 4, 2), 0)
+        sampler.sample(snapshot, [("q1", "a"), ("q1", "b")], neg(1, 4, 2), 0, 64)
     with pytest.raises(FileNotFoundError, match="snapshot"):
-        sampler.sample(str(tmp_path / "missing"), QUESTIONS, neg(1, 4, 2), 0)
+        sampler.sample(str(tmp_path / "missing"), QUESTIONS, neg(1, 4, 2), 0, 64)
     with pytest.raises(ValueError, match="cache_size"):
         StudentSampler(cache_size=0)

@@ -42,11 +42,14 @@ def test_vllm_backend_samples_k_parseable_completions(builtin_teacher_dir):
     backend = VLLMBackend(
         TeacherConfig(backend="vllm", model=str(builtin_teacher_dir), num_samples=3, vllm_engine_args=ENGINE_ARGS)
     )
+    too_long = "Tom has 3 apples. " * 500 + PROMPTS[0]  # over the tiny teacher's 256 positions: vLLM would refuse it
     try:
         out = backend.sample(PROMPTS)
         again = backend.sample(PROMPTS)
+        (cut,) = backend.sample([too_long])
     finally:
         backend.close()  # before the actor test starts its own engine on the same two cores
+    assert len(cut) == 3  # sampled from the prompt's last tokens
     assert [len(o) for o in out] == [3] * len(PROMPTS)
     assert parse_rate(out) >= 0.8, out
     assert again == out  # one seed per prompt: a resampled batch is drawn the same way
