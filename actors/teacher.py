@@ -154,26 +154,28 @@ class OpenAIBackend:
     """An OpenAI-compatible endpoint: ``/v1/completions`` (or ``/v1/chat/completions`` when ``teacher.chat``),
     ``n = K`` per request, at most ``teacher.max_concurrency`` requests in flight per actor.
 
-    429, 5xx and connection errors are retried with exponential backoff (``Retry-After`` is honoured). The API
+    429, 5xx, connection errors and timeouts are retried ``teacher.max_retries`` times with doubling backoff
+    from ``teacher.retry_backoff_s`` (``Retry-After`` is honoured); every wait is logged. The API
     key comes from the environment variable named ``teacher.api_key_env`` and never appears in a log line or
     an error message. An endpoint that returns fewer than n choices is asked again for the rest.
     """
 
-    def __init__(self, cfg: TeacherConfig, *, max_retries: int = 6, backoff_s: float = 1.0, timeout_s: float = 300.0):
+    def __init__(self, cfg: TeacherConfig):
         import httpx
 
         if not cfg.endpoint:
             raise TeacherError("openai backend: teacher.endpoint is not set")
         self.cfg = cfg
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.max_retries = cfg.max_retries
+        self.backoff_s = cfg.retry_backoff_s
         base = cfg.endpoint.rstrip("/")
         base = base if base.endswith("/v1") else base + "/v1"  # accept the endpoint with or without /v1
         self.url = base + ("/chat/completions" if cfg.chat else "/completions")
         self._key = os.environ.get(cfg.api_key_env) or None
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         limits = httpx.Limits(max_connections=cfg.max_concurrency, max_keepalive_connections=cfg.max_concurrency)
-        self.client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits)
+        timeout = httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s)
+        self.client = httpx.Client(headers=headers, timeout=timeout, limits=limits)
         self._retryable = (httpx.TransportError,)
 
     def _redact(self, text: str) -> str:

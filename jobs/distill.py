@@ -215,14 +215,41 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def expected_failure(err: BaseException) -> BaseException | None:
+    """The expected failure behind ``err`` (bad config, data, manifest or teacher output, a teacher that fails
+    every retry, a non-finite loss), also where Ray wraps it: an actor's error (``RayTaskError.cause``) or a Ray
+    Train worker's (``WorkerGroupError.worker_failures``). None for anything else: a bug keeps its traceback."""
+    from actors.teacher import TeacherError
+    from jobs.teacher_phase import TeacherPhaseError
+
+    expected = (ConfigError, DataError, ManifestError, TeacherError, TeacherPhaseError, FloatingPointError)
+    stack, seen = [err], 0
+    while stack and seen < 32:
+        e, seen = stack.pop(), seen + 1
+        cause = getattr(e, "cause", None)  # Ray's wrapper also subclasses the cause: prefer the original
+        if isinstance(cause, BaseException):
+            stack.append(cause)
+            continue
+        if isinstance(e, expected):
+            return e
+        stack += [c for c in (e.__cause__, e.__context__) if c is not None]
+        stack += list(getattr(e, "worker_failures", {}).values())
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run, and turn every expected failure into one line on stderr and exit code 2."""
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
         seeds = parse_seeds(args.seeds) if args.seeds else [cfg.run.seed]
         run(cfg, seeds, resume=args.resume)
-    except (ConfigError, DataError, ManifestError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        failure = expected_failure(err)
+        if failure is None:
+            raise
+        first_line = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+        print(f"error: {first_line}", file=sys.stderr)
         return 2
     return 0
 

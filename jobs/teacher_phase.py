@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from qcrd_ray.config import Config
+from qcrd_ray.config import Config, TeacherConfig
 from qcrd_ray.records import Example, Rationale, Vote
 from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha
 
@@ -95,6 +95,7 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
         if len(lookup.cached) == len(examples):
             rerun = _vote_a_cached_rerun(cfg, examples, task, lookup, progress)
             rerun.stats["teacher_seconds"] = rerun.seconds = time.perf_counter() - started
+            check_parsed_share(cfg.teacher, rerun.votes, rerun.stats, rerun.cache_path)
             return rerun
     voter = create_voter(cfg.voting, task, cfg.run.name)
     try:
@@ -119,7 +120,24 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
         samples_per_second=num_sampled * cfg.teacher.num_samples / seconds if seconds > 0 else 0.0,
     )
     votes = [by_id[ex.id] for ex in examples]
+    if cfg.teacher.backend != "dataset":
+        check_parsed_share(cfg.teacher, votes, stats, cache_path)
     return TeacherPhaseResult(votes, stats, num_sampled, num_cached, seconds, cache_path)
+
+
+def check_parsed_share(cfg: TeacherConfig, votes: list[Vote], stats: dict, cache_path: str | None) -> None:
+    """Stop when fewer of the teacher's samples parse than ``teacher.min_parsed_share``: an endpoint that
+    answers garbage would otherwise train every student on gold fallbacks, in silence."""
+    share = stats["parsed_fraction"]
+    if share >= cfg.min_parsed_share:
+        return
+    shown = [s.text for v in votes for s in v.samples if s.answer is None][:3]
+    examples = "; ".join(repr(text[:200]) for text in shown)
+    raise TeacherPhaseError(
+        f"teacher phase: {100 * share:.1f}% of {stats['num_samples']} samples from {cfg.model} parse, below "
+        f"teacher.min_parsed_share {100 * cfg.min_parsed_share:.0f}% (the task's answer format?); for example "
+        f"{examples}. They are cached in {cache_path}: delete it to sample them again"
+    )
 
 
 @dataclass

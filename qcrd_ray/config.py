@@ -113,9 +113,22 @@ class TeacherConfig:
     # Custom resource each teacher actor asks for (offered by the teacher node type in cluster/).
     resource: str | None = None
     cache_dir: str = "runs/teacher_cache"
+    # openai only: per-request timeouts and retries (429, 5xx, connection errors, with doubling backoff). The
+    # defaults give up on an endpoint that never answers within about 4 minutes.
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_retries: int = 3
+    retry_backoff_s: float = 1.0
+    # The teacher phase stops, showing three completions, when fewer of its samples than this parse.
+    min_parsed_share: float = 0.5
 
     def validate(self, p: str) -> None:
         check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
+        for key in ("connect_timeout_s", "read_timeout_s"):
+            check(getattr(self, key) > 0, f"{p}.{key}", "a float > 0", getattr(self, key))
+        check(self.max_retries >= 0, f"{p}.max_retries", "an integer >= 0", self.max_retries)
+        check(self.retry_backoff_s >= 0, f"{p}.retry_backoff_s", "a float >= 0", self.retry_backoff_s)
+        check(0.0 <= self.min_parsed_share <= 1.0, f"{p}.min_parsed_share", "a float in [0, 1]", self.min_parsed_share)
         check(self.temperature >= 0.0, f"{p}.temperature", "a float >= 0", self.temperature)
         check(0.0 < self.top_p <= 1.0, f"{p}.top_p", "a float in (0, 1]", self.top_p)
         for key in ("max_new_tokens", "max_input_length", "batch_size", "num_actors", "max_concurrency",

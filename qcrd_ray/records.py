@@ -58,6 +58,7 @@ class Vote:
     agreement: float  # fraction of the samples whose answer equals the majority
     majority_correct: bool | None  # majority == gold (None when no majority)
     samples: tuple[Rationale, ...] = ()
+    fallback: bool = False  # the positive is voting.no_positive's gold fallback, not the teacher's majority
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from qcrd_ray.plots import plot_accuracy, plot_judge_scores
 METHOD_ORDER = ("finetune", "dss", "qcrd")
 METHOD_LABELS = {"finetune": "fine-tuning", "dss": "DSS", "qcrd": "QCRD"}
 SCORE_KINDS = (
-    ("positives", "positives (teacher majority)"),
+    ("positives", "positives (teacher majority, or the gold fallback)"),
     ("student_negatives", "student negatives"),
     ("teacher_negatives", "teacher negatives (minority)"),
 )
@@ -82,7 +82,7 @@ def _validate(summaries: list[dict]) -> list[dict]:
         value = (s.get("majority_label") or {}).get("accuracy")
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"qcrd_ray/report.py: {where}.majority_label.accuracy must be in [0, 1], got {value!r}")
-        for key in ("single_sample_accuracy", "self_consistency_accuracy", "agreement"):
+        for key in ("single_sample_accuracy", "self_consistency_accuracy", "mean_agreement"):
             value = s.get("teacher", {}).get(key)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"qcrd_ray/report.py: {where}.teacher.{key} must be in [0, 1], got {value!r}")
@@ -155,13 +155,22 @@ def _samples_per_question(teacher: dict) -> int | None:
 
 
 def _teacher_markdown(summaries: list[dict]) -> str:
-    rows = ["| seed | teacher | questions | samples | vote agreement (%) |", "| ---: | --- | ---: | ---: | ---: |"]
+    """Per seed: the teacher, its questions and samples, how many parsed, how often they agreed, and how many
+    questions had no teacher majority to learn from, so their positive is the gold fallback."""
+    rows = [
+        "| seed | teacher | questions | samples | parsed (%) | vote agreement (%) | positive from the gold fallback |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def percent(value) -> str:
+        return "-" if value is None else f"{100.0 * value:.2f}"
+
     for s in summaries:
         t = s.get("teacher", {})
-        agreement = t.get("agreement")
         rows.append(
             f"| {s['seed']} | {t.get('model', '-')} | {t.get('num_questions', '-')} | {t.get('num_samples', '-')} "
-            f"| {'-' if agreement is None else f'{100.0 * agreement:.2f}'} |"
+            f"| {percent(t.get('parsed_fraction'))} | {percent(t.get('mean_agreement'))} "
+            f"| {t.get('fallback_questions', '-')} |"
         )
     return "\n".join(rows) + "\n"
 

@@ -120,6 +120,7 @@ def vote(
         in_majority = {id(s) for s in majority_members}
         negatives = [s for s in parsed if id(s) not in in_majority] if chosen else []
 
+    fallback = None
     if not positives and cfg.no_positive == "gold_rationale":
         fallback = _gold_fallback(example, samples, is_correct)
         if fallback is not None:
@@ -143,6 +144,7 @@ def vote(
         agreement=len(majority_members) / num_samples if num_samples else 0.0,
         majority_correct=majority_correct,
         samples=tuple(samples),
+        fallback=fallback is not None,
     )
 
 
@@ -155,7 +157,8 @@ def agreement_stats(votes: Sequence[Vote], samples_correct: Sequence[Sequence[bo
     """Summary of a dataset's votes, for the driver's "single-sample vs self-consistency accuracy" line.
 
     Keys: ``num_questions``, ``mean_agreement``, ``unanimous_fraction`` (every sample, unparsed ones included,
-    agrees with the majority), ``no_majority`` (count), ``parsed_fraction``, ``self_consistency_accuracy``
+    agrees with the majority), ``no_majority`` (count), ``fallback_questions`` (count of questions whose
+    positive is the gold fallback), ``parsed_fraction``, ``self_consistency_accuracy``
     (majority correct; a question without a majority counts as wrong), ``single_sample_accuracy`` (mean
     correctness over all individual samples; None unless ``samples_correct``, one list per vote, is given).
     """
@@ -175,6 +178,7 @@ def agreement_stats(votes: Sequence[Vote], samples_correct: Sequence[Sequence[bo
         "mean_agreement": sum(v.agreement for v in votes) / n if n else 0.0,
         "unanimous_fraction": sum(1 for v in votes if v.num_samples and v.agreement == 1.0) / n if n else 0.0,
         "no_majority": sum(1 for v in votes if v.majority is None),
+        "fallback_questions": sum(1 for v in votes if v.fallback),
         "parsed_fraction": sum(v.num_parsed for v in votes) / total_samples if total_samples else 0.0,
         "self_consistency_accuracy": sum(1 for v in votes if v.majority_correct) / n if n else 0.0,
         "single_sample_accuracy": (sum(flat) / len(flat) if flat else 0.0) if flat is not None else None,

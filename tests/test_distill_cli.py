@@ -67,6 +67,34 @@ def test_bad_seeds_are_one_line():
     assert "Traceback" not in distill("--seeds", "0,0").stderr
 
 
+def test_a_config_that_is_not_utf8_names_its_line(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(b"run:\n  name: caf\xe9\n")
+    assert_failed_early(distill("--config", str(config)), f"{config}:2: not UTF-8")
+
+
+def test_expected_failures_behind_rays_wrappers_are_one_line_and_bugs_are_not():
+    """A non-finite loss in a Ray Train worker, a teacher failing in its actor: found through Ray's wrappers."""
+    from ray.exceptions import RayTaskError
+    from ray.train import WorkerGroupError
+
+    from actors.teacher import TeacherError
+    from jobs.distill import expected_failure
+
+    nan = FloatingPointError("qcrd iteration 2, step 5: the loss is not finite (loss nan)")
+    assert expected_failure(WorkerGroupError("rank 0 failed", {0: RayTaskError("_worker", "Traceback", nan)})) is nan
+    teacher = TeacherError("openai backend: http://127.0.0.1:1/v1/completions still failing after 3 retries")
+    assert expected_failure(RuntimeError("phase failed")) is None
+    try:
+        try:
+            raise RayTaskError("sample", "Traceback", teacher).as_instanceof_cause()
+        except TeacherError as inner:
+            raise RuntimeError("the teacher phase failed") from inner
+    except RuntimeError as outer:
+        assert expected_failure(outer) is teacher
+    assert expected_failure(KeyError("a bug")) is None
+
+
 def test_qcrd_console_script_lists_commands():
     from jobs.cli import main
 

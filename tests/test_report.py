@@ -53,7 +53,9 @@ def _summary(seed: int, accuracies: dict[str, float], with_scores: bool = True) 
             "model": "builtin:arith",
             "single_sample_accuracy": 0.61,
             "self_consistency_accuracy": 0.72 + 0.02 * seed,
-            "agreement": 0.68,
+            "mean_agreement": 0.68,
+            "parsed_fraction": 0.97,
+            "fallback_questions": 12,
             "num_questions": 1000,
             "num_samples": 5000,
         },
@@ -141,6 +143,8 @@ def test_report_contents(tmp_path):
     ):
         assert section in text
     assert "| teacher | 12.5 |" in text  # mean phase seconds of 12 and 13
+    # the teacher table: parsed share, agreement, and the questions whose positive is the gold fallback
+    assert "| 0 | builtin:arith | 1000 | 5000 | 97.00 | 68.00 | 12 |" in text
     assert "| **total** | 605.0 | 100.0% | 600.0 | 610.0 |" in text
     # examples: both of the first seed's, the wrong one marked, the backtick fence not broken by the content
     assert "prediction: 2 (correct)" in text and "prediction: 6 (wrong)" in text
@@ -185,7 +189,7 @@ def test_stale_plot_removed(tmp_path):
         (lambda s: s[1].update(task="svamp"), "one task"),
         (lambda s: s[0]["methods"]["dss"].update(final_accuracy=35.0), "summaries[0].methods.dss.final_accuracy"),
         (lambda s: s[1]["methods"]["qcrd"]["accuracy_per_iteration"].append(1.5), "accuracy_per_iteration[3]"),
-        (lambda s: s[0]["teacher"].update(agreement=68), "summaries[0].teacher.agreement"),
+        (lambda s: s[0]["teacher"].update(mean_agreement=68), "summaries[0].teacher.mean_agreement"),
         (lambda s: s[1]["majority_label"].update(accuracy=5), "summaries[1].majority_label.accuracy"),
     ],
 )

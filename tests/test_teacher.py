@@ -26,7 +26,7 @@ from actors.teacher import (
     fan_out,
     kill_pool,
 )
-from jobs.teacher_phase import run_teacher_phase
+from jobs.teacher_phase import TeacherPhaseError, run_teacher_phase
 from qcrd_ray.config import TeacherConfig, from_dict
 from qcrd_ray.tasks import get_task
 from qcrd_ray.toy import generate_split
@@ -196,15 +196,16 @@ def flaky_server():
     server.server_close()
 
 
-def openai_cfg(url: str, k: int = 3) -> TeacherConfig:
-    return TeacherConfig(backend="openai", endpoint=url, api_key_env="QCRD_TEST_CLIENT_KEY", num_samples=k)
+def openai_cfg(url: str, k: int = 3, **fields) -> TeacherConfig:
+    fields = {"retry_backoff_s": 0.01, **fields}
+    return TeacherConfig(backend="openai", endpoint=url, api_key_env="QCRD_TEST_CLIENT_KEY", num_samples=k, **fields)
 
 
 def test_retries_429_and_5xx_then_succeeds(flaky_server, monkeypatch):
     url, script, seen = flaky_server
     monkeypatch.setenv("QCRD_TEST_CLIENT_KEY", SERVER_KEY)
     script += [(429, 0), (503, 0), (500, 0)]
-    out = OpenAIBackend(openai_cfg(url), backoff_s=0.01).sample(PROMPTS[:1])
+    out = OpenAIBackend(openai_cfg(url)).sample(PROMPTS[:1])
     assert out == [[" sample 4.0", " sample 4.1", " sample 4.2"]]
     assert len(seen) == 4 and all(body["prompt"] == PROMPTS[0] and body["n"] == 3 for body in seen)
 
@@ -214,7 +215,7 @@ def test_gives_up_after_max_retries_without_leaking_the_key(flaky_server, monkey
     monkeypatch.setenv("QCRD_TEST_CLIENT_KEY", SERVER_KEY)
     script += [(503, 0)] * 3
     with caplog.at_level(logging.DEBUG), pytest.raises(TeacherError, match="still failing after 2 retries") as err:
-        OpenAIBackend(openai_cfg(url), max_retries=2, backoff_s=0.01).sample(PROMPTS[:1])
+        OpenAIBackend(openai_cfg(url, max_retries=2)).sample(PROMPTS[:1])
     assert "Bearer ***" in str(err.value)  # the echoed header arrives redacted
     assert SERVER_KEY not in str(err.value) and SERVER_KEY not in caplog.text
 
@@ -223,21 +224,42 @@ def test_a_client_error_is_not_retried(flaky_server):
     url, script, seen = flaky_server
     script += [(400, 0)]
     with pytest.raises(TeacherError, match="refused the request, HTTP 400"):
-        OpenAIBackend(openai_cfg(url), backoff_s=0.01).sample(PROMPTS[:1])
+        OpenAIBackend(openai_cfg(url)).sample(PROMPTS[:1])
     assert len(seen) == 1
 
 
 def test_an_endpoint_that_ignores_n_is_asked_for_the_rest(flaky_server):
     url, script, seen = flaky_server
     script += [(200, 1), (200, 1)]
-    out = OpenAIBackend(openai_cfg(url), backoff_s=0.01).sample(PROMPTS[:1])
+    out = OpenAIBackend(openai_cfg(url)).sample(PROMPTS[:1])
     assert len(out[0]) == 3 and [body["n"] for body in seen] == [3, 2, 1]
     assert len({body["seed"] for body in seen}) == 3  # each round draws new samples
 
 
 def test_connection_errors_are_retried_then_reported():
     with pytest.raises(TeacherError, match=r"still failing after 2 retries, last: ConnectError"):
-        OpenAIBackend(openai_cfg(f"http://127.0.0.1:{free_port()}"), max_retries=2, backoff_s=0.01).sample(PROMPTS[:1])
+        OpenAIBackend(openai_cfg(f"http://127.0.0.1:{free_port()}", max_retries=2)).sample(PROMPTS[:1])
+
+
+def test_an_endpoint_that_never_answers_fails_within_its_timeouts():
+    """An endpoint that accepts the connection and stays silent once meant 36 minutes of silence."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts connections; nothing ever reads or answers
+        cfg = openai_cfg(f"http://127.0.0.1:{silent.getsockname()[1]}", read_timeout_s=0.3, max_retries=1)
+        started = time.monotonic()
+        with pytest.raises(TeacherError, match=r"still failing after 1 retries, last: ReadTimeout"):
+            OpenAIBackend(cfg).sample(PROMPTS[:1])
+    assert time.monotonic() - started < 30
+
+
+def test_a_garbage_endpoint_stops_the_phase_with_the_share_and_examples(ray_local, flaky_server, tmp_path):
+    """Every answer is "sample N.i": no sample parses, so the phase stops instead of training on fallbacks."""
+    url, _, _ = flaky_server
+    cfg = phase_cfg(tmp_path, Path("garbage-model"), "garbage", backend="openai", endpoint=url, min_parsed_share=0.5)
+    with pytest.raises(TeacherPhaseError, match=r"0\.0% of 8 samples from garbage-model parse, below "
+                       r"teacher.min_parsed_share 50% .*for example 'sample \d\.\d'; 'sample .* delete it to sample them again"):  # fmt: skip
+        run_teacher_phase(cfg, generate_split("train", 4, seed=3), ARITH, progress=lambda line: None)
 
 
 # -- the actor pool and the teacher phase on a real local Ray --------------------------------------------
@@ -245,7 +267,7 @@ def test_connection_errors_are_retried_then_reported():
 
 def phase_cfg(tmp_path: Path, model: Path, name: str, **teacher):
     teacher = {"model": str(model), "num_samples": 2, "max_new_tokens": 16, "batch_size": 2,
-               "cache_dir": str(tmp_path / "cache"), **teacher}  # fmt: skip
+               "cache_dir": str(tmp_path / "cache"), "min_parsed_share": 0.0, **teacher}  # a random LM parses nothing  # fmt: skip
     return from_dict({"run": {"name": name}, "teacher": teacher})
 
 
