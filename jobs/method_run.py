@@ -186,15 +186,19 @@ class QcrdRun:
     """QCRD's iterations for one seed: the snapshot ring, the judge, the streaming fit, and the history."""
 
     def __init__(self, ctx: MethodContext, init_dir: Path, method_dir: Path):
-        from qcrd_ray.manifest import check_resumable, read_manifest
+        from qcrd_ray.manifest import check_resumable, read_manifest, verify_files
         from qcrd_ray.schedule import SnapshotRing
 
         self.ctx, self.cfg, self.method_dir = ctx, ctx.cfg, method_dir
+        self.run_dir = ctx.seed_dir.parent  # checkpoints are loaded from inside it only
+        self.evicted: list[str] = []  # snapshots out of the ring, deleted once the next manifest is written
         self.judge = ctx.services.start_judge(init_dir, ctx.seed) if self.cfg.run.use_judge else None
         self.manifest = read_manifest(method_dir) if ctx.resume else None
         if self.manifest is not None:
             check_resumable(self.manifest, self.cfg, method_dir)
             self.ring = SnapshotRing.from_dict(self.manifest.snapshot_ring)
+            verify_files(self.run_dir, self.manifest, [self.manifest.optimizer_state, self.manifest.judge_path,
+                                                        *(path for _, path in self.ring)])  # fmt: skip
             self.history = list(self.manifest.metrics_history)
             self.optimizer_state = self.manifest.optimizer_state
             if self.judge is not None and self.manifest.judge_path:
@@ -284,20 +288,25 @@ class QcrdRun:
             _get(self.judge.update.remote(update_groups(items), self.lr_scale(t)))
 
     def checkpoint(self, t: int, student_dir: str) -> None:
-        """Push iteration t's student into the ring (deleting the evicted snapshot), save the judge, then write
-        the manifest."""
-        from qcrd_ray.manifest import RunManifest, config_hash, write_manifest
+        """Push iteration t's student into the ring, save the judge, then write the manifest with the sha256 of
+        every file it names. The snapshot the previous iteration evicted is deleted only now, so the previous
+        manifest stays whole for as long as this one is the latest (a damaged latest falls back to it)."""
+        from qcrd_ray.manifest import RunManifest, config_hash, file_hashes, write_manifest
 
-        for _, evicted in self.ring.push(t + 1, str(student_dir)):
-            if Path(evicted).is_relative_to(self.method_dir):  # snapshot 0 is shared with the other methods
-                shutil.rmtree(evicted, ignore_errors=True)
+        evicted = [path for _, path in self.ring.push(t + 1, str(student_dir))]
         judge_path = None
         if self.judge is not None:
             judge_path = _get(self.judge.save.remote(str(self.method_dir / "judge" / f"iter_{t + 1:04d}")))
+        kept = [p for p in (self.optimizer_state, judge_path, *(path for _, path in self.ring)) if p]
         manifest = RunManifest(run_name=self.cfg.run.name, config_hash=config_hash(self.cfg), completed_iteration=t,
                                snapshot_ring=self.ring.to_dict(), judge_path=judge_path,
-                               optimizer_state=self.optimizer_state, metrics_history=tuple(self.history))  # fmt: skip
+                               optimizer_state=self.optimizer_state, metrics_history=tuple(self.history),
+                               files=file_hashes(self.run_dir, kept))  # fmt: skip
         write_manifest(self.method_dir, manifest)
+        for path in self.evicted:
+            if Path(path).is_relative_to(self.method_dir):  # snapshot 0 is shared with the other methods
+                shutil.rmtree(path, ignore_errors=True)
+        self.evicted = evicted
 
 
 def _get(ref):

@@ -242,17 +242,18 @@ def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, p
             continue
         index, state = pending.pop(ready[0])
         batch = todo[index]
+        where = _batch_name(index, batch)
         try:
             completions = ray.get(ready[0])
         except ActorUnavailableError as err:
-            delay = state.unavailable(err, index)
+            delay = state.unavailable(err, where)
             if state.waits == 1:
-                progress(f"teacher: batch {index} waits for its restarting actor; resubmitting it when it is back")
+                progress(f"teacher: {where} waits for its restarting actor; resubmitting it when it is back")
             retries.append((time.monotonic() + delay, index, state))
             continue
         except RayActorError as err:
-            state.died(err, index)
-            progress(f"teacher: an actor died on batch {index} ({type(err).__name__}); resubmitting it")
+            state.died(err, where)
+            progress(f"teacher: an actor died on {where} ({type(err).__name__}); resubmitting it")
             submit(index, state)
             continue
         # Cache first: once the voter has it the batch must be on disk, so a crash never samples it again.
@@ -263,6 +264,12 @@ def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, p
         meter.add(len(batch), sampled=True, voted=sum(vote_refs[r] for r in done))
 
 
+def _batch_name(index: int, batch: list[Example]) -> str:
+    """``batch 3 (questions a, b, c and 29 more)``: what an error about a batch names."""
+    ids = ", ".join(ex.id for ex in batch[:3])
+    return f"batch {index} (questions {ids}{f' and {len(batch) - 3} more' if len(batch) > 3 else ''})"
+
+
 @dataclass
 class _BatchState:
     """How often a batch met a dead actor, and how long it has waited for restarting ones."""
@@ -271,20 +278,22 @@ class _BatchState:
     waits: int = 0
     waiting_since: float | None = None
 
-    def died(self, err: Exception, index: int) -> None:
+    def died(self, err: Exception, where: str) -> None:
         self.deaths += 1
         if self.deaths >= MAX_BATCH_ATTEMPTS:
+            last = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TeacherPhaseError(
-                f"teacher phase: batch {index} met a dead teacher actor {self.deaths} times; last: {err}"
+                f"teacher phase: {where} met a dead teacher actor {self.deaths} times (too long a prompt, out of "
+                f"memory?); last: {last}"
             ) from err
 
-    def unavailable(self, err: Exception, index: int) -> float:
+    def unavailable(self, err: Exception, where: str) -> float:
         """Seconds to wait before asking the restarting actor again (0.5 s doubling to 10 s)."""
         now = time.monotonic()
         self.waiting_since = self.waiting_since or now
         if now - self.waiting_since > RESTART_WAIT_S:
             raise TeacherPhaseError(
-                f"teacher phase: batch {index}: no teacher actor came back within {RESTART_WAIT_S:.0f} s; last: {err}"
+                f"teacher phase: {where}: no teacher actor came back within {RESTART_WAIT_S:.0f} s; last: {err}"
             ) from err
         self.waits += 1
         return min(10.0, 0.5 * 2 ** (self.waits - 1))

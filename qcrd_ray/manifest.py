@@ -7,7 +7,12 @@ Layout under the run directory::
 
 Each manifest is written to a temporary file, fsynced and renamed into place, and only then is ``latest``
 (itself written the same way) pointed at it. A crash at any moment therefore leaves ``latest`` naming a whole
-manifest, or no ``latest`` at all; stray temporary files are never read.
+manifest, or no ``latest`` at all; stray temporary files are never read. A latest manifest damaged later (a
+disk, a hand edit) gives way to the newest older one that is whole, with a warning.
+
+A manifest records the sha256 of every file its checkpoints hold (``files``, paths relative to the run
+directory): ``verify_files`` checks them before anything is loaded, and refuses a path outside the run
+directory, so a resumed run unpickles only what it wrote itself.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class RunManifest:
     judge_path: str | None = None  # the judge's save after this iteration (weights, optimizer, random state)
     optimizer_state: str | None = None  # the student's DeepSpeed checkpoint: Adam moments carry over
     metrics_history: tuple[dict[str, Any], ...] = ()  # one dict per completed iteration
+    files: dict[str, str] = field(default_factory=dict)  # checkpoint file (relative to the run dir) -> sha256
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -68,6 +74,7 @@ class RunManifest:
             "judge_path": ((str, type(None)), "a string or null"),
             "optimizer_state": ((str, type(None)), "a string or null"),
             "metrics_history": (list, "a list of objects"),
+            "files": (dict, "an object of path -> sha256"),
         }
         for name, (types_, expected) in checks.items():
             if name not in data:
@@ -162,12 +169,27 @@ def write_manifest(run_dir: str | Path, manifest: RunManifest) -> Path:
     return path
 
 
-def read_manifest(run_dir: str | Path) -> RunManifest | None:
-    """The manifest ``latest`` names, or None when the run has none yet; ManifestError if it cannot be used."""
+def read_manifest(run_dir: str | Path, warn=print) -> RunManifest | None:
+    """The manifest ``latest`` names, or None when the run has none yet. When that one cannot be used, the
+    newest older manifest that can (``warn`` says so); ManifestError naming the latest when none can."""
     run_dir = Path(run_dir)
     marker = run_dir / LATEST_MARKER
     if not marker.is_file():
         return None
+    try:
+        return _read_latest(run_dir, marker)
+    except ManifestError as err:
+        for older in sorted((run_dir / MANIFEST_DIR).glob("iter_*.json"), reverse=True):
+            try:
+                manifest = _read_one(older)
+            except ManifestError:
+                continue
+            warn(f"[qcrd] {err}; resuming from the previous whole manifest, {older}")
+            return manifest
+        raise
+
+
+def _read_latest(run_dir: Path, marker: Path) -> RunManifest:
     try:
         target = marker.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError as err:
@@ -178,8 +200,56 @@ def read_manifest(run_dir: str | Path) -> RunManifest | None:
     path = run_dir / rel
     if not path.is_file():
         raise ManifestError(f"{marker}: names {path}, which does not exist")
+    return _read_one(path)
+
+
+def _read_one(path: Path) -> RunManifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: corrupt manifest (not valid JSON: {err})") from err
     return RunManifest.from_dict(data, where=str(path))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _inside(run_dir: Path, path: str | Path, what: str) -> Path:
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(run_dir.resolve()):
+        raise ManifestError(f"{what}: {path} is outside the run directory {run_dir}; checkpoints load only from it")
+    return resolved
+
+
+def file_hashes(run_dir: str | Path, paths: list[str]) -> dict[str, str]:
+    """The sha256 of every file under ``paths`` (files or directories inside ``run_dir``), by path relative
+    to ``run_dir``: what a manifest records of its checkpoints."""
+    run_dir = Path(run_dir).resolve()
+    hashes = {}
+    for path in paths:
+        root = _inside(run_dir, path, "manifest")
+        for file in sorted([root] if root.is_file() else (p for p in root.rglob("*") if p.is_file())):
+            hashes[file.relative_to(run_dir).as_posix()] = _sha256(file)
+    return hashes
+
+
+def verify_files(run_dir: str | Path, manifest: RunManifest, paths: list[str | None]) -> None:
+    """Before a resume loads anything: each of ``paths`` (what it will load) lies inside ``run_dir``, and every
+    file the manifest recorded is there with its sha256 (ManifestError naming the first that is not)."""
+    run_dir = Path(run_dir).resolve()
+    for path in paths:
+        if path is not None:
+            _inside(run_dir, path, "--resume")
+    for rel, digest in manifest.files.items():
+        file = _inside(run_dir, run_dir / rel, "--resume")
+        if not file.is_file():
+            raise ManifestError(f"--resume: {file} is missing; the manifest recorded it")
+        if _sha256(file) != digest:
+            raise ManifestError(
+                f"--resume: {file} does not match its sha256 in the manifest (changed since it was saved)"
+            )

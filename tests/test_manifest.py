@@ -84,11 +84,46 @@ def test_marker_pointing_to_missing_or_corrupt_file_raises_naming_it(tmp_path):
     write_manifest(tmp_path, make_manifest(1))
     manifest_path(tmp_path, 1).write_text('{"format": 1, "run_name": "ti')
     with pytest.raises(ManifestError, match=r"iter_0001\.json: corrupt manifest"):
-        read_manifest(tmp_path)
+        read_manifest(tmp_path)  # and no older manifest is whole either
 
     (tmp_path / LATEST_MARKER).write_text("../elsewhere.json\n")
     with pytest.raises(ManifestError, match="expected a path under manifests/"):
         read_manifest(tmp_path)
+
+
+def test_a_corrupt_latest_manifest_falls_back_to_the_previous_whole_one_saying_so(tmp_path):
+    for t in range(3):
+        write_manifest(tmp_path, make_manifest(t))
+    manifest_path(tmp_path, 2).write_text('{"format": 1, "run_na')  # a damaged disk, a bad hand edit
+    manifest_path(tmp_path, 1).write_bytes(b"\xff\xfe")
+    said: list[str] = []
+    assert read_manifest(tmp_path, warn=said.append) == make_manifest(0)
+    assert len(said) == 1 and "iter_0002.json: corrupt manifest" in said[0] and "iter_0000.json" in said[0]
+
+
+def test_checkpoint_files_are_hashed_and_checked_and_load_only_from_the_run_dir(tmp_path):
+    from qcrd_ray.manifest import file_hashes, verify_files
+
+    ckpt = tmp_path / "seed_0" / "ray_train" / "checkpoint_0001"
+    (ckpt / "deepspeed").mkdir(parents=True)
+    (ckpt / "deepspeed" / "mp_rank_00_model_states.pt").write_bytes(b"weights")
+    (ckpt / "qcrd_train_state.json").write_text("{}")
+    files = file_hashes(tmp_path, [str(ckpt)])
+    assert sorted(files) == ["seed_0/ray_train/checkpoint_0001/deepspeed/mp_rank_00_model_states.pt",
+                             "seed_0/ray_train/checkpoint_0001/qcrd_train_state.json"]  # fmt: skip
+    manifest = make_manifest(0, optimizer_state=str(ckpt), files=files)
+    verify_files(tmp_path, manifest, [manifest.optimizer_state])
+    (ckpt / "deepspeed" / "mp_rank_00_model_states.pt").write_bytes(b"a pickle that runs code")
+    with pytest.raises(ManifestError, match=r"mp_rank_00_model_states\.pt does not match its sha256"):
+        verify_files(tmp_path, manifest, [manifest.optimizer_state])
+    outside = tmp_path.parent / "elsewhere"
+    with pytest.raises(ManifestError, match="is outside the run directory"):
+        verify_files(tmp_path, make_manifest(0), [str(outside)])
+    with pytest.raises(ManifestError, match="is outside the run directory"):
+        file_hashes(tmp_path, [str(outside)])
+    (ckpt / "qcrd_train_state.json").unlink()
+    with pytest.raises(ManifestError, match=r"qcrd_train_state\.json is missing"):
+        verify_files(tmp_path, make_manifest(0, files={k: v for k, v in files.items() if "state.json" in k}), [])
 
 
 @pytest.mark.parametrize(

@@ -311,6 +311,9 @@ def test_killed_teacher_loses_and_duplicates_no_sample(ray_local, tiny_causal_lm
 
     result = run_teacher_phase(cfg, examples, ARITH, progress=progress)
     assert kills and kills[0] < 16 and any("resubmitting" in line for line in lines), lines
+    ids = {ex.id for ex in examples}  # the line names the batch by its questions
+    assert any(re.search(r"batch \d+ \(questions (\S+), (\S+)\)", ln) and ln.split("questions ")[1].split(",")[0] in ids
+               for ln in lines if "resubmitting" in ln), lines  # fmt: skip
     assert result.num_sampled == 16 and result.num_cached == 0
     counts = cached_ids(result.cache_path)
     assert counts == Counter({ex.id: 1 for ex in examples})  # none lost, none written twice
