@@ -1,11 +1,11 @@
 """Student training: a Ray Train ``TorchTrainer`` whose loop runs DeepSpeed (ZeRO) with the method's loss.
 
 The only module of the project that imports deepspeed (inside the worker function); the optimizer steps are
-the core's (``qcrd_ray.student_iteration``), the losses ``qcrd_ray.student_loss``'s. One ``fit`` trains every
-iteration of a method: a baseline's fixed items, or QCRD's items handed over one iteration at a time by the
-driver (``actors/train_feed.py``). Each iteration ends with the student in transformers format (rank 0) and
-a DeepSpeed checkpoint with the optimizer state (every rank its own shard) reported to Ray Train; a failed
-worker resumes from it, and a resumed run's fit loads it so Adam's moments carry on."""
+the core's (``qcrd_ray.student_iteration``), the losses ``qcrd_ray.student_loss``'s. A seed has one fit
+(``StreamingFit``) for all of its methods: the driver hands it one stage (an iteration of a method) at a time
+through a ``StageFeed`` (``actors/train_feed.py``). Each stage ends with the student in transformers format
+(rank 0) and a DeepSpeed checkpoint with the optimizer state (every rank its own shard) reported to Ray
+Train; a failed worker resumes from it, and a resumed run's fit loads it so Adam's moments carry on."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def _start_method(engine, cfg: Config, stage: Stage, world: int, checkpoint=None
 
 
 def _worker(config: dict) -> None:
-    """What Ray Train runs on each worker: take the driver's stages from the ``feed`` (an ``StageFeed``)
+    """What Ray Train runs on each worker: take the driver's stages from the ``feed`` (a ``StageFeed``)
     one after another, train each (``qcrd_ray.student_iteration.train_iteration``), save its student and report
     a checkpoint, until the driver stops the feed. One fit serves every method of a seed, so Ray Train's
     start-up (processes, imports, process group) is paid once; a method change only rebuilds the engine.
@@ -175,7 +175,7 @@ def _worker(config: dict) -> None:
             restarted = resume if stage.method == state["method"] else None  # a worker restarted inside the method
             engine, tokenizer = _start_method(engine, cfg, stage, world, restarted)
             method = stage.method
-            startup["setup_seconds"] = time.time() - (entered if "worker_start_seconds" in startup else building)
+            startup["setup_seconds"] = time.time() - building  # the student's load and DeepSpeed's init
         tag = f"iter_{stage.iteration + 1:04d}"
         slot = Slot(method, seed, stage.iteration, steps_per_iteration(cfg.train, len(items)), rank, world)
         metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     tiny = TinyModelConfig(d_model=args.d_model, num_layers=4, num_heads=4, d_ff=4 * args.d_model)
     dcfg = JudgeConfig(tiny=tiny, score_batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tokenizer_dir:
-        build_tokenizer(StudentConfig(), [judge_text(q, r) for q, r in pairs]).save_pretrained(tokenizer_dir)
+        build_tokenizer(StudentConfig(model=None), [judge_text(q, r) for q, r in pairs]).save_pretrained(tokenizer_dir)
         judge = QualityJudge(dcfg, tokenizer_dir, seed=0)
         texts = [judge_text(q, r) for q, r in pairs]
         score_texts(judge.model, judge.tokenizer, texts[:8], batch_size=1, max_length=dcfg.max_length)  # warm-up

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     examples = generate_split("train", 64, seed=0)
     texts = [ex.input for ex in examples] + [r.text for ex in examples for r in ex.rationales]
     tiny = TinyModelConfig(d_model=args.d_model, num_layers=args.layers, num_heads=8, d_ff=4 * args.d_model)
-    cfg = StudentConfig(architecture=args.architecture, tiny=tiny)
+    cfg = StudentConfig(model=None, architecture=args.architecture, tiny=tiny)
     tokenizer = build_tokenizer(cfg, texts)
     model = build_student(cfg, tokenizer, seed=0)
     rng = random.Random(0)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = Config()
     cfg = replace(
         cfg,
-        student=StudentConfig(tiny=tiny),
+        student=StudentConfig(model=None, tiny=tiny),
         train=TrainConfig(batch_size=args.batch_size, steps_per_iteration=args.steps, lr=1e-4),
     )
     items = qcrd_items(256, per_side=4)

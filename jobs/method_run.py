@@ -167,8 +167,10 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
 
     done = method_dir / "summary.json"
     if ctx.resume and done.is_file():
-        print(f"[{method}] finished before the resume: {done}", flush=True)
-        return MethodResult(json.loads(done.read_text(encoding="utf-8")))
+        summary = json.loads(done.read_text(encoding="utf-8"))
+        if len(summary["history"]) == ctx.cfg.run.iterations:  # not when the resume extends the run
+            print(f"[{method}] finished before the resume: {done}", flush=True)
+            return MethodResult(summary)
     items = build_items(ctx.cfg, method, ctx.train, ctx.votes, {})
     history: list[dict] = []
     for t in range(ctx.cfg.run.iterations):

@@ -257,12 +257,13 @@ def _contrastive_markdown(summaries: list[dict]) -> str:
 
 
 def _startup_seconds(summary: dict) -> float | None:
-    """What the seed's Ray Train fits spent before their first step: worker start plus set-up, every fit."""
+    """What the seed's Ray Train fit spent outside training: its workers' start, and each method's set-up
+    (the student's load and DeepSpeed's init)."""
     seconds = [
         h.get("worker_start_seconds", 0.0) + h.get("setup_seconds", 0.0)
         for method in summary.get("methods", {}).values()
         for h in method.get("history", [])
-        if "worker_start_seconds" in h
+        if "worker_start_seconds" in h or "setup_seconds" in h
     ]
     return sum(seconds) if seconds else None
 

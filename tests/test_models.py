@@ -57,7 +57,7 @@ def _manual_greedy(model, tokenizer, prompt: str, steps: int) -> str:
 
 @pytest.mark.parametrize("architecture", ["seq2seq", "causal"])
 def test_student_saves_reloads_and_generates(tmp_path, architecture):
-    cfg = StudentConfig(architecture=architecture)
+    cfg = StudentConfig(model=None, architecture=architecture)
     tokenizer = build_tokenizer(cfg, TEXTS)
     model = build_student(cfg, tokenizer, seed=0)
     assert is_seq2seq(model) == (architecture == "seq2seq")
@@ -104,9 +104,9 @@ def test_student_saves_reloads_and_generates(tmp_path, architecture):
 
 
 def test_generate_refuses_several_greedy_sequences():
-    tokenizer = build_tokenizer(StudentConfig(), TEXTS)
+    tokenizer = build_tokenizer(StudentConfig(model=None), TEXTS)
     model = build_student(
-        StudentConfig(tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)), tokenizer
+        StudentConfig(model=None, tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)), tokenizer
     )
     with pytest.raises(ValueError, match="do_sample"):
         generate(model, tokenizer, PROMPTS, max_new_tokens=3, num_return_sequences=2, max_input_length=64)
@@ -118,7 +118,7 @@ def test_a_prompt_longer_than_the_limit_is_cut_before_it_reaches_the_model(archi
     from qcrd_ray.models import input_limit
 
     tiny = TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)
-    cfg = StudentConfig(architecture=architecture, tiny=tiny, max_input_length=32, max_target_length=32)
+    cfg = StudentConfig(model=None, architecture=architecture, tiny=tiny, max_input_length=32, max_target_length=32)
     tokenizer = build_tokenizer(cfg, TEXTS)
     model = build_student(cfg, tokenizer)
     huge = "explain: " + "Tom has 3 apples. " * 450
@@ -137,7 +137,9 @@ def test_a_tokenizer_directory_builds_and_generates(tmp_path):
     from transformers import T5Tokenizer
 
     T5Tokenizer(vocab_file=str(ROOT.parent / "shared/data/tokenizers/t5/spiece.model")).save_pretrained(tmp_path)
-    cfg = StudentConfig(tokenizer=str(tmp_path), tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32))
+    cfg = StudentConfig(
+        model=None, tokenizer=str(tmp_path), tiny=TinyModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32)
+    )
     tokenizer = build_tokenizer(cfg)
     model = build_student(cfg, tokenizer)
     assert model.config.vocab_size == len(tokenizer) and model.config.decoder_start_token_id == tokenizer.pad_token_id
@@ -153,11 +155,11 @@ def test_a_tokenizer_directory_builds_and_generates(tmp_path):
     )
     assert [len(o) for o in out] == [3, 3]
     with pytest.raises(ValueError, match="texts"):
-        build_tokenizer(StudentConfig(tokenizer="train"))
+        build_tokenizer(StudentConfig(model=None, tokenizer="train"))
 
 
 def test_judge_scores_and_round_trip(tmp_path):
-    tokenizer = build_tokenizer(StudentConfig(), TEXTS)
+    tokenizer = build_tokenizer(StudentConfig(model=None), TEXTS)
     judge = build_judge(JudgeConfig(), tokenizer, seed=0).eval()
     texts = [judge_text("Tom has 3 apples.", r) for r in ("3 + 4 = 7.", "3 + 4 = 8 and many more words here")]
     enc = tokenizer(texts, padding=True, return_tensors="pt")

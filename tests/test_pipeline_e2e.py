@@ -78,6 +78,11 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     for method in ("Fine-tuning", "DSS", "QCRD"):
         assert method.lower() in text.lower()
     assert "| always the most frequent training answer (" in text  # the floor every student must clear
+    # Both ways of reading an answer, for every student that explains; fine-tuning only predicts.
+    for row in ("| DSS, from its rationale |", "| DSS, predict: |", "| QCRD, from its rationale |", "| QCRD, predict: |",
+                "| fine-tuning, predict: |", "| of which Ray Train start-up (workers, set-up) |"):  # fmt: skip
+        assert row in text, row
+    assert "fine-tuning, from its rationale" not in text
     assert list(out.glob("*.png"))
     metrics = [json.loads(line) for line in (out / "seed_0" / "metrics.jsonl").read_text().splitlines()]
     events = {m["event"] for m in metrics}
@@ -89,7 +94,8 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     assert len(qcrd_iterations) == 2 and all(set(CONTRASTIVE_FIGURES) <= set(m) for m in qcrd_iterations)
     assert "## The contrastive term" in text and "| negative term active |" in text
     history = final_history(out)
-    assert len(history) == 2 and all(0.0 <= h["accuracy"] <= 1.0 for h in history)
+    assert len(history) == 2 and all(0.0 <= h["accuracy"] <= 1.0 and 0.0 <= h["rationale_accuracy"] <= 1.0
+                                      for h in history)  # fmt: skip
 
     from transformers import AutoModelForSeq2SeqLM
 

@@ -155,6 +155,15 @@ def test_report_contents(tmp_path):
     assert float(line.split("= ")[1].split(" ")[0]) > 0.95
 
 
+def test_the_start_up_row_counts_the_fit_once_and_each_methods_set_up(tmp_path):
+    summary = _summary(0, {"finetune": 0.2, "dss": 0.3, "qcrd": 0.4})
+    summary["methods"]["finetune"]["history"] = [{"worker_start_seconds": 20.0, "setup_seconds": 4.0}, {}]
+    summary["methods"]["dss"]["history"] = [{"setup_seconds": 3.0}, {}]
+    summary["methods"]["qcrd"]["history"] = [{"setup_seconds": 3.0}, {}]
+    text = write_report(tmp_path, [summary]).read_text()
+    assert "| of which Ray Train start-up (workers, set-up) | 30.0 | 5.0% |" in text  # of 600 s
+
+
 def test_missing_methods_scores_and_timings(tmp_path):
     only_qcrd = [_summary(0, {"qcrd": 0.4}, with_scores=False), _summary(1, {"qcrd": 0.6}, with_scores=False)]
     for s in only_qcrd:

@@ -40,8 +40,12 @@ def _gpt2(tokenizer):
 
 def _student(kind: str):
     architecture = "seq2seq" if kind == "t5" else "causal"
-    tokenizer = build_tokenizer(StudentConfig(architecture=architecture), TEXTS)
-    model = _gpt2(tokenizer) if kind == "gpt2" else build_student(StudentConfig(architecture=architecture), tokenizer)
+    tokenizer = build_tokenizer(StudentConfig(model=None, architecture=architecture), TEXTS)
+    model = (
+        _gpt2(tokenizer)
+        if kind == "gpt2"
+        else build_student(StudentConfig(model=None, architecture=architecture), tokenizer)
+    )
     return model.eval(), tokenizer
 
 

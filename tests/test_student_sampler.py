@@ -22,7 +22,9 @@ def save_tiny_student(path, architecture: str = "seq2seq", seed: int = 0) -> str
     from qcrd_ray.models import build_student, save_student
     from qcrd_ray.tokenizer import train_tokenizer
 
-    cfg = StudentConfig(architecture=architecture, tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64))
+    cfg = StudentConfig(
+        model=None, architecture=architecture, tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64)
+    )
     tokenizer = train_tokenizer(TEXTS, vocab_size=300)
     save_student(build_student(cfg, tokenizer, seed=seed), tokenizer, path)
     return str(path)

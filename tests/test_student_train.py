@@ -38,7 +38,7 @@ def make_items() -> list[TrainItem]:
 
 def make_cfg(**overrides) -> Config:
     base = {
-        "run.name": "st", "train.steps_per_iteration": 6, "train.batch_size": 4, "train.lr": 3e-3,
+        "run.name": "st", "student.model": None, "train.steps_per_iteration": 6, "train.batch_size": 4, "train.lr": 3e-3,
         "student.max_input_length": 32, "student.max_target_length": 24,
         "student.tiny.d_model": 32, "student.tiny.d_ff": 64, "student.tiny.num_layers": 1, "student.tiny.num_heads": 2,
     }  # fmt: skip
