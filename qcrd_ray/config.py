@@ -54,10 +54,12 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # toy: the built-in arithmetic task; dss: the DSS release; jsonl: the project's own format.
-    source: Literal["toy", "dss", "jsonl"] = "toy"
+    # toy: the built-in arithmetic task; hf: HF datasets (a hub name or a local copy, qcrd_ray/hf_data.py);
+    # dss: the DSS release; jsonl: the project's own format.
+    source: Literal["toy", "hf", "dss", "jsonl"] = "toy"
     task: Literal["arith", "svamp", "cqa", "anli1", "esnli"] = "arith"
     path: str = "../shared/data/dss"
+    hf_config: str | None = None  # hf: the dataset's configuration name (cos_e: v1.11)
     train_split: str = "train"
     eval_split: str = "test"
     # Fraction of train held out for validation when the dataset has no validation split (DSS: 10%, seed 0).

@@ -1,4 +1,5 @@
-"""Data readers: the DSS release, the project's own JSONL format, HF ``datasets``, and the toy task.
+"""Data readers: the DSS release, the project's own JSONL format, HF ``datasets`` (``qcrd_ray.hf_data``), and the
+toy task.
 
 Every reader validates as it reads: a malformed line raises ``DataError`` naming the file, the line and the
 field; a record whose teacher output cannot be parsed is kept (with no rationale) and counted in a
@@ -314,6 +315,10 @@ def load_examples(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
                 task.check_label(example.label)
             except ValueError as err:
                 raise DataError(f"{path}: record {i + 1} (id {example.id!r}): {err} for task {cfg.task}") from None
+    elif cfg.source == "hf":
+        from qcrd_ray.hf_data import load_hf
+
+        examples = load_hf(cfg, split)
     elif cfg.source == "toy":
         from qcrd_ray.toy import generate_split
 
@@ -323,6 +328,6 @@ def load_examples(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
         except ValueError as err:  # an unknown split name
             raise DataError(f"data.source toy: {err}") from None
     else:
-        raise DataError(f"data.source: unknown source {cfg.source!r} (expected toy, dss or jsonl)")
+        raise DataError(f"data.source: unknown source {cfg.source!r} (expected toy, hf, dss or jsonl)")
     limit = cfg.max_train_examples if split == cfg.train_split else cfg.max_eval_examples
     return _subsample(examples, limit, seed)

@@ -270,3 +270,35 @@ def test_load_examples_toy():
     assert all(arith.check_label(ex.label) == ex.label for ex in train + test)
     with pytest.raises(DataError, match="data.source toy"):
         load_examples(cfg, "no-such-split")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data.source: hf, offline: a local save_to_disk folder and a folder of JSON files
+
+
+def test_hf_source_reads_a_saved_dataset_and_json_files(tmp_path):
+    import datasets
+
+    svamp = {"ID": ["chal-1", "chal-2"], "Body": ["Tom has 3 apples. He buys 4 more", "Mia has 9 pens"],
+             "Question": ["How many apples does he have?", "How many pens after giving 2?"],
+             "Equation": ["( 3.0 + 4.0 )", "( 9.0 - 2.0 )"], "Answer": [7.0, 7.0]}  # fmt: skip
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(svamp)}).save_to_disk(str(tmp_path / "svamp"))
+    cfg = DataConfig(source="hf", task="svamp", path=str(tmp_path / "svamp"))
+    examples = load_examples(cfg, "train")
+    assert [(ex.id, ex.label) for ex in examples] == [("chal-1", "( 3.0 + 4.0 )"), ("chal-2", "( 9.0 - 2.0 )")]
+    assert examples[0].input == "Tom has 3 apples. He buys 4 more\nHow many apples does he have?"  # DSS's form
+    assert examples[0].rationales == ()  # the teacher samples them
+    with pytest.raises(DataError, match="has no split 'test'"):
+        load_examples(cfg, "test")
+
+    nli = tmp_path / "anli"
+    nli.mkdir()
+    rows = [{"uid": "u1", "premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": 2, "reason": ""}]
+    (nli / "train_r1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (examples,) = load_examples(
+        DataConfig(source="hf", task="anli1", path=str(nli), train_split="train_r1"), "train_r1"
+    )
+    assert (examples.id, examples.label) == ("u1", "contradiction") and "A man is awake." in examples.input
+    (nli / "bad.jsonl").write_text(json.dumps({"uid": "u2", "premise": "p", "hypothesis": "h", "label": 7}) + "\n")
+    with pytest.raises(DataError, match=r"\(bad\) row 0: field 'label'"):
+        load_examples(DataConfig(source="hf", task="anli1", path=str(nli), train_split="bad"), "bad")
