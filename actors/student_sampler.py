@@ -33,9 +33,12 @@ def snapshot_fingerprint(snapshot_dir: str | os.PathLike) -> tuple[str, tuple[tu
 class StudentSampler:
     """Loads student snapshots (a small LRU cache) and samples ``explain:`` rationales from them."""
 
-    def __init__(self, cache_size: int = 2):
+    def __init__(self, use_gpu: bool = False, cache_size: int = 2):
+        import torch
+
         if cache_size < 1:
             raise ValueError(f"StudentSamplerActor: cache_size must be >= 1, got {cache_size!r}")
+        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[Any, Any, Any]] = OrderedDict()  # path -> (fingerprint, model, tok)
         self.loads = 0  # how many times a snapshot was read from disk (the cache's effect, for tests and logs)
@@ -56,7 +59,7 @@ class StudentSampler:
             self._cache.move_to_end(path)
             return cached[1], cached[2]
         model, tokenizer = load_student(path)
-        model.eval()
+        model.to(self.device).eval()
         self.loads += 1
         self._cache[path] = (files, model, tokenizer)
         self._cache.move_to_end(path)

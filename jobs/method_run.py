@@ -27,9 +27,9 @@ from qcrd_ray.records import Example, TrainItem, Vote
 @dataclass
 class SeedServices:
     """A seed's long-lived actors beside the trainer: the student sampler (negatives, evaluation) for every
-    method, and a slot for QCRD's judge. Half a CPU each, packed in one placement group
-    (``{run}/seed_{s}/services``): together they fill one CPU of one node, so a whole CPU stays free for a
-    Ray Train worker even on a 2-CPU laptop or a cluster of 1-CPU nodes."""
+    method, and a slot for QCRD's judge, packed in one placement group (``{run}/seed_{s}/services``) with
+    what ``sampler`` and ``judge`` ask for. By default half a CPU each: together they fill one CPU of one node,
+    so a whole CPU stays free for a Ray Train worker even on a 2-CPU laptop or a cluster of 1-CPU nodes."""
 
     cfg: Config
     name: str  # {run}/seed_{s}
@@ -42,10 +42,11 @@ class SeedServices:
         from actors.student_sampler import StudentSamplerActor
 
         name = f"{cfg.run.name}/seed_{seed}"
-        group = reserve("student services", [{"CPU": 0.5}, {"CPU": 0.5}], strategy="PACK",
+        group = reserve("student services", [_bundle(cfg.sampler), _bundle(cfg.judge)], strategy="PACK",
                         timeout_s=cfg.cluster.placement_timeout_s, autoscaling=cfg.cluster.autoscaling,
                         name=f"{name}/services")  # fmt: skip
-        students = start_actor(StudentSamplerActor, f"{name}/student_sampler", group, 0, num_cpus=0.5)
+        students = start_actor(StudentSamplerActor, f"{name}/student_sampler", group, 0, cfg.sampler.num_gpus > 0,
+                               num_cpus=cfg.sampler.num_cpus, num_gpus=cfg.sampler.num_gpus)  # fmt: skip
         students.warm_up.remote()  # its imports overlap the first fit's start-up instead of the first evaluation
         return cls(cfg, name, students, group)
 
@@ -53,14 +54,20 @@ class SeedServices:
         from actors.judge import JudgeActor
         from actors.placement import start_actor
 
-        return start_actor(JudgeActor, f"{self.name}/judge", self.group, 1, self.cfg.judge, str(tokenizer_dir), seed,
-                           num_cpus=0.5)  # fmt: skip
+        judge = self.cfg.judge
+        return start_actor(JudgeActor, f"{self.name}/judge", self.group, 1, judge, str(tokenizer_dir), seed,
+                           num_cpus=judge.num_cpus, num_gpus=judge.num_gpus)  # fmt: skip
 
     def stop(self) -> None:
         import ray
 
         ray.kill(self.students)
         ray.util.remove_placement_group(self.group)
+
+
+def _bundle(section) -> dict[str, float]:
+    """A placement-group bundle for an actor's ``num_cpus`` / ``num_gpus`` (no GPU key when it asks for none)."""
+    return {"CPU": section.num_cpus, **({"GPU": section.num_gpus} if section.num_gpus > 0 else {})}
 
 
 @dataclass

@@ -195,6 +195,9 @@ class JudgeConfig:
     max_length: int = 256
     loss_form: Literal["infonce", "paper_printed"] = "infonce"
     mask_probability: float = 0.15
+    # What the judge actor asks of its node (half a CPU: it shares one with the student sampler on a laptop).
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
 
     def validate(self, p: str) -> None:
         check(
@@ -208,6 +211,25 @@ class JudgeConfig:
         for key in ("hidden_size", "update_interval", "batch_size", "score_batch_size", "max_length"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         check(self.update_steps >= 0, f"{p}.update_steps", "an integer >= 0", self.update_steps)
+        check_resources(self, p)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The student sampler actor (negatives and evaluation): what it asks of its node."""
+
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+
+    def validate(self, p: str) -> None:
+        check_resources(self, p)
+
+
+def check_resources(section, p: str) -> None:
+    """An actor's ``num_cpus`` and ``num_gpus``: at least something, nothing negative."""
+    check(section.num_cpus >= 0, f"{p}.num_cpus", "a float >= 0", section.num_cpus)
+    check(section.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", section.num_gpus)
+    check(section.num_cpus + section.num_gpus > 0, f"{p}.num_cpus", "more than 0 (or num_gpus > 0)", section.num_cpus)
 
 
 @dataclass(frozen=True)
@@ -327,6 +349,7 @@ class Config:
     voting: VotingConfig = field(default_factory=VotingConfig)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

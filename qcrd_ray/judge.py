@@ -85,6 +85,8 @@ class QualityJudge:
         # A pretrained encoder reads with its own vocabulary; a tiny one shares the student's tokenizer.
         self.tokenizer = load_tokenizer(cfg.encoder if cfg.encoder is not None else tokenizer_dir)
         self.model = models.build_judge(cfg, self.tokenizer, seed=seed)
+        if cfg.num_gpus > 0 and torch.cuda.is_available():
+            self.model.to("cuda")
         self.optimizer = self._new_optimizer()
         self.rng = random.Random(seed)
         self._version = 0

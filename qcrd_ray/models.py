@@ -299,7 +299,7 @@ def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     # clone: the encoder ties its embeddings, and safetensors refuses tensors that share memory
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / JUDGE_WEIGHTS))
     meta = {
         "format": JUDGE_FORMAT,

@@ -24,6 +24,13 @@ def test_every_preset_loads(path):
     assert cfg.run.name
 
 
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "_t5_" in p.name], ids=lambda p: p.name)
+def test_presets_put_the_judge_and_sampler_on_gpus_and_read_through_datasets(path):
+    cfg = load_config(path)
+    assert cfg.judge.num_gpus == cfg.sampler.num_gpus == 1 and cfg.train.use_gpu
+    assert cfg.data.source == "hf"
+
+
 def test_paper_presets_keep_the_papers_numbers():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "svamp_t5_base.yaml")
     assert (cfg.teacher.num_samples, cfg.teacher.temperature) == (5, 0.7)
@@ -68,6 +75,8 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["student.max_input_length=1"], "student.max_input_length: expected an integer >= 2"),
         (["cluster.placement_timeout_s=-1"], "cluster.placement_timeout_s: expected a float > 0"),
         (["train.weight_decay=-1"], "train.weight_decay: expected a float >= 0"),
+        (["sampler.num_gpus=-1"], "sampler.num_gpus: expected a float >= 0"),
+        (["judge.num_cpus=0"], "judge.num_cpus: expected more than 0"),
         (["train.epochs_per_iteration=0"], "train.epochs_per_iteration: expected a float > 0"),
         (["train.lr=[1,"], "the value is not valid YAML"),
         # the judge is served from a saved run by jobs.serve_judge, not by a config switch nothing read

@@ -151,3 +151,18 @@ def test_bad_arguments_raise(tmp_path, snapshot):
         sampler.sample(str(tmp_path / "missing"), QUESTIONS, neg(1, 4, 2), 0, 64)
     with pytest.raises(ValueError, match="cache_size"):
         StudentSampler(cache_size=0)
+
+
+def test_the_seed_services_ask_for_what_the_sampler_and_judge_sections_say(_ray_session):
+    """Nothing hard-codes a resource: the services' placement group has a bundle per section (no GPU here)."""
+    from jobs.method_run import SeedServices
+    from qcrd_ray.config import Config
+
+    cfg = Config().replace({"run.name": "res", "sampler.num_cpus": 0.25, "judge.num_cpus": 0.5})
+    services = SeedServices.start(cfg, seed=3)
+    try:
+        group = ray.util.get_placement_group("res/seed_3/services")
+        assert group.bundle_specs == [{"CPU": 0.25}, {"CPU": 0.5}]
+        assert ray.get(services.students.num_loads.remote()) == 0  # the sampler runs in its bundle
+    finally:
+        services.stop()
