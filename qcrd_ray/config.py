@@ -41,7 +41,7 @@ class RunConfig:
     method: Literal["qcrd", "dss", "finetune"] = "qcrd"
     # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
     compare_baselines: bool = True
-    iterations: int = 2
+    iterations: int = 3
     # Ablations of the full method (docs/METHOD.md section 7's component ablation).
     self_consistency: bool = True
     student_negatives: bool = True
@@ -276,7 +276,7 @@ class TrainConfig:
     # An iteration is `steps_per_iteration` optimizer steps, or `epochs_per_iteration` passes over the
     # training questions (docs/METHOD.md section 10: snapshot t - j should be a trained student).
     iteration_unit: Literal["steps", "epochs"] = "steps"
-    steps_per_iteration: int = 50
+    steps_per_iteration: int = 80
     epochs_per_iteration: float = 1.0
     weight_decay: float = 0.0
     num_workers: int = 1
