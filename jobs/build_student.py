@@ -3,7 +3,7 @@
     python -m jobs.build_student [--out DIR] [--seed S] [--steps N]
 
 Runs whose ``student.model`` is ``builtin:arith-student`` use the shipped build
-(``qcrd_ray/assets/student-arith-v1``), which this script writes by default. It prints the build's
+(``qcrd_ray/assets/student-arith-v2``), which this script writes by default. It prints the build's
 exact-match accuracy on held-out arithmetic chains, worked out step by step and in one shot.
 """
 

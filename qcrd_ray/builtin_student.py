@@ -10,7 +10,7 @@ stories come from templates of their own: the student knows the task's words but
 ("He buys 4 more", "How many ... does Tom have?"), so mapping a story onto a chain is what distillation
 adds. Its tokenizer splits digits.
 
-The recipe's build is shipped (``qcrd_ray/assets/student-arith-v1``); ``python -m jobs.build_student
+The recipe's build is shipped (``qcrd_ray/assets/student-arith-v2``); ``python -m jobs.build_student
 --force`` rebuilds it. ``student.model: builtin:arith-student`` resolves to it.
 """
 

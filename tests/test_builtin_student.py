@@ -58,6 +58,6 @@ def test_the_shipped_student_loads_by_name_and_computes():
     assert tokenizer.tokenize(" 57") == ["Ġ5", "7"]  # digits split
     out = generate(model, tokenizer, ["compute: 14 * 3, - 6"], max_new_tokens=32, max_input_length=64)
     assert out[0][0].strip() == "14 * 3 = 42. 42 - 6 = 36."
-    # Held-out chains as the build measured them (build_info.json): far from perfect yet (studies/README.md).
+    # Held-out chains as the build measured them (build_info.json: 99.4% of 500 worked out exactly).
     held_out = builtin_student.evaluate_pretraining(model, tokenizer, n=100)
-    assert held_out["compute_exact"] >= 0.5
+    assert held_out["compute_exact"] >= 0.95
