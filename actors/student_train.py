@@ -303,14 +303,16 @@ def _validate(cfg: Config, stage: Stage, items: list[TrainItem]) -> None:
 
 
 def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: str, out_dir: str, storage_path: str,
-                  seed: int, iterations: int = 1, optimizer_state: str | None = None) -> dict:  # fmt: skip
-    """Train ``method`` on fixed ``items`` for ``iterations`` iterations in a fit of its own (tests, benchmarks).
+                  seed: int, iterations: int = 1, optimizer_state: str | None = None,
+                  first_iteration: int = 0) -> dict:  # fmt: skip
+    """Train ``method`` on fixed ``items`` for ``iterations`` iterations, numbered from ``first_iteration`` (it
+    seeds the batches and dropout), in a fit of its own (tests, benchmarks).
 
     Returns the last iteration's metrics (loss, loss_pred, loss_cl | loss_rationale, steps, samples_per_s,
     seconds, student_dir, checkpoint), ``iterations`` (every iteration's metrics) and ``fit_seconds``
     (Ray Train's fixed cost included).
     """
-    stages = [Stage(method, t, init_dir, out_dir, optimizer_state) for t in range(iterations)]
+    stages = [Stage(method, first_iteration + k, init_dir, out_dir, optimizer_state) for k in range(iterations)]
     _validate(cfg, stages[0], items)  # before any fit starts
     started = time.perf_counter()
     with StreamingFit(cfg, seed, storage_path) as fit:
