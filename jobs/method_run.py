@@ -201,6 +201,7 @@ class QcrdRun:
         self.ctx, self.cfg, self.method_dir = ctx, ctx.cfg, method_dir
         self.run_dir = ctx.seed_dir.parent  # checkpoints are loaded from inside it only
         self.evicted: list[str] = []  # snapshots out of the ring, deleted once the next manifest is written
+        self.files: dict[str, str] = {}  # the last manifest's file hashes, reused for the files it already had
         self.judge = ctx.services.start_judge(init_dir, ctx.seed) if self.cfg.run.use_judge else None
         self.manifest = read_manifest(method_dir) if ctx.resume else None
         if self.manifest is not None:
@@ -209,6 +210,7 @@ class QcrdRun:
             verify_files(self.run_dir, self.manifest, [self.manifest.optimizer_state, self.manifest.judge_path,
                                                         *(path for _, path in self.ring)])  # fmt: skip
             self.history = list(self.manifest.metrics_history)
+            self.files = dict(self.manifest.files)
             self.optimizer_state = self.manifest.optimizer_state
             if self.judge is not None and self.manifest.judge_path:
                 _get(self.judge.load.remote(self.manifest.judge_path))
@@ -310,8 +312,9 @@ class QcrdRun:
         manifest = RunManifest(run_name=self.cfg.run.name, config_hash=config_hash(self.cfg), completed_iteration=t,
                                snapshot_ring=self.ring.to_dict(), judge_path=judge_path,
                                optimizer_state=self.optimizer_state, metrics_history=tuple(self.history),
-                               files=file_hashes(self.run_dir, kept))  # fmt: skip
+                               files=file_hashes(self.run_dir, kept, self.files))  # fmt: skip
         write_manifest(self.method_dir, manifest)
+        self.files = manifest.files
         for path in self.evicted:
             if Path(path).is_relative_to(self.method_dir):  # snapshot 0 is shared with the other methods
                 shutil.rmtree(path, ignore_errors=True)

@@ -226,15 +226,18 @@ def _inside(run_dir: Path, path: str | Path, what: str) -> Path:
     return resolved
 
 
-def file_hashes(run_dir: str | Path, paths: list[str]) -> dict[str, str]:
+def file_hashes(run_dir: str | Path, paths: list[str], known: dict[str, str] | None = None) -> dict[str, str]:
     """The sha256 of every file under ``paths`` (files or directories inside ``run_dir``), by path relative
-    to ``run_dir``: what a manifest records of its checkpoints."""
-    run_dir = Path(run_dir).resolve()
+    to ``run_dir``: what a manifest records of its checkpoints. ``known``: the previous manifest's hashes,
+    reused for the files it already had (a snapshot in the ring is never rewritten while a manifest names it),
+    so an iteration hashes only what it wrote."""
+    run_dir, known = Path(run_dir).resolve(), known or {}
     hashes = {}
     for path in paths:
         root = _inside(run_dir, path, "manifest")
         for file in sorted([root] if root.is_file() else (p for p in root.rglob("*") if p.is_file())):
-            hashes[file.relative_to(run_dir).as_posix()] = _sha256(file)
+            rel = file.relative_to(run_dir).as_posix()
+            hashes[rel] = known[rel] if rel in known else _sha256(file)
     return hashes
 
 

@@ -113,6 +113,10 @@ def test_checkpoint_files_are_hashed_and_checked_and_load_only_from_the_run_dir(
                              "seed_0/ray_train/checkpoint_0001/qcrd_train_state.json"]  # fmt: skip
     manifest = make_manifest(0, optimizer_state=str(ckpt), files=files)
     verify_files(tmp_path, manifest, [manifest.optimizer_state])
+    state = (
+        "seed_0/ray_train/checkpoint_0001/qcrd_train_state.json"  # a file the last manifest hashed is not read again
+    )
+    assert file_hashes(tmp_path, [str(ckpt)], known={state: "known"}) == {**files, state: "known"}
     (ckpt / "deepspeed" / "mp_rank_00_model_states.pt").write_bytes(b"a pickle that runs code")
     with pytest.raises(ManifestError, match=r"mp_rank_00_model_states\.pt does not match its sha256"):
         verify_files(tmp_path, manifest, [manifest.optimizer_state])
