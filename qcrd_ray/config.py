@@ -41,7 +41,7 @@ class RunConfig:
     method: Literal["qcrd", "dss", "finetune"] = "qcrd"
     # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
     compare_baselines: bool = True
-    iterations: int = 3
+    iterations: int = 5
     # Ablations of the full method (docs/METHOD.md section 7's component ablation).
     self_consistency: bool = True
     student_negatives: bool = True
@@ -170,7 +170,7 @@ class NegativesConfig:
     samples_per_question: int = 1
     include_teacher_minority: bool = True
     max_per_question: int = 4
-    batch_size: int = 32
+    batch_size: int = 128
     max_new_tokens: int = 96
 
     def validate(self, p: str) -> None:
@@ -188,7 +188,7 @@ class JudgeConfig:
     hidden_size: int = 128
     pretrain_steps: int = 60
     update_interval: int = 1  # online update every this many iterations
-    update_steps: int = 20
+    update_steps: int = 12
     lr: float = 1e-4
     batch_size: int = 16
     score_batch_size: int = 128
@@ -276,7 +276,7 @@ class TrainConfig:
     # An iteration is `steps_per_iteration` optimizer steps, or `epochs_per_iteration` passes over the
     # training questions (docs/METHOD.md section 10: snapshot t - j should be a trained student).
     iteration_unit: Literal["steps", "epochs"] = "steps"
-    steps_per_iteration: int = 80
+    steps_per_iteration: int = 40
     epochs_per_iteration: float = 1.0
     weight_decay: float = 0.0
     num_workers: int = 1

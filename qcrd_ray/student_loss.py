@@ -8,12 +8,15 @@ Losses per micro batch of questions (docs/METHOD.md sections 1, 5, 6):
 Both rationale terms average over every question of the batch: one without a rationale adds zero.
 
 With ``minmax`` or ``maxmin`` only one positive and one negative per question carry a gradient. Which ones is
-decided by their CE, so QCRD first scores every rationale without a gradient (one encoder pass, one batched
-decoder pass), then runs the differentiable pass on the chosen two alone: the same loss and gradient (up to
-dropout, which draws its masks anew). It saves ~10% of a QCRD step (benchmarks.qcrd_step, BENCHMARKS.md).
+decided by their CE, so QCRD first scores the rationales without a gradient (one encoder pass, one batched
+decoder pass; a side with a single rationale needs no score), then runs the differentiable pass on the chosen
+two alone: the same loss and gradient (up to dropout, which draws its masks anew). benchmarks.qcrd_step
+measures what it saves.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
@@ -54,8 +57,8 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
         if choose_first and cfg.loss.aggregation in PICKING_AGGREGATIONS:
             import torch
 
-            with torch.no_grad():
-                ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])
+            with torch.no_grad():  # only the sides with a choice to make: one rationale is its own pick
+                ce, mask = explain_ce([[*c.positives, *c.negatives] for c in map(contested, batch)])
             batch = chosen_rationales(batch, ce, mask, cfg.loss.aggregation)
         ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
         pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
@@ -105,18 +108,32 @@ def contrastive_figures(terms) -> dict[str, float]:
     }
 
 
+def contested(item: TrainItem) -> TrainItem:
+    """``item`` with only the sides that hold two or more rationales (the ones a pick has to score)."""
+    pos, neg = len(item.positives) > 1, len(item.negatives) > 1
+    return replace(item, positives=item.positives if pos else (), positive_scores=item.positive_scores if pos else (),
+                   negatives=item.negatives if neg else (), negative_scores=item.negative_scores if neg else ())  # fmt: skip
+
+
 def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str) -> list[TrainItem]:
-    """Each item cut down to the positive and the negative ``aggregation`` picks by their CE (ce, mask: [B, R],
-    the item's positives then its negatives), each with its judge score: the pick ``contrastive_terms`` makes."""
+    """Each item cut down to the positive and the negative ``aggregation`` picks by their CE, each with its judge
+    score: the pick ``contrastive_terms`` makes. ce, mask: [B, R] over ``contested(item)``'s slots, its
+    positives then its negatives; a side with a single rationale picks it without a score."""
     from qcrd_ray.losses import SIDE_MODES, pick_by_ce
 
     pos_mode, neg_mode = SIDE_MODES[aggregation]
-    pos_ce, pos_mask, _, neg_ce, neg_mask, _ = _split_slots(batch, ce.detach(), mask)
-    picked = zip(pick_by_ce(pos_ce, pos_mask, pos_mode).tolist(), pos_mask.any(dim=1).tolist(),
-                 pick_by_ce(neg_ce, neg_mask, neg_mode).tolist(), neg_mask.any(dim=1).tolist(), strict=True)  # fmt: skip
+    pos_ce, pos_mask, _, neg_ce, neg_mask, _ = _split_slots([contested(it) for it in batch], ce.detach(), mask)
+    pos_picks, neg_picks = (
+        pick_by_ce(pos_ce, pos_mask, pos_mode).tolist(),
+        pick_by_ce(neg_ce, neg_mask, neg_mode).tolist(),
+    )
+
+    def pick(candidates: tuple, index: int) -> list[int]:
+        return [] if not candidates else [index if len(candidates) > 1 else 0]
+
     chosen = []
-    for it, (p, has_p, n, has_n) in zip(batch, picked, strict=True):
-        p, n = [p] if has_p else [], [n] if has_n else []
+    for it, p, n in zip(batch, pos_picks, neg_picks, strict=True):
+        p, n = pick(it.positives, p), pick(it.negatives, n)
         chosen.append(TrainItem(it.id, it.input, it.label, tuple(it.positives[j] for j in p),
                                 tuple(it.positive_scores[j] for j in p), tuple(it.negatives[j] for j in n),
                                 tuple(it.negative_scores[j] for j in n)))  # fmt: skip
