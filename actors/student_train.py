@@ -24,7 +24,7 @@ from qcrd_ray.student_iteration import Slot, train_iteration
 from qcrd_ray.student_loss import METHODS
 
 GRADIENT_CLIPPING = 1.0
-STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: iterations done and their metrics
+STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: stages done, the last one's metrics
 DEEPSPEED_DIR = "deepspeed"  # inside each reported checkpoint: engine.save_checkpoint's directory
 
 
@@ -161,11 +161,7 @@ def _worker(config: dict) -> None:
     entered = time.time()  # wall clock: compared with the driver's, so the fit's start-up cost can be split
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    state = {"completed": 0, "method": None}
-    resume = ray.train.get_checkpoint()
-    if resume is not None:  # a worker failed: carry on after the last reported stage
-        with resume.as_directory() as directory:
-            state = json.loads((Path(directory) / STATE_FILE).read_text())
+    resume, state = _resume_point(ray.train.get_checkpoint(), feed, config["checkpoints"], rank)
     startup = {"worker_start_seconds": entered - config["fit_started_at"]}
     engine = tokenizer = method = None
     while (box := ray.get(feed.take.remote(state["completed"]))) is not None:  # [stage, ref to its items]
@@ -185,7 +181,8 @@ def _worker(config: dict) -> None:
         metrics.update(startup, iteration=stage.iteration, student_dir=str(student_dir))
         startup = {}  # paid by the first stage of the fit (workers) and of each method (set-up)
         index = state["completed"]
-        state = {"completed": index + 1, "method": method}
+        name = checkpoint_name(index, stage)
+        state = {"completed": index + 1, "method": method, "checkpoint": name, "metrics": metrics}
         with tempfile.TemporaryDirectory(prefix=f"qcrd-{tag}-") as tmp:
             (Path(tmp) / DEEPSPEED_DIR / tag).mkdir(parents=True)  # DeepSpeed makes it on rank 0 only
             engine.save_checkpoint(str(Path(tmp) / DEEPSPEED_DIR), tag=tag)
@@ -194,9 +191,35 @@ def _worker(config: dict) -> None:
                 (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
             ray.train.report({key: v for key, v in metrics.items() if key != "loss_curve"},
                              checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=checkpoint_name(index, stage))  # fmt: skip
+                             checkpoint_dir_name=name)  # fmt: skip
         if rank == 0:
-            ray.get(feed.finish.remote(index, metrics))
+            ray.get(feed.finish.remote(index, metrics, name))
+
+
+def _read_state(checkpoint) -> dict:
+    with checkpoint.as_directory() as directory:
+        return json.loads((Path(directory) / STATE_FILE).read_text())
+
+
+def _resume_point(checkpoint, feed, checkpoints: str, rank: int):
+    """Where a (re)started worker carries on -> (checkpoint or None, state {"completed", "method", ...}).
+
+    The feed, not Ray Train, says which stages are done: a worker killed right after ``ray.train.report``
+    leaves a checkpoint on disk that the controller may not have registered yet, and restarting from the one
+    before would ask for a stage the driver has already moved past (and wait forever). So a restarted worker
+    takes the feed's last finished stage's checkpoint when it is newer, and hands over a reported stage the
+    feed never got (it died between the report and ``finish``)."""
+    import ray
+    import ray.train
+
+    state = _read_state(checkpoint) if checkpoint is not None else {"completed": 0, "method": None}
+    done, last = ray.get(feed.progress.remote())
+    if done > state["completed"]:
+        checkpoint = ray.train.Checkpoint(str(Path(checkpoints) / last))
+        state = _read_state(checkpoint)
+    elif state["completed"] > done and rank == 0:
+        ray.get(feed.finish.remote(done, state["metrics"], state["checkpoint"]))
+    return checkpoint, state
 
 
 def checkpoint_name(index: int, stage: Stage) -> str:
@@ -281,7 +304,13 @@ def _fit(cfg: Config, seed: int, storage_path: str, feed) -> None:
 
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"fit_started_at": time.time(), "cfg": cfg, "seed": seed, "feed": feed},
+        train_loop_config={
+            "fit_started_at": time.time(),
+            "cfg": cfg,
+            "seed": seed,
+            "feed": feed,
+            "checkpoints": str(Path(storage_path) / fit_name(cfg, seed)),
+        },
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu),
         run_config=RunConfig(
             name=fit_name(cfg, seed),

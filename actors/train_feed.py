@@ -3,8 +3,8 @@
 The workers wait between stages (an index of a method) on an ``StageFeed`` (named
 ``{run}/seed_{s}/train_feed``): the driver ``put``s the fit's k-th stage and its items, every worker
 ``take``s them, trains, reports its checkpoint, and rank 0 ``finish``es k with the metrics the driver awaits.
-A worker that dies mid-stage is restarted by Ray Train from the last reported checkpoint and asks for the
-unfinished stage again; its items stay here until it is finished.
+A worker that dies mid-stage is restarted by Ray Train and asks for the unfinished stage again (its items stay
+here until it is finished), from the checkpoint of the last stage this feed has seen finished (``progress``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class StageFeed:
     def __init__(self):
         self._items: dict[int, list] = {}
         self._finished: dict[int, dict] = {}
+        self._done, self._last = 0, None  # stages finished, the last one's checkpoint directory name
         self._stopped = False
         self._changed = asyncio.Condition()
 
@@ -36,11 +37,17 @@ class StageFeed:
             await self._changed.wait_for(lambda: index in self._items or self._stopped)
             return self._items.get(index)
 
-    async def finish(self, index: int, metrics: dict) -> None:
+    async def finish(self, index: int, metrics: dict, checkpoint: str) -> None:
+        """Stage ``index`` is trained and its ``checkpoint`` (a directory name in the fit's storage) reported."""
         async with self._changed:
             self._items.pop(index, None)
             self._finished[index] = metrics
+            self._done, self._last = max(self._done, index + 1), checkpoint
             self._changed.notify_all()
+
+    async def progress(self) -> tuple[int, str | None]:
+        """How many stages are finished, and the last one's checkpoint: what a restarted worker resumes from."""
+        return self._done, self._last
 
     async def result(self, index: int) -> dict:
         async with self._changed:
