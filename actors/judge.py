@@ -1,8 +1,11 @@
-"""The quality judge as a Ray actor (named ``{run}/seed_{s}/judge``), and a saved judge served over HTTP.
+"""The quality judge as a pool of Ray actors (``{run}/seed_{s}/judge``, ``..._1``, ...), and a saved judge
+served over HTTP.
 
 ``JudgeActor`` holds D (``qcrd_ray.judge.QualityJudge``: pretrain, score, update online, save, load) in one
-process, so the model and its optimizer stay in memory across iterations. ``deploy_judge`` serves a saved
-judge through Ray Serve (``python -m jobs.serve_judge``), so that anything outside the run can ask it.
+process, so the model and its optimizer stay in memory across iterations. A seed has ``judge.num_replicas`` of
+them: all score (a chunk of pairs each), replica 0 alone pretrains, updates and saves, and ``sync_replicas``
+hands its new weights to the others before they score again. ``deploy_judge`` serves a saved judge through
+Ray Serve (``python -m jobs.serve_judge``), so that anything outside the run can ask it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,22 @@ import ray
 from qcrd_ray.judge import STATE_FILE, QualityJudge, resolve_judge_dir, score_texts
 
 JudgeActor = ray.remote(num_cpus=1)(QualityJudge)
-JudgeActor.__doc__ = "Ray actor around ``qcrd_ray.judge.QualityJudge``; the driver names it f'{run}/seed_{s}/judge'."
+JudgeActor.__doc__ = (
+    "Ray actor around ``qcrd_ray.judge.QualityJudge``; the driver names replica i f'{run}/seed_{s}/judge' (i = 0) "
+    "or f'{run}/seed_{s}/judge_{i}'."
+)
+
+
+def sync_replicas(judges: Sequence) -> None:
+    """Replicas 1.. load replica 0's weights (D after its pretraining or online update), and are checked to
+    hold its version. The weights travel as an object reference from replica 0 to the others: the driver
+    never fetches them. Each actor runs its calls in order, so a replica's next ``score`` sees the new D."""
+    if len(judges) < 2:
+        return
+    weights = judges[0].weights.remote()
+    versions = ray.get([judges[0].version.remote(), *(judge.load_weights.remote(weights) for judge in judges[1:])])
+    if len(set(versions)) != 1:
+        raise RuntimeError(f"sync_replicas: the judge replicas hold versions {versions} after the sync")
 
 
 # -------------------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Decoding from student snapshots: self-adversarial negatives (docs/METHOD.md section 3) and evaluation.
 
-At iteration t the driver asks this actor (named ``{run}/seed_{s}/student_sampler``) for rationales from the
-snapshot of iteration t - j, sampled at a high temperature (1.5 by default), for ``explain: <input>``; after
-training, it evaluates the new snapshot. One long-lived process does both for every method of a seed, so
-torch and transformers are imported once rather than once per evaluation. The same snapshot serves several
-iterations while the ring turns slowly, so loaded snapshots are cached by path, and a cached entry is dropped
-when the files on disk change (a ring slot rewritten in place).
+A seed has a pool of ``sampler.num_replicas`` of these actors (``{run}/seed_{s}/student_sampler``, then
+``..._1``, ``..._2``, ...). At iteration t the driver asks them for rationales from the snapshot of iteration
+t - j, sampled at a high temperature (1.5 by default), for ``explain: <input>``, a chunk of questions per call
+(``qcrd_ray.sharding``); after training, they evaluate the new snapshot, a chunk of examples per call. The
+long-lived processes do both for every method of a seed, so torch and transformers are imported once rather
+than once per evaluation. The same snapshot serves several iterations while the ring turns slowly, so loaded
+snapshots are cached by path, and a cached entry is dropped when the files on disk change (a ring slot
+rewritten in place).
 """
 
 from __future__ import annotations
@@ -114,6 +116,15 @@ class StudentSampler:
         model, tokenizer = self._load(snapshot_dir)
         return evaluate_student(model, tokenizer, list(examples), task_name, cfg, explains, max_input_length)
 
+    def decode_evaluation(self, snapshot_dir: str, examples: Sequence, cfg: EvalConfig, max_input_length: int,
+                          explained: int) -> dict[str, list[str]]:  # fmt: skip
+        """One chunk of a pooled evaluation: the snapshot's greedy labels for ``examples`` and the rationales of
+        the first ``explained`` (``qcrd_ray.evaluation.decode_evaluation``); the driver merges and scores them."""
+        from qcrd_ray.evaluation import decode_evaluation
+
+        model, tokenizer = self._load(snapshot_dir)
+        return decode_evaluation(model, tokenizer, list(examples), cfg, max_input_length, explained)
+
     def num_loads(self) -> int:
         """How many snapshots were read from disk so far (the rest came from the cache)."""
         return self.loads
@@ -121,5 +132,6 @@ class StudentSampler:
 
 StudentSamplerActor = ray.remote(num_cpus=1)(StudentSampler)
 StudentSamplerActor.__doc__ = (
-    "Ray actor around ``StudentSampler``; the driver names it f'{run}/seed_{s}/student_sampler'."
+    "Ray actor around ``StudentSampler``; the driver names replica i f'{run}/seed_{s}/student_sampler' (i = 0) "
+    "or f'{run}/seed_{s}/student_sampler_{i}'."
 )

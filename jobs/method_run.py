@@ -9,6 +9,11 @@ fit trains the student for one iteration) -> ``update_judge`` (its online update
 optimizer and random state), optimizer state and history come back from it. What each method trains on is
 the core's decision (``qcrd_ray.methods``); this module only moves it between the actors. A baseline
 writes its summary when it is done, so ``--resume`` skips a finished one.
+
+Negatives, judge scores and evaluation run on pools of actors (``sampler.num_replicas`` student samplers,
+``judge.num_replicas`` judges): the driver cuts each job into fixed chunks (``qcrd_ray.sharding``), chunk c
+goes to replica c % N (``actors.pool``) and the results come back in chunk order, so any N gives the result of
+one replica. The judge trains on its replica 0; ``actors.judge.sync_replicas`` hands the others its weights.
 """
 
 from __future__ import annotations
@@ -26,42 +31,59 @@ from qcrd_ray.records import Example, TrainItem, Vote
 
 @dataclass
 class SeedServices:
-    """A seed's long-lived actors beside the trainer: the student sampler (negatives, evaluation) for every
-    method, and a slot for QCRD's judge, packed in one placement group (``{run}/seed_{s}/services``) with
-    what ``sampler`` and ``judge`` ask for. By default half a CPU each: together they fill one CPU of one node,
-    so a whole CPU stays free for a Ray Train worker even on a 2-CPU laptop or a cluster of 1-CPU nodes."""
+    """A seed's long-lived actors beside the trainer: the pool of student samplers (negatives, evaluation) for
+    every method, and slots for QCRD's pool of judges, packed in one placement group
+    (``{run}/seed_{s}/services``), a bundle per replica with what ``sampler`` and ``judge`` ask for. By default
+    one replica of each at half a CPU: together they fill one CPU of one node, so a whole CPU stays free for a
+    Ray Train worker even on a 2-CPU laptop or a cluster of 1-CPU nodes."""
 
     cfg: Config
     name: str  # {run}/seed_{s}
-    students: Any  # StudentSamplerActor
-    group: Any  # PlacementGroup: bundle 0 the sampler's, bundle 1 the judge's
+    samplers: list  # StudentSamplerActor replicas: bundles 0 .. S - 1
+    group: Any  # PlacementGroup: the samplers' bundles, then the judges' (S .. S + J - 1)
+    judges: list = field(default_factory=list)  # JudgeActor replicas, once QCRD has started them
 
     @classmethod
     def start(cls, cfg: Config, seed: int) -> SeedServices:
-        from actors.placement import reserve, start_actor
+        from actors.placement import reserve
+        from actors.pool import start_pool
         from actors.student_sampler import StudentSamplerActor
 
         name = f"{cfg.run.name}/seed_{seed}"
-        group = reserve("student services", [_bundle(cfg.sampler), _bundle(cfg.judge)], strategy="PACK",
-                        timeout_s=cfg.cluster.placement_timeout_s, autoscaling=cfg.cluster.autoscaling,
-                        name=f"{name}/services")  # fmt: skip
-        students = start_actor(StudentSamplerActor, f"{name}/student_sampler", group, 0, cfg.sampler.num_gpus > 0,
-                               num_cpus=cfg.sampler.num_cpus, num_gpus=cfg.sampler.num_gpus)  # fmt: skip
-        students.warm_up.remote()  # its imports overlap the first fit's start-up instead of the first evaluation
-        return cls(cfg, name, students, group)
+        bundles = [_bundle(cfg.sampler)] * cfg.sampler.num_replicas + [_bundle(cfg.judge)] * cfg.judge.num_replicas
+        group = reserve("student services", bundles, strategy="PACK", timeout_s=cfg.cluster.placement_timeout_s,
+                        autoscaling=cfg.cluster.autoscaling, name=f"{name}/services")  # fmt: skip
+        samplers = start_pool(StudentSamplerActor, f"{name}/student_sampler", cfg.sampler.num_replicas, group, 0,
+                              cfg.sampler.num_gpus > 0, num_cpus=cfg.sampler.num_cpus,
+                              num_gpus=cfg.sampler.num_gpus)  # fmt: skip
+        for sampler in samplers:
+            sampler.warm_up.remote()  # imports overlap the first fit's start-up instead of the first evaluation
+        return cls(cfg, name, samplers, group)
 
-    def start_judge(self, tokenizer_dir: Path, seed: int):
+    def start_judge(self, tokenizer_dir: Path, seed: int) -> list:
+        """``judge.num_replicas`` judges, all built alike from ``seed`` (the same D until replica 0 trains)."""
         from actors.judge import JudgeActor
-        from actors.placement import start_actor
+        from actors.pool import start_pool
 
         judge = self.cfg.judge
-        return start_actor(JudgeActor, f"{self.name}/judge", self.group, 1, judge, str(tokenizer_dir), seed,
-                           num_cpus=judge.num_cpus, num_gpus=judge.num_gpus)  # fmt: skip
+        self.judges = start_pool(JudgeActor, f"{self.name}/judge", judge.num_replicas, self.group,
+                                 self.cfg.sampler.num_replicas, judge, str(tokenizer_dir), seed,
+                                 num_cpus=judge.num_cpus, num_gpus=judge.num_gpus)  # fmt: skip
+        return self.judges
+
+    def stop_judges(self) -> None:
+        from actors.pool import kill_pool
+
+        kill_pool(self.judges)
+        self.judges = []
 
     def stop(self) -> None:
         import ray
 
-        ray.kill(self.students)
+        from actors.pool import kill_pool
+
+        kill_pool(self.samplers)
+        self.stop_judges()
         ray.util.remove_placement_group(self.group)
 
 
@@ -85,6 +107,19 @@ class MethodContext:
     timer: Any  # metrics.PhaseTimer
     metrics: Any  # metrics.MetricsLogger
     resume: bool = False
+    _eval_refs: list = field(default_factory=list, repr=False)
+
+    def eval_refs(self) -> list:
+        """``eval`` in chunks of ``eval.batch_size`` (``evaluation_chunks``' cut), each ``ray.put`` once for the
+        seed: every evaluation of every method sends the samplers references, not the examples again."""
+        import ray
+
+        from qcrd_ray.sharding import chunk_bounds
+
+        if not self._eval_refs:
+            bounds = chunk_bounds(len(self.eval), self.cfg.eval.batch_size)
+            self._eval_refs = [ray.put(self.eval[start:stop]) for start, stop in bounds]
+        return self._eval_refs
 
 
 @dataclass
@@ -123,13 +158,18 @@ def run_method(ctx: MethodContext, method: str) -> MethodResult:
 
 
 def evaluate_and_record(ctx: MethodContext, method: str, t: int, train_metrics: dict, history: list[dict]) -> dict:
-    """Evaluate iteration t's student, log the iteration to metrics.jsonl, append it to ``history``."""
-    import ray
+    """Evaluate iteration t's student over the sampler pool (a chunk of ``eval.batch_size`` examples per call,
+    merged as one evaluation), log the iteration to metrics.jsonl, append it to ``history``."""
+    from actors.pool import map_chunks
+    from qcrd_ray.evaluation import evaluation_chunks, merge_evaluations
 
+    cfg, explains = ctx.cfg, method != "finetune"
+    chunks = evaluation_chunks(len(ctx.eval), cfg.eval, explains)
     with ctx.timer.phase("evaluate", method=method, iteration=t):
-        evaluation = ray.get(ctx.services.students.evaluate.remote(
-            str(train_metrics["student_dir"]), ctx.eval, ctx.cfg.data.task, ctx.cfg.eval, method != "finetune",
-            ctx.cfg.student.max_input_length))  # fmt: skip
+        calls = [(str(train_metrics["student_dir"]), ref, cfg.eval, cfg.student.max_input_length, explained)
+                 for ref, (_, _, explained) in zip(ctx.eval_refs(), chunks, strict=True)]  # fmt: skip
+        parts = map_chunks(ctx.services.samplers, "decode_evaluation", calls)
+        evaluation = merge_evaluations(parts, ctx.eval, cfg.data.task, explains, cfg.eval.num_examples_in_report)
     record = {
         **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
         "iteration": t,
@@ -192,7 +232,7 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
 
 
 class QcrdRun:
-    """QCRD's iterations for one seed: the snapshot ring, the judge, the streaming fit, and the history."""
+    """QCRD's iterations for one seed: the snapshot ring, the judge pool, the streaming fit, and the history."""
 
     def __init__(self, ctx: MethodContext, init_dir: Path, method_dir: Path):
         from qcrd_ray.manifest import check_resumable, read_manifest, verify_files
@@ -202,7 +242,8 @@ class QcrdRun:
         self.run_dir = ctx.seed_dir.parent  # checkpoints are loaded from inside it only
         self.evicted: list[str] = []  # snapshots out of the ring, deleted once the next manifest is written
         self.files: dict[str, str] = {}  # the last manifest's file hashes, reused for the files it already had
-        self.judge = ctx.services.start_judge(init_dir, ctx.seed) if self.cfg.run.use_judge else None
+        self.judges = ctx.services.start_judge(init_dir, ctx.seed) if self.cfg.run.use_judge else []
+        self.question_refs: list = []  # the training questions in chunks of negatives.batch_size, put once
         self.manifest = read_manifest(method_dir) if ctx.resume else None
         if self.manifest is not None:
             check_resumable(self.manifest, self.cfg, method_dir)
@@ -212,8 +253,10 @@ class QcrdRun:
             self.history = list(self.manifest.metrics_history)
             self.files = dict(self.manifest.files)
             self.optimizer_state = self.manifest.optimizer_state
-            if self.judge is not None and self.manifest.judge_path:
-                _get(self.judge.load.remote(self.manifest.judge_path))
+            if self.judges and self.manifest.judge_path:
+                from actors.pool import broadcast
+
+                broadcast(self.judges, "load", self.manifest.judge_path)  # every replica: the same D again
             print(f"[qcrd] resuming after iteration {self.manifest.completed_iteration + 1}", flush=True)
         else:
             self.ring, self.history, self.optimizer_state = SnapshotRing.for_lag(self.cfg.negatives.lag), [], None
@@ -221,8 +264,6 @@ class QcrdRun:
         self.judge_scores: dict[str, list[float]] = {}
 
     def run(self) -> MethodResult:
-        import ray
-
         if not self.history:
             self.pretrain_judge()
         for t in range(len(self.history), self.cfg.run.iterations):
@@ -233,42 +274,57 @@ class QcrdRun:
             self.update_judge(t, items)
             evaluate_and_record(self.ctx, "qcrd", t, {**result, "judge_lr_scale": self.lr_scale(t)}, self.history)
             self.checkpoint(t, result["student_dir"])
-        if self.judge is not None:
-            ray.kill(self.judge)
+        self.ctx.services.stop_judges()
         return MethodResult(_summary(self.history, Path(self.ring.latest()[1])), self.judge_scores)
 
     # -- the steps ---------------------------------------------------------------------------------------------
 
     def pretrain_judge(self) -> None:
+        """Replica 0 of the judge pool pretrains; the others take its weights."""
+        from actors.judge import sync_replicas
         from qcrd_ray.methods import pretrain_groups
 
-        if self.judge is None or self.cfg.judge.pretrain_steps == 0:
+        if not self.judges or self.cfg.judge.pretrain_steps == 0:
             return
         with self.ctx.timer.phase("judge_pretrain", method="qcrd"):
-            info = _get(self.judge.pretrain.remote(pretrain_groups(self.ctx.train, self.ctx.votes)))
+            info = _get(self.judges[0].pretrain.remote(pretrain_groups(self.ctx.train, self.ctx.votes)))
+            sync_replicas(self.judges)
         self.ctx.metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
 
     def negatives(self, t: int) -> dict[str, list[str]]:
-        """Samples of snapshot t - j (the oldest one there is, early on) for every training question."""
+        """Samples of snapshot t - j (the oldest one there is, early on) for every training question, over the
+        sampler pool: chunk c of ``negatives.batch_size`` questions with ``chunk_seed(base, c)``, base the
+        iteration's seed."""
+        import ray
+
+        from actors.pool import map_chunks
         from qcrd_ray.schedule import snapshot_for
+        from qcrd_ray.sharding import chunk_seed, chunks, merge_samples
 
         if not self.cfg.run.student_negatives:
             return {}
         snapshot = self.ring.get(snapshot_for(t, self.cfg.negatives.lag))
-        questions = [(ex.id, ex.input) for ex in self.ctx.train]
+        if not self.question_refs:  # every iteration sends chunk c to the same replica: put them once
+            questions = [(ex.id, ex.input) for ex in self.ctx.train]
+            self.question_refs = [ray.put(chunk) for chunk in chunks(questions, self.cfg.negatives.batch_size)]
+        base = self.ctx.seed * 100_003 + t
+        calls = [(snapshot, ref, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
+                 for c, ref in enumerate(self.question_refs)]  # fmt: skip
         with self.ctx.timer.phase("negatives", method="qcrd", iteration=t):
-            return _get(self.ctx.services.students.sample.remote(snapshot, questions, self.cfg.negatives,
-                                                                 self.ctx.seed * 100_003 + t,
-                                                                 self.cfg.student.max_input_length))  # fmt: skip
+            return merge_samples(map_chunks(self.ctx.services.samplers, "sample", calls))
 
     def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:
-        """The judge's score for every positive and negative, in one large batch (neutral without a judge)."""
+        """The judge's score for every positive and negative (neutral without a judge), over the judge pool in
+        chunks of ``judge.score_batch_size`` pairs, concatenated in order."""
+        from actors.pool import map_chunks
         from qcrd_ray.methods import judge_pairs, scores_by_kind, with_scores
+        from qcrd_ray.sharding import chunks, concat
 
-        if self.judge is None:
+        if not self.judges:
             return items
+        calls = [(chunk,) for chunk in chunks(judge_pairs(items), self.cfg.judge.score_batch_size)]
         with self.ctx.timer.phase("judge_score", method="qcrd", iteration=t):
-            items = with_scores(items, _get(self.judge.score.remote(judge_pairs(items))))
+            items = with_scores(items, concat(map_chunks(self.judges, "score", calls)))
         self.judge_scores = scores_by_kind(items, student_samples)
         for kind, scores in self.judge_scores.items():
             self.ctx.metrics.log_scores(kind, scores, iteration=t)
@@ -291,23 +347,27 @@ class QcrdRun:
         return judge_lr_scale(self.cfg.loss, t)
 
     def update_judge(self, t: int, items: list[TrainItem]) -> None:
+        """Replica 0 of the judge pool updates online; the others take its weights before they score again."""
+        from actors.judge import sync_replicas
         from qcrd_ray.methods import update_groups
 
-        if self.judge is None or (t + 1) % self.cfg.judge.update_interval != 0:
+        if not self.judges or (t + 1) % self.cfg.judge.update_interval != 0:
             return
         with self.ctx.timer.phase("judge_update", method="qcrd", iteration=t):
-            _get(self.judge.update.remote(update_groups(items), self.lr_scale(t)))
+            _get(self.judges[0].update.remote(update_groups(items), self.lr_scale(t)))
+            sync_replicas(self.judges)
 
     def checkpoint(self, t: int, student_dir: str) -> None:
-        """Push iteration t's student into the ring, save the judge, then write the manifest with the sha256 of
-        every file it names. The snapshot the previous iteration evicted is deleted only now, so the previous
-        manifest stays whole for as long as this one is the latest (a damaged latest falls back to it)."""
+        """Push iteration t's student into the ring, save the judge (replica 0's: every replica holds the same
+        D), then write the manifest with the sha256 of every file it names. The snapshot the previous iteration
+        evicted is deleted only now, so the previous manifest stays whole for as long as this one is the latest
+        (a damaged latest falls back to it)."""
         from qcrd_ray.manifest import RunManifest, config_hash, file_hashes, write_manifest
 
         evicted = [path for _, path in self.ring.push(t + 1, str(student_dir))]
         judge_path = None
-        if self.judge is not None:
-            judge_path = _get(self.judge.save.remote(str(self.method_dir / "judge" / f"iter_{t + 1:04d}")))
+        if self.judges:
+            judge_path = _get(self.judges[0].save.remote(str(self.method_dir / "judge" / f"iter_{t + 1:04d}")))
         kept = [p for p in (self.optimizer_state, judge_path, *(path for _, path in self.ring)) if p]
         manifest = RunManifest(run_name=self.cfg.run.name, config_hash=config_hash(self.cfg), completed_iteration=t,
                                snapshot_ring=self.ring.to_dict(), judge_path=judge_path,

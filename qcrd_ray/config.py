@@ -195,9 +195,11 @@ class JudgeConfig:
     max_length: int = 256
     loss_form: Literal["infonce", "paper_printed"] = "infonce"
     mask_probability: float = 0.15
-    # What the judge actor asks of its node (half a CPU: it shares one with the student sampler on a laptop).
+    # What each judge actor asks of its node (half a CPU: it shares one with the student sampler on a laptop),
+    # and how many score each iteration's pairs (the online update runs on the first; the others load it).
     num_cpus: float = 0.5
     num_gpus: float = 0.0
+    num_replicas: int = 1
 
     def validate(self, p: str) -> None:
         check(
@@ -216,20 +218,22 @@ class JudgeConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """The student sampler actor (negatives and evaluation): what it asks of its node."""
+    """The student sampler actors (negatives and evaluation): what each asks of its node, and how many."""
 
     num_cpus: float = 0.5
     num_gpus: float = 0.0
+    num_replicas: int = 1
 
     def validate(self, p: str) -> None:
         check_resources(self, p)
 
 
 def check_resources(section, p: str) -> None:
-    """An actor's ``num_cpus`` and ``num_gpus``: at least something, nothing negative."""
+    """An actor pool's ``num_cpus`` and ``num_gpus`` (at least something, nothing negative) and ``num_replicas``."""
     check(section.num_cpus >= 0, f"{p}.num_cpus", "a float >= 0", section.num_cpus)
     check(section.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", section.num_gpus)
     check(section.num_cpus + section.num_gpus > 0, f"{p}.num_cpus", "more than 0 (or num_gpus > 0)", section.num_cpus)
+    check(section.num_replicas >= 1, f"{p}.num_replicas", "an integer >= 1", section.num_replicas)
 
 
 @dataclass(frozen=True)

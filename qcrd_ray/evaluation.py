@@ -48,23 +48,71 @@ def evaluate_student(
     Returns {"accuracy" (predict path), "rationale_accuracy" (None unless ``explains``), "predictions",
     "examples": [{"input", "label", "prediction", "rationale", "rationale_answer"}]} (the first
     ``cfg.num_examples_in_report``).
+
+    It decodes the chunks of ``evaluation_chunks`` one after the other, as a pool of student samplers does
+    them side by side, so both give the same result to the last bit (a batch's padding can move a float).
     """
+    parts = [
+        decode_evaluation(model, tokenizer, examples[start:stop], cfg, max_input_length, explained)
+        for start, stop, explained in evaluation_chunks(len(examples), cfg, explains)
+    ]
+    return merge_evaluations(parts, examples, task_name, explains, cfg.num_examples_in_report)
+
+
+def evaluation_chunks(num_examples: int, cfg: EvalConfig, explains: bool) -> list[tuple[int, int, int]]:
+    """An evaluation cut into chunks of ``cfg.batch_size`` examples: (start, stop, explained) per chunk, where
+    ``explained`` is how many of the chunk's first examples also get their rationale decoded (all of them for a
+    student that ``explains``, else only those among the first ``cfg.num_examples_in_report``)."""
+    from qcrd_ray.sharding import chunk_bounds
+
+    report = cfg.num_examples_in_report
+    return [
+        (start, stop, stop - start if explains else max(0, min(stop, report) - start))
+        for start, stop in chunk_bounds(num_examples, cfg.batch_size)
+    ]
+
+
+def decode_evaluation(
+    model, tokenizer, examples: list[Example], cfg: EvalConfig, max_input_length: int, explained: int
+) -> dict[str, list[str]]:
+    """The greedy decodes behind an evaluation: {"predictions": the ``predict:`` label of every example,
+    "rationales": the ``explain:`` rationale of the first ``explained``}. Nothing is scored here."""
     from qcrd_ray.models import generate, is_seq2seq
     from qcrd_ray.scoring import causal_prompt
 
-    task = get_task(task_name)
     wrap = (lambda text: text) if is_seq2seq(model) else causal_prompt
 
     def decode(prefix: str, batch: list[Example], tokens: int) -> list[str]:
+        if not batch:
+            return []
         prompts = [wrap(prefix + ex.input) for ex in batch]
         outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=cfg.batch_size,
                         max_input_length=max_input_length)  # fmt: skip
         return [o[0].strip() for o in outs]
 
+    return {
+        "predictions": decode(PREDICT, examples, cfg.max_new_tokens),
+        "rationales": decode(EXPLAIN, examples[:explained], cfg.rationale_max_new_tokens),
+    }
+
+
+def merge_evaluations(
+    parts: list[dict[str, list[str]]],
+    examples: list[Example],
+    task_name: str,
+    explains: bool,
+    num_examples_in_report: int,
+) -> dict:
+    """``decode_evaluation``'s results for consecutive chunks of ``examples``, in order, scored as one
+    evaluation: exactly what ``evaluate_student`` returns for all of ``examples`` at once."""
+    task = get_task(task_name)
+    predictions = [p for part in parts for p in part["predictions"]]
+    rationales = [r for part in parts for r in part["rationales"]]
+    if len(predictions) != len(examples):
+        raise ValueError(f"merge_evaluations: {len(predictions)} predictions for {len(examples)} examples")
+    if explains and len(rationales) != len(examples):
+        raise ValueError(f"merge_evaluations: {len(rationales)} rationales for {len(examples)} examples")
     labels = [ex.label for ex in examples]
-    predictions = decode(PREDICT, examples, cfg.max_new_tokens)
-    shown = len(examples) if explains else cfg.num_examples_in_report
-    rationales = decode(EXPLAIN, examples[:shown], cfg.rationale_max_new_tokens)
     answers = [task.answer_from_rationale(r) for r in rationales]
     return {
         "accuracy": accuracy(task, predictions, labels),
@@ -73,5 +121,5 @@ def evaluate_student(
         "examples": [
             {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat, "rationale_answer": ans}
             for ex, pred, rat, ans in zip(examples, predictions, rationales, answers, strict=False)
-        ][: cfg.num_examples_in_report],
+        ][:num_examples_in_report],
     }

@@ -4,8 +4,9 @@ D reads (question, rationale) and gives s in [0, 1]. It is pretrained on the tea
 negatives (classes balanced by ``qcrd_ray.augment``), scores every iteration's rationales in large batches, and
 is updated online after each iteration. a3's decay acts on those updates through their learning rate
 (``lr * lr_scale``, with ``lr_scale = a3_t / a3_0``): D has an optimizer of its own, and AdamW is blind to the
-scale of its loss, so multiplying the loss by a3 would change nothing. ``actors/judge.py`` holds D in a Ray
-actor (and serves a saved one over HTTP); everything here is plain torch.
+scale of its loss, so multiplying the loss by a3 would change nothing. ``actors/judge.py`` holds D in Ray
+actors, a pool of ``judge.num_replicas`` that split the scoring while the first alone trains and hands its
+``weights()`` to the others (and serves a saved D over HTTP); everything here is plain torch.
 
 A save is a directory ``v{version:04d}`` (``models.save_judge`` plus the optimizer state and a small
 ``judge_state.json``) under the save root; the root's ``LATEST`` marker is written last, so a crash during a
@@ -239,6 +240,19 @@ class QualityJudge:
             "last_losses": list(self._last_losses),
             "last_scores": list(self._last_scores),
         }
+
+    def weights(self) -> dict[str, Any]:
+        """What another replica needs to score as this one does: a copy of D's weights (on the CPU), its version
+        and step count."""
+        model = {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.model.state_dict().items()}
+        return {"model": model, "version": self._version, "steps": self._steps}
+
+    def load_weights(self, weights: dict[str, Any]) -> int:
+        """Take another replica's ``weights()`` (the one that trains); returns the version now held. The
+        optimizer and random state stay: a replica that only scores never uses them."""
+        self.model.load_state_dict(weights["model"])
+        self._version, self._steps = int(weights["version"]), int(weights["steps"])
+        return self._version
 
     def save(self, root: str) -> str:
         """Save D, its tokenizer, optimizer and random state under ``root/v{version:04d}``; then point

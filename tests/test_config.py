@@ -77,6 +77,9 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["train.weight_decay=-1"], "train.weight_decay: expected a float >= 0"),
         (["sampler.num_gpus=-1"], "sampler.num_gpus: expected a float >= 0"),
         (["judge.num_cpus=0"], "judge.num_cpus: expected more than 0"),
+        (["sampler.num_replicas=0"], "sampler.num_replicas: expected an integer >= 1"),
+        (["judge.num_replicas=-2"], "judge.num_replicas: expected an integer >= 1"),
+        (["judge.num_replicas=1.5"], "judge.num_replicas: expected int"),
         (["train.epochs_per_iteration=0"], "train.epochs_per_iteration: expected a float > 0"),
         (["train.lr=[1,"], "the value is not valid YAML"),
         # the judge is served from a saved run by jobs.serve_judge, not by a config switch nothing read

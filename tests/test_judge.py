@@ -152,6 +152,27 @@ def test_a3_decay_shrinks_the_online_update(tokenizer_dir):
     assert all(torch.equal(v, before[k]) for k, v in judge.model.state_dict().items())
 
 
+def test_a_replica_that_loads_the_weights_scores_as_the_one_that_trained(tokenizer_dir):
+    """The judge pool's sync (actors.judge.sync_replicas): replica 0 trains, the others load its weights()."""
+    import torch
+
+    from qcrd_ray.judge import QualityJudge
+
+    groups = arithmetic_groups()
+    pairs = pairs_of(groups, 0)[:8] + pairs_of(groups, 1)[:8]
+    trained, other = QualityJudge(CFG, tokenizer_dir, seed=0), QualityJudge(CFG, tokenizer_dir, seed=0)
+    assert trained.score(pairs) == other.score(pairs)  # built alike from one seed
+    trained.update(groups[:6], lr_scale=1.0)
+    assert trained.score(pairs) != other.score(pairs)
+    weights = trained.weights()
+    assert all(t.device.type == "cpu" for t in weights["model"].values())
+    assert other.load_weights(weights) == trained.version() == 1
+    assert other.score(pairs) == trained.score(pairs)
+    assert other.state()["steps"] == trained.state()["steps"] == CFG.update_steps
+    weights["model"]["head.0.bias"] += 1.0  # a copy: the trained judge keeps its own
+    assert not torch.equal(trained.model.state_dict()["head.0.bias"], weights["model"]["head.0.bias"])
+
+
 def test_pretrain_without_any_positive_raises(tokenizer_dir):
     from qcrd_ray.judge import QualityJudge
 

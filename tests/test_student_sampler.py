@@ -154,15 +154,19 @@ def test_bad_arguments_raise(tmp_path, snapshot):
 
 
 def test_the_seed_services_ask_for_what_the_sampler_and_judge_sections_say(_ray_session):
-    """Nothing hard-codes a resource: the services' placement group has a bundle per section (no GPU here)."""
+    """Nothing hard-codes a resource: the services' placement group has a bundle per replica of each section,
+    the samplers' first (no GPU here); the judges' wait for QCRD to start them."""
     from jobs.method_run import SeedServices
     from qcrd_ray.config import Config
 
-    cfg = Config().replace({"run.name": "res", "sampler.num_cpus": 0.25, "judge.num_cpus": 0.5})
+    cfg = Config().replace({"run.name": "res", "sampler.num_cpus": 0.25, "judge.num_cpus": 0.5,
+                            "judge.num_replicas": 2})  # fmt: skip
     services = SeedServices.start(cfg, seed=3)
     try:
         group = ray.util.get_placement_group("res/seed_3/services")
-        assert group.bundle_specs == [{"CPU": 0.25}, {"CPU": 0.5}]
-        assert ray.get(services.students.num_loads.remote()) == 0  # the sampler runs in its bundle
+        assert group.bundle_specs == [{"CPU": 0.25}, {"CPU": 0.5}, {"CPU": 0.5}]
+        assert len(services.samplers) == 1 and services.judges == []
+        assert ray.get(services.samplers[0].num_loads.remote()) == 0  # the sampler runs in its bundle
+        assert ray.get(ray.get_actor("res/seed_3/student_sampler").num_loads.remote()) == 0
     finally:
         services.stop()

@@ -1,0 +1,146 @@
+"""Pools of student samplers and judges on a simulated 2-node Ray cluster (both nodes on 127.0.0.1).
+
+The driver's own steps (``jobs.method_run``: QCRD's negatives, judge scores before and after an online update,
+evaluation) run once with one replica of each actor and once with two, from the same seed: everything they
+return is identical, in order and value, and the two replicas of each pool do share the work.
+"""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from qcrd_ray.config import Config
+from qcrd_ray.records import Rationale, Vote
+
+SEED = 3
+OVERRIDES = {
+    "student.max_input_length": 64,
+    "negatives.batch_size": 5,  # 24 questions: 5 chunks, dealt 0 1 0 1 0 over two replicas
+    "negatives.samples_per_question": 2,
+    "negatives.max_new_tokens": 8,
+    "judge.tiny.d_model": 32,
+    "judge.tiny.num_layers": 1,
+    "judge.tiny.num_heads": 2,
+    "judge.tiny.d_ff": 64,
+    "judge.hidden_size": 32,
+    "judge.pretrain_steps": 4,
+    "judge.update_steps": 2,
+    "judge.batch_size": 4,
+    "judge.lr": 3e-3,
+    "judge.score_batch_size": 16,  # 24 questions x (2 positives + up to 3 negatives): 7 chunks
+    "judge.max_length": 48,
+    "eval.batch_size": 4,  # 10 examples: 3 chunks
+    "eval.max_new_tokens": 4,
+    "eval.rationale_max_new_tokens": 6,
+    "eval.num_examples_in_report": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head and a worker node of 1 CPU each: a pool of 2 samplers and 2 judges (half a CPU each) fills both."""
+    from conftest import TEST_NAMESPACE, _init_ray
+    from ray.cluster_utils import Cluster
+
+    was_running = ray.is_initialized()
+    if was_running:
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
+                      "include_dashboard": False})  # fmt: skip
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    ray.init(address=cluster.address, namespace=TEST_NAMESPACE)
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+    if was_running:
+        _init_ray()  # the session's Ray, for the modules after this one
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """24 toy training questions with made-up votes, 10 eval questions, and a tiny random student (snapshot 0)."""
+    from qcrd_ray.config import StudentConfig, TinyModelConfig
+    from qcrd_ray.models import build_student, save_student
+    from qcrd_ray.tokenizer import train_tokenizer
+    from qcrd_ray.toy import generate_split
+
+    train, evals = generate_split("train", 24, seed=0), generate_split("test", 10, seed=0)
+    votes = []
+    for i, ex in enumerate(train):
+        right = [Rationale(f"{ex.input} gives {ex.label} so the answer is {ex.label}", ex.label),
+                 Rationale(f"we work it out to {ex.label}", ex.label)]  # fmt: skip
+        wrong = [Rationale(f"it is {int(ex.label) + 1} so the answer is {int(ex.label) + 1}", str(int(ex.label) + 1))]
+        votes.append(Vote(ex.id, ex.label, tuple(right), tuple(wrong[: i % 2]), 3, 3, 2 / 3, True, (*right, *wrong)))
+    texts = [ex.input for ex in train + evals] + [r.text for v in votes for r in v.samples]
+    tokenizer = train_tokenizer([*texts, "explain: predict:"], vocab_size=300)
+    student = StudentConfig(model=None, tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64))
+    run_dir = tmp_path_factory.mktemp("pools")
+    snapshot = run_dir / "initial_student"
+    save_student(build_student(student, tokenizer, seed=SEED), tokenizer, snapshot)
+    return train, evals, votes, run_dir, snapshot
+
+
+def run_steps(replicas: int, data) -> dict:
+    """The driver's steps with pools of ``replicas`` samplers and judges; what each returned."""
+    from actors.pool import broadcast
+    from jobs.method_run import MethodContext, QcrdRun, SeedServices, evaluate_and_record
+    from qcrd_ray.methods import build_items
+    from qcrd_ray.metrics import MetricsLogger, PhaseTimer
+
+    train, evals, votes, run_dir, snapshot = data
+    cfg = Config().replace({**OVERRIDES, "run.name": f"pool{replicas}", "sampler.num_replicas": replicas,
+                            "judge.num_replicas": replicas})  # fmt: skip
+    seed_dir = run_dir / f"replicas_{replicas}"
+    metrics = MetricsLogger(seed_dir / "metrics.jsonl", ray_metrics=False)
+    services = SeedServices.start(cfg, SEED)
+    try:
+        ctx = MethodContext(cfg, SEED, train, evals, votes, seed_dir, services, None, PhaseTimer(metrics), metrics)
+        qcrd = QcrdRun(ctx, snapshot, seed_dir / "qcrd")
+        assert len(services.samplers) == len(services.judges) == replicas
+        qcrd.pretrain_judge()
+        samples = qcrd.negatives(0)
+        items = build_items(cfg, "qcrd", train, votes, samples)
+        scored = qcrd.score(0, items, samples)
+        qcrd.update_judge(0, scored)
+        rescored = qcrd.score(1, items, samples)
+        out = {
+            "samples": list(samples.items()),
+            "scored": scored,
+            "rescored": rescored,
+            "versions": broadcast(services.judges, "version"),
+            "qcrd_eval": evaluate_and_record(ctx, "qcrd", 0, {"student_dir": str(snapshot)}, []),
+            "finetune_eval": evaluate_and_record(ctx, "finetune", 0, {"student_dir": str(snapshot)}, []),
+            # did every replica do its share: a snapshot loaded, pairs scored
+            "sampler_loads": broadcast(services.samplers, "num_loads"),
+            "judge_scored": [len(s["last_scores"]) for s in broadcast(services.judges, "state")],
+        }
+        if replicas > 1:
+            table = ray.util.placement_group_table(services.group)
+            out["nodes"] = len(set(table["bundles_to_node_id"].values()))
+        return out
+    finally:
+        services.stop()
+        metrics.close()
+
+
+def test_two_replicas_give_what_one_gives(two_nodes, data):
+    one = run_steps(1, data)
+    two = run_steps(2, data)
+    assert two["nodes"] == 2  # the pools span both nodes
+
+    assert len(one["samples"]) == 24 and all(len(s) == 2 for _, s in one["samples"])
+    assert two["samples"] == one["samples"]  # the same rationales for the same questions, in the same order
+    assert two["scored"] == one["scored"]  # every judge score, exactly
+    assert two["rescored"] == one["rescored"]  # after replica 0's update and the others' sync
+    assert two["rescored"] != two["scored"]  # the update did change D, so the sync mattered
+    assert one["versions"] == [2] and two["versions"] == [2, 2]  # pretrained, updated: every replica alike
+
+    for key in ("qcrd_eval", "finetune_eval"):
+        assert two[key] == one[key]
+        assert len(one[key]["examples"]) == 5
+    assert "rationale_accuracy" in one["qcrd_eval"] and "rationale_accuracy" not in one["finetune_eval"]
+
+    assert all(loads >= 1 for loads in two["sampler_loads"])
+    assert all(n > 0 for n in two["judge_scored"])
