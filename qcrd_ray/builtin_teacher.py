@@ -25,7 +25,14 @@ from pathlib import Path
 
 from qcrd_ray.records import Example
 from qcrd_ray.tokenizer import SPECIAL_TOKENS
-from qcrd_ray.toy import completion_text, generate_split, parse_answer, prompt_text, teacher_training_text
+from qcrd_ray.toy import (
+    completion_text,
+    generate_split,
+    gold_rationale,
+    parse_answer,
+    prompt_text,
+    teacher_training_text,
+)
 
 VERSION = "v2"
 # The teacher's training questions come from the "train" split family with their own seed, so they never
@@ -300,7 +307,10 @@ def evaluate_teacher(
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
     if max_new_tokens is None:  # room for the longest gold completion plus a slip's worth of slack
-        gold = [completion_text(ex.rationales[0].text, ex.label) if ex.rationales else "" for ex in examples]
+        gold = [
+            completion_text(ex.rationales[0].text, gold_rationale(ex).answer) if ex.rationales else ""
+            for ex in examples
+        ]
         max_new_tokens = max(len(ids) for ids in tokenizer(gold, add_special_tokens=False)["input_ids"]) + 16
     completions: list[list[str]] = []
     for start in range(0, len(examples), batch_size):
@@ -326,9 +336,9 @@ def evaluate_teacher(
     for ex, samples in zip(examples, completions, strict=True):
         answers = [parse_answer(text) for text in samples]
         parsed += sum(a is not None for a in answers)
-        correct += sum(a == ex.label for a in answers)
+        correct += sum(a == gold_rationale(ex).answer for a in answers)
         votes = Counter(a for a in answers if a is not None)
-        sc_correct += bool(votes) and votes.most_common(1)[0][0] == ex.label
+        sc_correct += bool(votes) and votes.most_common(1)[0][0] == gold_rationale(ex).answer
     n = len(examples)
     return {
         "num_questions": n,

@@ -30,11 +30,14 @@ def accuracy(task: Task | str, predictions: list[str], labels: list[str]) -> flo
 def majority_label_baseline(task: Task | str, train_labels: list[str], eval_labels: list[str]) -> dict:
     """The floor every student must clear: always answer the training set's most frequent label.
 
-    Returns {"label", "accuracy"}; ties go to the label seen first in ``train_labels``.
+    Labels count by their normalized value (SVAMP's and arith's equations by what they evaluate to), so
+    "(2 + 3) * 2" and "7 + 3" are one answer, 10. Returns {"label" (normalized), "accuracy"}; ties go to the
+    value seen first in ``train_labels``.
     """
     if not train_labels:
         raise ValueError("the majority-label baseline needs at least one training label")
-    label = Counter(train_labels).most_common(1)[0][0]
+    task = get_task(task) if isinstance(task, str) else task
+    label = Counter(task.normalize(label) for label in train_labels).most_common(1)[0][0]
     return {"label": label, "accuracy": accuracy(task, [label] * len(eval_labels), eval_labels)}
 
 

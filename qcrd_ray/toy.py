@@ -6,6 +6,11 @@ away, double ...). The gold rationale repeats each step with its computation, on
     Q: Tom has 3 apples. He buys 4 more. He gives 2 to Mia. How many apples does Tom have?
     A: Tom has 3 apples. He buys 4 more: 3 + 4 = 7. He gives 2 to Mia: 7 - 2 = 5. So the answer is 5.
 
+A question's label is its computation as one expression, "3 + 4 - 2" (parenthesised where a doubling follows:
+"(3 + 4) * 2"), as SVAMP's labels are equations: the ``predict:`` path maps the story onto the equation, and
+the task's parser evaluates it; the gold rationale's answer is the number. A label that is the bare number
+would ask the predict path to do the whole 2-4 step computation in one shot, which no method trains.
+
 Every intermediate stays within 1..99 so a tiny model can learn the arithmetic. Splits are disjoint by
 construction: a question belongs to the split its text hashes to, whatever the seed, so no seed of "train"
 (the distillation set, the teacher's own training set) can ever produce a validation or test question.
@@ -92,8 +97,18 @@ def computations(rationale: str) -> list[tuple[int, str, int, int]]:
     return [(int(a), op, int(b), int(c)) for a, op, b, c in _COMPUTATION.findall(rationale)]
 
 
-def _random_problem(rng: random.Random) -> tuple[str, str, int]:
-    """One random problem: (question, gold rationale, answer)."""
+def equation(start: int, steps: list[tuple[str, int]]) -> str:
+    """The chain ``start``, then each (op, amount) in turn, as one expression: (9, [+ 2, * 3]) -> "(9 + 2) * 3"."""
+    text = str(start)
+    for op, amount in steps:
+        if op == "*" and (" + " in text or " - " in text):
+            text = f"({text})"
+        text = f"{text} {op} {amount}"
+    return text
+
+
+def _random_problem(rng: random.Random) -> tuple[str, str, str, int]:
+    """One random problem: (question, gold rationale, its equation, answer)."""
     name, pronoun = rng.choice(_PEOPLE)
     other = rng.choice([p for p, _ in _PEOPLE if p != name])
     obj = rng.choice(_OBJECTS)
@@ -121,7 +136,7 @@ def _random_problem(rng: random.Random) -> tuple[str, str, int]:
         value = _apply(value, op, amount)
     question = " ".join([opening, *(s.sentence + "." for s in steps), f"How many {obj} does {name} have?"])
     rationale = _render(opening, steps, start)
-    return question, rationale, value
+    return question, rationale, equation(start, [(s.op, s.amount) for s in steps]), value
 
 
 def _render(opening: str, steps: list[_Step], start: int) -> str:
@@ -134,7 +149,8 @@ def _render(opening: str, steps: list[_Step], start: int) -> str:
 
 
 def generate_split(split: str, size: int, seed: int = 0) -> list[Example]:
-    """``size`` distinct problems of ``split``, deterministic in ``(split, seed)``, each with a gold rationale."""
+    """``size`` distinct problems of ``split``, deterministic in ``(split, seed)``, each labelled with its equation
+    and with a gold rationale whose answer is the number."""
     if split not in SPLITS:
         raise ValueError(f"toy.py: split must be one of {SPLITS}, got {split!r}")
     if size < 0:
@@ -147,12 +163,11 @@ def generate_split(split: str, size: int, seed: int = 0) -> list[Example]:
         attempts += 1
         if attempts > 50 * size + 1000:
             raise RuntimeError(f"toy.py: could not draw {size} distinct {split!r} questions")
-        question, rationale, answer = _random_problem(rng)
+        question, rationale, label, answer = _random_problem(rng)
         if question in seen or split_of(question) != split:
             continue
         seen.add(question)
-        label = str(answer)
-        gold = Rationale(text=rationale, answer=label, source="gold")
+        gold = Rationale(text=rationale, answer=str(answer), source="gold")
         examples.append(
             Example(id=f"arith-{split}-{seed}-{len(examples)}", input=question, label=label, rationales=(gold,))
         )
@@ -205,6 +220,14 @@ def _substitute(rationale: str, chain: list[tuple[int, str, int, int]]) -> str:
     return _COMPUTATION.sub(lambda _: "{} {} {} = {}".format(*next(it)), rationale)
 
 
+def gold_rationale(example: Example) -> Rationale:
+    """``example``'s gold rationale; its ``answer`` is the number (the label is the equation)."""
+    gold = next((r for r in example.rationales if r.source == "gold"), None)
+    if gold is None:
+        raise ValueError(f"toy.py: example {example.id} has no gold rationale")
+    return gold
+
+
 def teacher_training_text(example: Example, rng: random.Random, error_rate: float) -> str:
     """Prompt + completion for the teacher's training set; with probability ``error_rate`` the rationale
     carries a slip and the answer follows the slip (the teacher's data is deliberately imperfect).
@@ -213,10 +236,8 @@ def teacher_training_text(example: Example, rng: random.Random, error_rate: floa
     """
     if not 0.0 <= error_rate <= 1.0:
         raise ValueError(f"toy.py: error_rate must be in [0, 1], got {error_rate}")
-    gold = next((r for r in example.rationales if r.source == "gold"), None)
-    if gold is None:
-        raise ValueError(f"toy.py: example {example.id} has no gold rationale")
-    text, answer = gold.text, example.label
+    gold = gold_rationale(example)
+    text, answer = gold.text, gold.answer
     if rng.random() < error_rate:
         text, answer = slipped_rationale(text, rng)
     return prompt_text(example.input) + completion_text(text, answer)

@@ -33,6 +33,11 @@ def test_majority_label_baseline():
     baseline = majority_label_baseline("esnli", train, ["neutral", "entailment", "Neutral", "contradiction"])
     assert baseline == {"label": "neutral", "accuracy": 0.5}
     assert majority_label_baseline("arith", ["7", "3", "3", "7"], ["7"])["label"] == "7"
+    # equations count by their value: 10 twice, 9 once
+    assert majority_label_baseline("arith", ["4 + 5", "(2 + 3) * 2", "7 + 3"], ["10", "9"]) == {
+        "label": "10",
+        "accuracy": 0.5,
+    }
     with pytest.raises(ValueError, match="at least one training label"):
         majority_label_baseline("arith", [], ["7"])
 

@@ -69,10 +69,11 @@ def data(tmp_path_factory):
     train, evals = generate_split("train", 24, seed=0), generate_split("test", 10, seed=0)
     votes = []
     for i, ex in enumerate(train):
-        right = [Rationale(f"{ex.input} gives {ex.label} so the answer is {ex.label}", ex.label),
-                 Rationale(f"we work it out to {ex.label}", ex.label)]  # fmt: skip
-        wrong = [Rationale(f"it is {int(ex.label) + 1} so the answer is {int(ex.label) + 1}", str(int(ex.label) + 1))]
-        votes.append(Vote(ex.id, ex.label, tuple(right), tuple(wrong[: i % 2]), 3, 3, 2 / 3, True, (*right, *wrong)))
+        answer = int(ex.rationales[0].answer)
+        right = [Rationale(f"{ex.input} gives {answer} so the answer is {answer}", str(answer)),
+                 Rationale(f"we work it out to {answer}", str(answer))]  # fmt: skip
+        wrong = [Rationale(f"it is {answer + 1} so the answer is {answer + 1}", str(answer + 1))]
+        votes.append(Vote(ex.id, str(answer), tuple(right), tuple(wrong[: i % 2]), 3, 3, 2 / 3, True, (*right, *wrong)))
     texts = [ex.input for ex in train + evals] + [r.text for v in votes for r in v.samples]
     tokenizer = train_tokenizer([*texts, "explain: predict:"], vocab_size=300)
     student = StudentConfig(model=None, tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64))

@@ -9,10 +9,12 @@ import re
 import pytest
 
 from qcrd_ray.builtin_teacher import DONE_MARKER, TeacherRecipe, build_teacher, build_tokenizer, evaluate_teacher
+from qcrd_ray.tasks import get_task
 from qcrd_ray.toy import (
     MAX_VALUE,
     completion_text,
     computations,
+    equation,
     generate_split,
     parse_answer,
     prompt_text,
@@ -22,6 +24,12 @@ from qcrd_ray.toy import (
 )
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+def test_equation_parenthesises_a_sum_before_a_product_and_evaluates_to_the_chain():
+    assert equation(9, [("+", 2), ("*", 3), ("-", 4)]) == "(9 + 2) * 3 - 4"
+    assert equation(9, [("*", 2), ("+", 3)]) == "9 * 2 + 3"
+    assert get_task("arith").value(equation(9, [("-", 2), ("+", 1), ("*", 2)])) == 16
 
 
 def test_generate_split_is_deterministic_in_split_and_seed():
@@ -45,7 +53,8 @@ def test_splits_are_disjoint_whatever_the_seed():
 def test_gold_rationales_compute_correctly_step_by_step():
     for ex in generate_split("validation", 300, seed=1):
         (gold,) = ex.rationales
-        assert gold.source == "gold" and gold.answer == ex.label == str(int(ex.label))
+        assert gold.source == "gold" and gold.answer == str(int(gold.answer))
+        assert get_task("arith").value(ex.label) == int(gold.answer)  # the label is the equation
         steps = computations(gold.text)
         # One computed sentence per operation of the story (the sentences between the opening and the question).
         assert len(steps) == len(re.findall(r"\.", ex.input)) - 1
@@ -56,7 +65,8 @@ def test_gold_rationales_compute_correctly_step_by_step():
             assert a == value and OPS[op](a, b) == c
             assert 1 <= c <= MAX_VALUE
             value = c
-        assert str(value) == ex.label
+        assert str(value) == gold.answer
+        assert ex.label == equation(start, [(op, b) for _, op, b, _ in steps])
 
 
 def test_slips_make_the_answer_differ_and_propagate():
@@ -65,7 +75,7 @@ def test_slips_make_the_answer_differ_and_propagate():
         gold_steps = computations(ex.rationales[0].text)
         text, answer = slipped_rationale(ex.rationales[0].text, rng)
         steps = computations(text)
-        assert answer != ex.label and str(steps[-1][3]) == answer
+        assert answer != ex.rationales[0].answer and str(steps[-1][3]) == answer
         assert len(steps) == len(gold_steps)
         # Exactly one step is wrong (a wrong result, or a different operation than the story's); every other
         # step computes correctly from the value before it, so the slip carries through to the answer.
@@ -88,14 +98,13 @@ def test_teacher_training_text_has_the_teacher_format_and_the_asked_error_rate()
     examples = generate_split("train", 1000, seed=5)
     rng = random.Random(0)
     clean = [teacher_training_text(ex, rng, 0.0) for ex in examples]
-    assert clean[0] == prompt_text(examples[0].input) + completion_text(
-        examples[0].rationales[0].text, examples[0].label
-    )
-    assert all(parse_answer(text) == ex.label for text, ex in zip(clean, examples, strict=True))
+    answers = [ex.rationales[0].answer for ex in examples]
+    assert clean[0] == prompt_text(examples[0].input) + completion_text(examples[0].rationales[0].text, answers[0])
+    assert all(parse_answer(text) == a for text, a in zip(clean, answers, strict=True))
     always = [teacher_training_text(ex, rng, 1.0) for ex in examples[:200]]
-    assert all(parse_answer(text) != ex.label for text, ex in zip(always, examples[:200], strict=True))
+    assert all(parse_answer(text) != a for text, a in zip(always, answers[:200], strict=True))
     some = [teacher_training_text(ex, random.Random(i), 0.3) for i, ex in enumerate(examples)]
-    slipped = sum(parse_answer(text) != ex.label for text, ex in zip(some, examples, strict=True)) / len(examples)
+    slipped = sum(parse_answer(text) != a for text, a in zip(some, answers, strict=True)) / len(examples)
     assert 0.25 < slipped < 0.35
     with pytest.raises(ValueError, match="error_rate"):
         teacher_training_text(examples[0], rng, 1.5)
@@ -168,7 +177,8 @@ def test_shipped_teacher_matches_its_recipe_and_writes_parseable_answers():
     completions = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     answers = [parse_answer(c) for c in completions]
     assert all(a is not None for a in answers), completions
-    assert sum(a == ex.label for a, ex in zip(answers, test, strict=True)) >= 5, completions  # greedy: mostly right
+    right = sum(a == ex.rationales[0].answer for a, ex in zip(answers, test, strict=True))
+    assert right >= 5, completions  # greedy: mostly right
 
 
 def test_ensure_builds_into_the_cache_once_and_reuses_it(tmp_path, monkeypatch):
