@@ -19,14 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from qcrd_ray.plots import plot_accuracy, plot_judge_scores
+from qcrd_ray.report_judge import SCORE_KINDS, contrastive_markdown, judge_markdown, pooled_scores
 
 METHOD_ORDER = ("finetune", "dss", "qcrd")
 METHOD_LABELS = {"finetune": "fine-tuning", "dss": "DSS", "qcrd": "QCRD"}
-SCORE_KINDS = (
-    ("positives", "positives (teacher majority, or the gold fallback)"),
-    ("student_negatives", "student negatives"),
-    ("teacher_negatives", "teacher negatives (minority)"),
-)
 # The two ways to read a student's answer (docs/METHOD.md section 9): summary keys, and how the report names them.
 METRICS = {
     "predict": ("final_accuracy", "accuracy_per_iteration", "predict:"),
@@ -206,56 +202,6 @@ def _phases_markdown(summaries: list[dict]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
 
 
-CONTRASTIVE_COLUMNS = (
-    ("negative_term_active", "negative term active", True),
-    ("ce_chosen_positive", "CE chosen positive", False),
-    ("ce_chosen_negative", "CE chosen negative", False),
-    ("weight_positive", "weight positive (s)", False),
-    ("weight_negative", "weight negative (1 - s)", False),
-    ("loss_cl", "L_cl", False),
-)
-DEAD_TERM = 0.05  # below this share of questions the negative term does (almost) nothing
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _contrastive_markdown(summaries: list[dict]) -> str:
-    """QCRD's contrastive term per seed and iteration: is its negative side alive, and what does it weigh?"""
-    rows, active = [], []
-    for s in summaries:
-        for h in s.get("methods", {}).get("qcrd", {}).get("history", []):
-            if "negative_term_active" not in h:
-                continue
-            cells = [str(s["seed"]), str(h["iteration"] + 1)]
-            for key, _, percent in CONTRASTIVE_COLUMNS:
-                v = h.get(key)
-                cells.append("-" if not _finite(v) else f"{100 * v:.1f}%" if percent else f"{v:.3f}")
-            if _finite(h["negative_term_active"]):  # NaN: no batch of the iteration had a negative
-                active.append(h["negative_term_active"])
-            rows.append(cells)
-    if not rows:
-        return "No QCRD iteration recorded its contrastive term.\n"
-    header = ["seed", "iteration", *(label for _, label, _ in CONTRASTIVE_COLUMNS)]
-    lines = [header, ["---:"] * len(header), *rows]
-    text = "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
-    text = (
-        "The negative term is active for a question when its chosen negative's CE is below delta, so that "
-        "it pushes (docs/METHOD.md section 5); a weight is the judge's s on the chosen positive, 1 - s on the "
-        "chosen negative.\n\n" + text
-    )
-    if not active:
-        return text + "\nNo question of any batch had a negative: the negative term never ran.\n"
-    share = sum(active) / len(active)
-    if share < DEAD_TERM:
-        return text + (f"\n**The negative term is dead**: on average it was active for {100 * share:.1f}% of the "
-                       "questions with a negative; QCRD here trains on its positives alone.\n")  # fmt: skip
-    return (
-        text + f"\nOn average the negative term was active for {100 * share:.1f}% of the questions with a negative.\n"
-    )
-
-
 def _startup_seconds(summary: dict) -> float | None:
     """What the seed's Ray Train fit spent outside training: its workers' start, and each method's set-up
     (the student's load and DeepSpeed's init)."""
@@ -266,18 +212,6 @@ def _startup_seconds(summary: dict) -> float | None:
         if "worker_start_seconds" in h or "setup_seconds" in h
     ]
     return sum(seconds) if seconds else None
-
-
-def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
-    """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
-    import numpy as np
-
-    if not positives or not negatives:
-        return None
-    pos, neg = np.asarray(positives, dtype=np.float64), np.sort(np.asarray(negatives, dtype=np.float64))
-    below = np.searchsorted(neg, pos, side="left")
-    ties = np.searchsorted(neg, pos, side="right") - below
-    return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
 
 
 def _accuracy_curves(summaries: list[dict]) -> dict[str, list[list[float]]]:
@@ -292,25 +226,6 @@ def _accuracy_curves(summaries: list[dict]) -> dict[str, list[list[float]]]:
 def _teacher_sc(summaries: list[dict]) -> float | None:
     teacher = [t for s in summaries if (t := s.get("teacher", {}).get("self_consistency_accuracy")) is not None]
     return sum(teacher) / len(teacher) if teacher else None
-
-
-def _pooled_scores(summaries: list[dict]) -> dict[str, list[float]]:
-    return {
-        kind: [float(v) for s in summaries for v in s.get("judge_scores", {}).get(kind, [])] for kind, _ in SCORE_KINDS
-    }
-
-
-def _judge_markdown(scores: dict[str, list[float]]) -> str:
-    rows = ["| rationales | count | mean score |", "| --- | ---: | ---: |"]
-    for kind, label in SCORE_KINDS:
-        if scores[kind]:
-            rows.append(f"| {label} | {len(scores[kind])} | {sum(scores[kind]) / len(scores[kind]):.3f} |")
-    lines = ["\n".join(rows) + "\n"]
-    for kind, label in SCORE_KINDS[1:]:
-        auc = separation_auc(scores["positives"], scores[kind])
-        if auc is not None:
-            lines.append(f"- P(a positive scores above one of the {label}) = {auc:.3f} (0.5: no separation)")
-    return "\n".join(lines) + "\n"
 
 
 def _fenced(text: str) -> str:
@@ -329,7 +244,11 @@ def _clip(text: Any) -> str:
 
 
 def _examples_markdown(summaries: list[dict], num_examples: int) -> str:
-    """The first ``num_examples`` evaluation examples of each student, from the lowest seed that has any."""
+    """The first ``num_examples`` evaluation examples of each student, from the lowest seed that has any, each
+    prediction marked as the task scores it (an equation by its value)."""
+    from qcrd_ray.tasks import get_task
+
+    task = get_task(summaries[0]["task"])
     parts = []
     for method in _methods(summaries):
         source = next((s for s in summaries if s.get("methods", {}).get(method, {}).get("examples")), None)
@@ -337,7 +256,7 @@ def _examples_markdown(summaries: list[dict], num_examples: int) -> str:
             continue
         parts.append(f"### {_label(method)} (seed {source['seed']})\n")
         for ex in source["methods"][method]["examples"][:num_examples]:
-            mark = "correct" if str(ex.get("prediction", "")).strip() == str(ex.get("label", "")).strip() else "wrong"
+            mark = "correct" if task.is_correct(str(ex.get("prediction", "")), str(ex.get("label", ""))) else "wrong"
             lines = [
                 f"input:      {_clip(ex.get('input', ''))}",
                 f"label:      {_clip(ex.get('label', ''))}",
@@ -395,12 +314,12 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
     else:
         out.append("No per-iteration accuracy was recorded.\n")
     out.append("## Judge scores\n")
-    scores = _pooled_scores(summaries)
+    scores = pooled_scores(summaries)
     if plot_judge_scores(scores, SCORE_KINDS, run_dir / JUDGE_PLOT):
-        out += [f"![judge score densities]({JUDGE_PLOT})\n", _judge_markdown(scores)]
+        out += [f"![judge score densities]({JUDGE_PLOT})\n", judge_markdown(scores)]
     else:
         out.append("No judge scores of both positives and negatives were recorded (a run without the judge).\n")
-    out += ["## The contrastive term\n", _contrastive_markdown(summaries)]
+    out += ["## The contrastive term\n", contrastive_markdown(summaries)]
     out.append("## Wall time per phase\n")
     if any(s.get("phase_seconds") or s.get("total_seconds") is not None for s in summaries):
         out.append(_phases_markdown(summaries))

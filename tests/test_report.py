@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from qcrd_ray.plots import score_density
-from qcrd_ray.report import results_table_markdown, separation_auc, write_report
+from qcrd_ray.report import results_table_markdown, write_report
+from qcrd_ray.report_judge import separation_auc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +34,7 @@ def _summary(seed: int, accuracies: dict[str, float], with_scores: bool = True) 
             "examples": [
                 {
                     "input": f"What is {seed} + 2?",
-                    "label": str(seed + 2),
+                    "label": f"{seed} + 2",  # an equation label, scored by its value
                     "prediction": str(seed + 2),
                     "rationale": f"{seed} plus 2 is {seed + 2}.",
                 },

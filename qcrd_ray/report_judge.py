@@ -1,0 +1,93 @@
+"""The report's sections on the judge and QCRD's contrastive term."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SCORE_KINDS = (
+    ("positives", "positives (teacher majority, or the gold fallback)"),
+    ("student_negatives", "student negatives"),
+    ("teacher_negatives", "teacher negatives (minority)"),
+)
+
+
+CONTRASTIVE_COLUMNS = (
+    ("negative_term_active", "negative term active", True),
+    ("ce_chosen_positive", "CE chosen positive", False),
+    ("ce_chosen_negative", "CE chosen negative", False),
+    ("weight_positive", "weight positive (s)", False),
+    ("weight_negative", "weight negative (1 - s)", False),
+    ("loss_cl", "L_cl", False),
+)
+DEAD_TERM = 0.05  # below this share of questions the negative term does (almost) nothing
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def contrastive_markdown(summaries: list[dict]) -> str:
+    """QCRD's contrastive term per seed and iteration: is its negative side alive, and what does it weigh?"""
+    rows, active = [], []
+    for s in summaries:
+        for h in s.get("methods", {}).get("qcrd", {}).get("history", []):
+            if "negative_term_active" not in h:
+                continue
+            cells = [str(s["seed"]), str(h["iteration"] + 1)]
+            for key, _, percent in CONTRASTIVE_COLUMNS:
+                v = h.get(key)
+                cells.append("-" if not _finite(v) else f"{100 * v:.1f}%" if percent else f"{v:.3f}")
+            if _finite(h["negative_term_active"]):  # NaN: no batch of the iteration had a negative
+                active.append(h["negative_term_active"])
+            rows.append(cells)
+    if not rows:
+        return "No QCRD iteration recorded its contrastive term.\n"
+    header = ["seed", "iteration", *(label for _, label, _ in CONTRASTIVE_COLUMNS)]
+    lines = [header, ["---:"] * len(header), *rows]
+    text = "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
+    text = (
+        "The negative term is active for a question when its chosen negative's CE is below delta, so that "
+        "it pushes (docs/METHOD.md section 5); a weight is the judge's s on the chosen positive, 1 - s on the "
+        "chosen negative.\n\n" + text
+    )
+    if not active:
+        return text + "\nNo question of any batch had a negative: the negative term never ran.\n"
+    share = sum(active) / len(active)
+    if share < DEAD_TERM:
+        return text + (f"\n**The negative term is dead**: on average it was active for {100 * share:.1f}% of the "
+                       "questions with a negative; QCRD here trains on its positives alone.\n")  # fmt: skip
+    return (
+        text + f"\nOn average the negative term was active for {100 * share:.1f}% of the questions with a negative.\n"
+    )
+
+
+def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
+    """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
+    import numpy as np
+
+    if not positives or not negatives:
+        return None
+    pos, neg = np.asarray(positives, dtype=np.float64), np.sort(np.asarray(negatives, dtype=np.float64))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
+
+
+def pooled_scores(summaries: list[dict]) -> dict[str, list[float]]:
+    return {
+        kind: [float(v) for s in summaries for v in s.get("judge_scores", {}).get(kind, [])] for kind, _ in SCORE_KINDS
+    }
+
+
+def judge_markdown(scores: dict[str, list[float]]) -> str:
+    rows = ["| rationales | count | mean score |", "| --- | ---: | ---: |"]
+    for kind, label in SCORE_KINDS:
+        if scores[kind]:
+            rows.append(f"| {label} | {len(scores[kind])} | {sum(scores[kind]) / len(scores[kind]):.3f} |")
+    lines = ["\n".join(rows) + "\n"]
+    for kind, label in SCORE_KINDS[1:]:
+        auc = separation_auc(scores["positives"], scores[kind])
+        if auc is not None:
+            lines.append(f"- P(a positive scores above one of the {label}) = {auc:.3f} (0.5: no separation)")
+    return "\n".join(lines) + "\n"
