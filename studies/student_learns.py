@@ -1,6 +1,6 @@
 """Does a student learn the toy task? A plain torch loop (no Ray), fine-tuning vs DSS on gold rationales.
 
-    python -m studies.student_learns [--student builtin:arith-student] [--steps 300] [--train 500]
+    python -m studies.student_learns [--student builtin:arith-student] [--steps 300] [--train 500] [--seeds 0,1,2]
 
 Trains each method from the same student on the same questions and batches, then prints the predict-path
 accuracy and (DSS) the accuracy of the answer read from its own rationale on the toy test split, next to the
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--methods", default="finetune,dss")
+    parser.add_argument("--seeds", default="0", help="training seeds (batch order, dropout), e.g. 0,1,2")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -43,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     floor = majority_label_baseline(get_task("arith"), [ex.label for ex in train], [ex.label for ex in test])
     print(f"floor (always {floor['label']}): {100 * floor['accuracy']:.1f}%")
     cfg = Config().replace({"student.model": args.student, "student.max_input_length": 128})
-    for method in args.methods.split(","):
-        torch.manual_seed(0)
+    for method, seed in [(m, int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]:
+        torch.manual_seed(seed)
         tokenizer = build_tokenizer(cfg.student, None)
         model = build_student(StudentConfig(model=args.student), tokenizer)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-        rng = random.Random(0)
+        rng = random.Random(seed)
         started = time.perf_counter()
         for step in range(args.steps):
             batch = rng.sample(items, args.batch_size)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = evaluate_student(model, tokenizer, test, "arith", EvalConfig(), method != "finetune", 128)
                 model.train()
                 rationale = result["rationale_accuracy"]
-                print(f"{method} step {step + 1}: loss {loss.item():.3f}, predict {100 * result['accuracy']:.1f}%"
+                print(f"{method} seed {seed} step {step + 1}: loss {loss.item():.3f}, predict {100 * result['accuracy']:.1f}%"
                       + (f", from its rationale {100 * rationale:.1f}%" if rationale is not None else "")
                       + f" ({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
         print("  e.g.", result["examples"][0])

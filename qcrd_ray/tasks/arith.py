@@ -19,7 +19,7 @@ from qcrd_ray.tasks.base import (
 
 
 class ArithTask(Task):
-    """The built-in toy task: word problems over small integers; labels are numbers."""
+    """The built-in toy task: word problems over small integers; labels are equations or numbers, by value."""
 
     name = "arith"
 
