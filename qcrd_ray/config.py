@@ -275,12 +275,14 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 1e-3
+    lr: float = 2e-3
+    # linear: from lr down to 0 over the run's steps, as transformers' Trainer (DSS's) does; constant: lr throughout.
+    lr_schedule: Literal["constant", "linear"] = "linear"
     batch_size: int = 16  # global batch (questions) per optimizer step
     # An iteration is `steps_per_iteration` optimizer steps, or `epochs_per_iteration` passes over the
     # training questions (docs/METHOD.md section 10: snapshot t - j should be a trained student).
     iteration_unit: Literal["steps", "epochs"] = "steps"
-    steps_per_iteration: int = 40
+    steps_per_iteration: int = 80
     epochs_per_iteration: float = 1.0
     weight_decay: float = 0.0
     num_workers: int = 1

@@ -29,6 +29,15 @@ def steps_per_iteration(train: TrainConfig, num_questions: int) -> int:
     return max(1, math.ceil(train.epochs_per_iteration * num_questions / train.batch_size))
 
 
+def learning_rate(train: TrainConfig, step: int, total_steps: int) -> float:
+    """The student's learning rate at ``step`` (0-based) of a run of ``total_steps``: ``train.lr``, or for
+    ``lr_schedule: linear`` ``train.lr * (1 - step / total_steps)``. A function of the step alone, so a resumed
+    run takes the same steps as an unbroken one."""
+    if train.lr_schedule == "constant":
+        return train.lr
+    return train.lr * max(0.0, 1.0 - step / total_steps)
+
+
 def alpha_judge_at(loss_cfg: LossConfig, iteration: int) -> float:
     """The judge's loss weight a3 at ``iteration``: ``alpha_judge * alpha_judge_decay ** iteration``."""
     _check_iteration(iteration)

@@ -1,6 +1,6 @@
 """One iteration of student training: ``steps`` optimizer steps of the method's loss on a worker's shard.
 
-Plain torch on any engine that has ``backward``, ``step``, ``train`` and ``module`` (DeepSpeed's, in
+Plain torch on any engine that has ``backward``, ``step``, ``train``, ``module`` and ``optimizer`` (DeepSpeed's, in
 ``actors/student_train.py``'s Ray Train loop; the benchmarks' in-process one). Batches, dropout and the
 ``sampling`` aggregation draw from seeds of (run seed, iteration, rank), so a rerun or a resumed run sees the
 same draws on any machine.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
+from qcrd_ray.schedule import learning_rate
 from qcrd_ray.student_loss import METHOD_METRICS, student_loss
 
 
@@ -68,6 +69,7 @@ def batch_indices(num_items: int, micro_batch: int, steps: int, generator) -> li
 def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot: Slot) -> dict:
     """``slot.steps`` optimizer steps on this worker's shard; metrics averaged over steps and workers.
 
+    Each step's learning rate follows ``schedule.learning_rate`` over the run's ``run.iterations`` iterations.
     A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
     """
     import torch
@@ -82,7 +84,10 @@ def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot
     keys = ("loss", "loss_pred", *METHOD_METRICS[slot.method])
     per_step = []
     started = time.perf_counter()
+    done, total = slot.iteration * slot.steps, cfg.run.iterations * slot.steps  # the run's steps, before and all
     for step, indices in enumerate(batch_indices(len(shard), micro, slot.steps, order)):
+        for group in engine.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg.train, done + step, total)
         loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], slot.method, cfg, sampling)
         if not math.isfinite(parts["loss"]):  # stop before a NaN reaches the weights and a report
             raise FloatingPointError(f"{slot.method} iteration {slot.iteration + 1}, step {step + 1}: the loss is not "

@@ -1,6 +1,7 @@
 """Does a student learn the toy task? A plain torch loop (no Ray), fine-tuning vs DSS on gold rationales.
 
     python -m studies.student_learns [--student builtin:arith-student] [--steps 300] [--train 500] [--seeds 0,1,2]
+        [--lr 1e-3] [--schedule constant|linear]
 
 Trains each method from the same student on the same questions and batches, then prints the predict-path
 accuracy and (DSS) the accuracy of the answer read from its own rationale on the toy test split, next to the
@@ -27,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--schedule", choices=["constant", "linear"], default="constant",
+                        help="linear: the learning rate decays to 0 over --steps")  # fmt: skip
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--methods", default="finetune,dss")
     parser.add_argument("--seeds", default="0", help="training seeds (batch order, dropout), e.g. 0,1,2")
+    parser.add_argument("--errors", type=int, default=0, help="print this many wrong predict: answers at the end")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         model = build_student(StudentConfig(model=args.student), tokenizer)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+        decay = (lambda step: 1.0 - step / args.steps) if args.schedule == "linear" else (lambda step: 1.0)
+        lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         rng = random.Random(seed)
         started = time.perf_counter()
         for step in range(args.steps):
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             if (step + 1) % 100 == 0 or step + 1 == args.steps:
                 model.eval()
@@ -68,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                       + (f", from its rationale {100 * rationale:.1f}%" if rationale is not None else "")
                       + f" ({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
         print("  e.g.", result["examples"][0])
+        task = get_task("arith")
+        wrong = [(ex, p) for ex, p in zip(test, result["predictions"], strict=True) if not task.is_correct(p, ex.label)]
+        for ex, prediction in wrong[: args.errors]:
+            print(f"  wrong: {ex.input!r}: {prediction!r}, not {ex.label!r}")
     return 0
 
 

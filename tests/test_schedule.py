@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from qcrd_ray.config import LossConfig
-from qcrd_ray.schedule import SnapshotRing, alpha_judge_at, snapshot_for
+from qcrd_ray.config import LossConfig, TrainConfig
+from qcrd_ray.schedule import SnapshotRing, alpha_judge_at, learning_rate, snapshot_for
 
 
 def test_alpha_judge_decays_per_iteration():
@@ -107,3 +107,10 @@ def test_an_iteration_counts_steps_or_epochs():
     assert steps_per_iteration(TrainConfig(iteration_unit="epochs", epochs_per_iteration=0.01), 10) == 1
     with pytest.raises(ValueError, match="no steps"):
         steps_per_iteration(epochs, 0)
+
+
+def test_the_learning_rate_is_constant_or_decays_linearly_to_zero():
+    linear, constant = TrainConfig(lr=1e-3), TrainConfig(lr=1e-3, lr_schedule="constant")
+    assert [learning_rate(linear, step, 4) for step in range(4)] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert learning_rate(linear, 5, 4) == 0.0  # an epoch-sized iteration that ran longer than the others
+    assert {learning_rate(constant, step, 4) for step in range(6)} == {1e-3}

@@ -159,13 +159,28 @@ def test_batches_are_deterministic_permutations_of_the_shard():
         batch_indices(0, 2, 1, torch.Generator())
 
 
-def test_a_non_finite_loss_stops_the_iteration_naming_step_and_parts(tmp_path):
-    """A NaN never reaches the weights or a report: the iteration stops at the first non-finite loss."""
+@pytest.fixture(scope="module")
+def single_rank_process_group():
+    """A gloo process group of one rank on 127.0.0.1, what a 1-worker Ray Train fit gives its worker. One for
+    the module: DeepSpeed keeps the groups it derives from the first, so a second one breaks its engines."""
     import os
     import socket
 
     import torch.distributed as dist
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_non_finite_loss_stops_the_iteration_naming_step_and_parts(tmp_path, single_rank_process_group):
+    """A NaN never reaches the weights or a report: the iteration stops at the first non-finite loss."""
     from actors.student_train import build_engine
     from qcrd_ray.models import load_student
 
@@ -173,19 +188,27 @@ def test_a_non_finite_loss_stops_the_iteration_naming_step_and_parts(tmp_path):
     model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
     with torch.no_grad():
         model.shared.weight.fill_(float("nan"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
-    dist.init_process_group("gloo", rank=0, world_size=1)  # what Ray Train's worker has
-    try:
-        engine = build_engine(model, cfg.train, 1)
-        with pytest.raises(
-            FloatingPointError, match=r"dss iteration 3, step 1: the loss is not finite \(loss_pred nan"
-        ):
-            train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=2, steps=2))
-    finally:
-        dist.destroy_process_group()
+    engine = build_engine(model, cfg.train, 1)
+    with pytest.raises(FloatingPointError, match=r"dss iteration 3, step 1: the loss is not finite \(loss_pred nan"):
+        train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=2, steps=2))
+
+
+@pytest.mark.parametrize("zero_stage", [0, 2])
+def test_the_learning_rate_decays_linearly_over_the_run_on_a_deepspeed_engine(
+    tmp_path, zero_stage, single_rank_process_group
+):
+    """Iteration 2 of 2, 2 steps each: its steps run at lr * (1 - 2/4) and lr * (1 - 3/4), under any ZeRO stage."""
+    from actors.student_train import build_engine
+    from qcrd_ray.models import load_student
+
+    cfg, items = make_cfg(**{"run.iterations": 2, "train.zero_stage": zero_stage}), make_items()
+    model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
+    engine = build_engine(model, cfg.train, 1)
+    seen = []
+    step = engine.step
+    engine.step = lambda: (seen.append(engine.optimizer.param_groups[0]["lr"]), step())
+    train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=1, steps=2))
+    assert seen == pytest.approx([3e-3 * 0.5, 3e-3 * 0.25])
 
 
 def test_deepspeed_config_follows_the_train_section():
