@@ -148,7 +148,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     from jobs.method_run import MethodContext, SeedServices, run_method
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.evaluation import majority_label_baseline
-    from qcrd_ray.metrics import MetricsLogger, PhaseTimer
+    from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
     from qcrd_ray.report import write_report
 
     run_dir = Path(cfg.run.output_dir).resolve()  # actors and Ray Train workers run in other directories
@@ -169,8 +169,10 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     for seed in seeds:
         seed_dir = run_dir / f"seed_{seed}"
         seed_dir.mkdir(parents=True, exist_ok=True)
+        seed_started = time.perf_counter()
+        earlier = logged_phase_seconds(seed_dir / "metrics.jsonl") if resume else {}
         metrics = MetricsLogger(seed_dir / "metrics.jsonl")
-        timer = PhaseTimer(metrics)
+        timer = PhaseTimer(metrics, earlier)
         with timer.phase("teacher"):
             teacher = run_teacher_phase(cfg, inputs.train, inputs.task)
         metrics.log("teacher", **{k: v for k, v in teacher.stats.items() if isinstance(v, (int, float))})
@@ -196,7 +198,8 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
                 "majority_label": baseline,
                 "phase_seconds": timer.seconds,
                 "judge_scores": judge_scores,
-                "total_seconds": time.perf_counter() - started,
+                # The seed's own wall time; a resumed seed's earlier attempts count by their phases.
+                "total_seconds": sum(earlier.values()) + time.perf_counter() - seed_started,
             }
         )
     report = write_report(run_dir, summaries)

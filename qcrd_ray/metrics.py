@@ -209,6 +209,17 @@ def read_metrics(path: Path, event: str | None = None) -> list[dict[str, Any]]:
     return records
 
 
+def logged_phase_seconds(path: Path) -> dict[str, float]:
+    """Seconds per phase that a metrics file's "phase" records add up to ({} if there is no file): what a
+    resumed run's earlier attempts spent, in the order the phases first ran."""
+    if not Path(path).exists():
+        return {}
+    seconds: dict[str, float] = {}
+    for record in read_metrics(path, "phase"):
+        seconds[record["phase"]] = seconds.get(record["phase"], 0.0) + record["phase_seconds"]
+    return seconds
+
+
 class PhaseTimer:
     """Seconds spent per phase (teacher, vote, negatives, train, ...), accumulated over the run's iterations.
 
@@ -216,9 +227,11 @@ class PhaseTimer:
     logger, logs ``phase_seconds`` (this block) and ``phase_total_seconds`` (so far) under the event "phase".
     """
 
-    def __init__(self, logger: MetricsLogger | None = None) -> None:
+    def __init__(self, logger: MetricsLogger | None = None, earlier: dict[str, float] | None = None) -> None:
         self.logger = logger
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[str, float] = dict(
+            earlier or {}
+        )  # a resumed run's earlier attempts (``logged_phase_seconds``)
 
     @contextmanager
     def phase(self, name: str, **values: Any) -> Iterator[None]:

@@ -10,7 +10,14 @@ import pickle
 import numpy as np
 import pytest
 
-from qcrd_ray.metrics import JUDGE_SCORE_METRIC, MetricsLogger, PhaseTimer, progress, read_metrics
+from qcrd_ray.metrics import (
+    JUDGE_SCORE_METRIC,
+    MetricsLogger,
+    PhaseTimer,
+    logged_phase_seconds,
+    progress,
+    read_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +123,18 @@ def test_phase_timer_accumulates_and_logs(tmp_path):
     assert [r["phase_total_seconds"] for r in phases[1:3]] == [2.0, 5.0]
     with pytest.raises(ValueError, match="negative seconds"):
         timer.add("vote", -1.0)
+
+
+def test_a_resumed_phase_timer_goes_on_from_what_the_earlier_attempts_logged(tmp_path):
+    path = tmp_path / "m.jsonl"
+    assert logged_phase_seconds(path) == {}
+    first = PhaseTimer(MetricsLogger(path, ray_metrics=False))
+    first.add("teacher", 4.0)
+    first.add("train", 2.0, iteration=0)  # then the run is killed
+    resumed = PhaseTimer(MetricsLogger(path, ray_metrics=False), logged_phase_seconds(path))
+    resumed.add("train", 3.0, iteration=1)
+    assert resumed.as_dict() == {"teacher": 4.0, "train": 5.0}
+    assert read_metrics(path, event="phase")[-1]["phase_total_seconds"] == 5.0
 
 
 def test_progress_line():
