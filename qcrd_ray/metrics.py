@@ -229,9 +229,8 @@ class PhaseTimer:
 
     def __init__(self, logger: MetricsLogger | None = None, earlier: dict[str, float] | None = None) -> None:
         self.logger = logger
-        self.seconds: dict[str, float] = dict(
-            earlier or {}
-        )  # a resumed run's earlier attempts (``logged_phase_seconds``)
+        # ``earlier``: what a resumed run's earlier attempts spent (``logged_phase_seconds``).
+        self.seconds: dict[str, float] = dict(earlier or {})
 
     @contextmanager
     def phase(self, name: str, **values: Any) -> Iterator[None]:

@@ -30,12 +30,16 @@ def steps_per_iteration(train: TrainConfig, num_questions: int) -> int:
 
 
 def learning_rate(train: TrainConfig, step: int, total_steps: int) -> float:
-    """The student's learning rate at ``step`` (0-based) of a run of ``total_steps``: ``train.lr``, or for
-    ``lr_schedule: linear`` ``train.lr * (1 - step / total_steps)``. A function of the step alone, so a resumed
-    run takes the same steps as an unbroken one."""
+    """The student's learning rate at ``step`` (0-based) of a run of ``total_steps``, as transformers'
+    ``get_linear_schedule_with_warmup`` has it: rising to ``train.lr`` over ``train.warmup_steps``, then
+    ``train.lr`` (``lr_schedule: constant``) or decaying linearly to 0 at ``total_steps`` (``linear``). A
+    function of the step alone, so a resumed run takes the same steps as an unbroken one."""
+    warmup = train.warmup_steps
+    if step < warmup:
+        return train.lr * (step + 1) / warmup
     if train.lr_schedule == "constant":
         return train.lr
-    return train.lr * max(0.0, 1.0 - step / total_steps)
+    return train.lr * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
 
 def alpha_judge_at(loss_cfg: LossConfig, iteration: int) -> float:
