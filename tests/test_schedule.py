@@ -115,4 +115,6 @@ def test_the_learning_rate_is_constant_or_decays_linearly_to_zero():
     assert learning_rate(linear, 5, 4) == 0.0  # an epoch-sized iteration that ran longer than the others
     assert {learning_rate(constant, step, 4) for step in range(6)} == {1e-3}
     warm = TrainConfig(lr=1e-3, warmup_steps=2)
-    assert [learning_rate(warm, step, 6) for step in range(6)] == pytest.approx([5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert [learning_rate(warm, step, 6) for step in range(6)] == pytest.approx(
+        [5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4]
+    )
