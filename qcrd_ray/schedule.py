@@ -1,4 +1,5 @@
-"""The iteration schedule: steps per iteration, the judge's decaying weight, which snapshot supplies negatives, the snapshot ring.
+"""The iteration schedule: steps per iteration, the learning rate, the judge's decaying weight, which snapshot supplies
+negatives, the snapshot ring.
 
 Iterations are 0-based. Snapshot k is the student after k iterations, so snapshot 0 is the initial student
 and iteration t trains the weights of snapshot t into snapshot t + 1 (docs/METHOD.md sections 3 and 6).
