@@ -15,9 +15,10 @@ import os
 import random
 import time
 
-from qcrd_ray.config import EvalConfig, StudentConfig
+from qcrd_ray.config import EvalConfig, StudentConfig, TrainConfig
 from qcrd_ray.evaluation import evaluate_student, majority_label_baseline
 from qcrd_ray.records import TrainItem
+from qcrd_ray.schedule import learning_rate
 from qcrd_ray.tasks import get_task
 from qcrd_ray.toy import generate_split
 
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     train, test = generate_split("train", args.train, seed=0), generate_split("test", args.test, seed=0)
     items = [TrainItem(ex.id, ex.input, ex.label, (ex.rationales[0].text,), (1.0,)) for ex in train]
-    floor = majority_label_baseline(get_task("arith"), [ex.label for ex in train], [ex.label for ex in test])
+    task, schedule = get_task("arith"), TrainConfig(lr=args.lr, lr_schedule=args.schedule)
+    floor = majority_label_baseline(task, [ex.label for ex in train], [ex.label for ex in test])
     print(f"floor (always {floor['label']}): {100 * floor['accuracy']:.1f}%")
     cfg = Config().replace({"student.model": args.student, "student.max_input_length": 128})
     for method, seed in [(m, int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]:
@@ -54,17 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         model = build_student(StudentConfig(model=args.student), tokenizer)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-        decay = (lambda step: 1.0 - step / args.steps) if args.schedule == "linear" else (lambda step: 1.0)
-        lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         rng = random.Random(seed)
         started = time.perf_counter()
         for step in range(args.steps):
+            for group in optimizer.param_groups:  # the pipeline's schedule (train_iteration), over this loop's steps
+                group["lr"] = learning_rate(schedule, step, args.steps)
             batch = rng.sample(items, args.batch_size)
             loss, _ = student_loss(model, tokenizer, batch, method, cfg)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             if (step + 1) % 100 == 0 or step + 1 == args.steps:
                 model.eval()
@@ -75,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
                       + (f", from its rationale {100 * rationale:.1f}%" if rationale is not None else "")
                       + f" ({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
         print("  e.g.", result["examples"][0])
-        task = get_task("arith")
         wrong = [(ex, p) for ex, p in zip(test, result["predictions"], strict=True) if not task.is_correct(p, ex.label)]
         for ex, prediction in wrong[: args.errors]:
             print(f"  wrong: {ex.input!r}: {prediction!r}, not {ex.label!r}")
