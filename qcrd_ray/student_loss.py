@@ -9,14 +9,16 @@ Both rationale terms average over every question of the batch: one without a rat
 
 With ``minmax`` or ``maxmin`` only one positive and one negative per question carry a gradient. Which ones is
 decided by their CE, so QCRD first scores the rationales without a gradient (one encoder pass, one batched
-decoder pass; a side with a single rationale needs no score), then runs the differentiable pass on the chosen
-two alone: the same loss and gradient (up to dropout, which draws its masks anew). benchmarks.qcrd_step
-measures what it saves.
+decoder pass over every negative and the positives of questions with two or more), then runs the
+differentiable pass on the chosen two alone. A chosen negative whose CE is already past the margin (l > delta)
+adds nothing to the loss or its gradient (``min(l - delta, 0) = 0``), so it skips that pass too and enters
+the loss with its no-grad CE. The loss and gradient are the same as through every rationale (up to dropout,
+which draws its masks anew). benchmarks.qcrd_step measures what it saves.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from qcrd_ray.config import Config
 from qcrd_ray.records import TrainItem
@@ -54,14 +56,17 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
         loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
         parts["loss_rationale"] = float(ce[:, 0].mean().detach())
     elif method == "qcrd":
+        silent = None
         if choose_first and cfg.loss.aggregation in PICKING_AGGREGATIONS:
             import torch
 
-            with torch.no_grad():  # only the sides with a choice to make: one rationale is its own pick
-                ce, mask = explain_ce([[*c.positives, *c.negatives] for c in map(contested, batch)])
-            batch = chosen_rationales(batch, ce, mask, cfg.loss.aggregation)
+            with torch.no_grad():
+                ce, mask = explain_ce([[*c.positives, *c.negatives] for c in map(scored_sides, batch)])
+            batch, silent = chosen_rationales(batch, ce, mask, cfg.loss.aggregation, cfg.loss.delta)
         ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
         pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
+        if silent is not None:  # the silent negatives back in, with their no-grad CE: their term is 0 either way
+            neg_ce, neg_mask, neg_s = _with_silent(silent, neg_ce, neg_mask, neg_s)
         terms = contrastive_terms(
             pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s,
             cfg.loss.beta, cfg.loss.delta, cfg.loss.aggregation, generator,
@@ -108,36 +113,56 @@ def contrastive_figures(terms) -> dict[str, float]:
     }
 
 
-def contested(item: TrainItem) -> TrainItem:
-    """``item`` with only the sides that hold two or more rationales (the ones a pick has to score)."""
-    pos, neg = len(item.positives) > 1, len(item.negatives) > 1
-    return replace(item, positives=item.positives if pos else (), positive_scores=item.positive_scores if pos else (),
-                   negatives=item.negatives if neg else (), negative_scores=item.negative_scores if neg else ())  # fmt: skip
+@dataclass(frozen=True)
+class SilentNegative:
+    """A chosen negative past the margin (l > delta): its CE from the no-grad pass and its judge score."""
+
+    ce: float
+    score: float
 
 
-def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str) -> list[TrainItem]:
+def scored_sides(item: TrainItem) -> TrainItem:
+    """``item`` with the rationales the no-grad pass scores: its positives when there are two or more to choose
+    from (one is its own pick), and every negative (its CE also says whether its term is silent)."""
+    pos = len(item.positives) > 1
+    return replace(item, positives=item.positives if pos else (), positive_scores=item.positive_scores if pos else ())
+
+
+def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str,
+                      delta: float) -> tuple[list[TrainItem], list[SilentNegative | None]]:  # fmt: skip
     """Each item cut down to the positive and the negative ``aggregation`` picks by their CE, each with its judge
-    score: the pick ``contrastive_terms`` makes. ce, mask: [B, R] over ``contested(item)``'s slots, its
-    positives then its negatives; a side with a single rationale picks it without a score."""
+    score (the pick ``contrastive_terms`` makes), but without a chosen negative that is silent (l > delta);
+    and, per item, that silent negative, else None. ce, mask: [B, R] over ``scored_sides(item)``'s slots, its
+    positives then its negatives; a side with a single positive picks it without a score."""
     from qcrd_ray.losses import SIDE_MODES, pick_by_ce
 
     pos_mode, neg_mode = SIDE_MODES[aggregation]
-    pos_ce, pos_mask, _, neg_ce, neg_mask, _ = _split_slots([contested(it) for it in batch], ce.detach(), mask)
-    pos_picks, neg_picks = (
-        pick_by_ce(pos_ce, pos_mask, pos_mode).tolist(),
-        pick_by_ce(neg_ce, neg_mask, neg_mode).tolist(),
-    )
-
-    def pick(candidates: tuple, index: int) -> list[int]:
-        return [] if not candidates else [index if len(candidates) > 1 else 0]
-
-    chosen = []
-    for it, p, n in zip(batch, pos_picks, neg_picks, strict=True):
-        p, n = pick(it.positives, p), pick(it.negatives, n)
+    pos_ce, pos_mask, _, neg_ce, neg_mask, _ = _split_slots([scored_sides(it) for it in batch], ce.detach(), mask)
+    pos_picks = pick_by_ce(pos_ce, pos_mask, pos_mode).tolist()
+    neg_picks = pick_by_ce(neg_ce, neg_mask, neg_mode)
+    neg_picked_ce = neg_ce.gather(1, neg_picks[:, None]).squeeze(1).tolist()
+    chosen, silent = [], []
+    for it, p, n, n_ce in zip(batch, pos_picks, neg_picks.tolist(), neg_picked_ce, strict=True):
+        p = [] if not it.positives else [p if len(it.positives) > 1 else 0]
+        is_silent = bool(it.negatives) and n_ce > delta
+        silent.append(SilentNegative(n_ce, it.negative_scores[n]) if is_silent else None)
+        n = [n] if it.negatives and not is_silent else []
         chosen.append(TrainItem(it.id, it.input, it.label, tuple(it.positives[j] for j in p),
                                 tuple(it.positive_scores[j] for j in p), tuple(it.negatives[j] for j in n),
                                 tuple(it.negative_scores[j] for j in n)))  # fmt: skip
-    return chosen
+    return chosen, silent
+
+
+def _with_silent(silent: list[SilentNegative | None], neg_ce, neg_mask, neg_s):
+    """[B, 1] negative slots of the differentiable pass (silent ones left out) -> the same with the silent
+    negatives in, as constants: their CE from the no-grad pass, valid, with their judge score."""
+    import torch
+
+    device = neg_ce.device
+    is_silent = torch.tensor([s is not None for s in silent], device=device)[:, None]  # [B, 1]
+    ce = torch.tensor([[s.ce if s else 0.0] for s in silent], dtype=neg_ce.dtype, device=device)
+    score = torch.tensor([[s.score if s else 0.0] for s in silent], dtype=neg_s.dtype, device=device)
+    return torch.where(is_silent, ce, neg_ce), neg_mask | is_silent, torch.where(is_silent, score, neg_s)
 
 
 def _split_slots(batch: list[TrainItem], ce, mask):

@@ -94,12 +94,8 @@ def test_split_slots_puts_positives_then_negatives_with_masks_and_scores():
     assert pos_s[1].tolist() == pytest.approx([0.9, 0.7]) and neg_s[2].tolist() == pytest.approx([0.1, 0.3])
 
 
-@pytest.mark.parametrize("aggregation", ["minmax", "maxmin"])
-def test_choosing_without_a_gradient_gives_the_same_loss_and_gradient(t5, aggregation):
-    """QCRD's fast path (pick the chosen rationales under no_grad, backpropagate through them alone) is the
-    full computation's loss and gradient; delta is large so that every negative pushes."""
-    cfg, items, model, tokenizer = t5
-    cfg = cfg.replace({"loss.aggregation": aggregation, "loss.delta": 100.0})
+def fast_and_full(model, tokenizer, items, cfg):
+    """QCRD's loss, its parts and its gradient, the fast way (``choose_first``) and through every rationale."""
     model.eval()  # no dropout: both ways see one network
     results = []
     for choose_first in (True, False):
@@ -107,12 +103,49 @@ def test_choosing_without_a_gradient_gives_the_same_loss_and_gradient(t5, aggreg
         loss, parts = student_loss(model, tokenizer, items, "qcrd", cfg, choose_first=choose_first)
         loss.backward()
         results.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
-    (fast, fast_parts, fast_grads), (full, full_parts, full_grads) = results
-    assert fast == pytest.approx(full, rel=1e-5)
-    assert fast_parts["negative_term_active"] == full_parts["negative_term_active"] == 1.0
-    assert fast_parts["ce_chosen_negative"] == pytest.approx(full_parts["ce_chosen_negative"], rel=1e-5)
+    return results
+
+
+def assert_same_step(fast, full):
+    (fast_loss, fast_parts, fast_grads), (full_loss, full_parts, full_grads) = fast, full
+    assert fast_loss == pytest.approx(full_loss, rel=1e-5)
+    assert fast_parts["negative_term_active"] == full_parts["negative_term_active"]
+    for key in ("ce_chosen_positive", "ce_chosen_negative", "weight_negative"):
+        assert fast_parts[key] == pytest.approx(full_parts[key], rel=1e-5)
     for a, b in zip(fast_grads, full_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("aggregation", ["minmax", "maxmin"])
+def test_choosing_without_a_gradient_gives_the_same_loss_and_gradient(t5, aggregation):
+    """QCRD's fast path (pick the chosen rationales under no_grad, backpropagate through them alone) is the
+    full computation's loss and gradient; delta is large so that every negative pushes."""
+    cfg, items, model, tokenizer = t5
+    fast, full = fast_and_full(
+        model, tokenizer, items, cfg.replace({"loss.aggregation": aggregation, "loss.delta": 100.0})
+    )
+    assert_same_step(fast, full)
+    assert fast[1]["negative_term_active"] == 1.0
+
+
+@torch.no_grad()
+def test_negatives_past_the_margin_skip_the_backward_and_change_nothing(t5):
+    """With delta between the chosen negatives' CEs, some negative terms are silent: the fast path leaves
+    those negatives out of its differentiable pass, and the loss, figures and gradient stay the same."""
+    from qcrd_ray.scoring import encode_batch, rationale_ce
+    from qcrd_ray.tasks import EXPLAIN
+
+    cfg, items, model, tokenizer = t5
+    model.eval()
+    enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in items], [list(it.negatives) for it in items],
+                       cfg.student.max_input_length, cfg.student.max_target_length, False)  # fmt: skip
+    ce = rationale_ce(model, enc).masked_fill(~enc["rationale_mask"], float("-inf"))
+    chosen = sorted(c for c in ce.max(dim=1).values.tolist() if c > float("-inf"))  # minmax: the largest CE
+    delta = (chosen[1] + chosen[2]) / 2  # two of the five chosen negatives push, three are silent
+    with torch.enable_grad():
+        fast, full = fast_and_full(model, tokenizer, items, cfg.replace({"loss.delta": delta}))
+    assert_same_step(fast, full)
+    assert fast[1]["negative_term_active"] == pytest.approx(2 / 5)
 
 
 def test_qcrd_with_one_positive_scored_one_and_beta_zero_is_exactly_dss(t5):
