@@ -67,7 +67,7 @@ class DataConfig:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     # Sizes of the generated toy task (source: toy).
-    toy_train_size: int = 500
+    toy_train_size: int = 1000  # 500 leave DSS's and QCRD's label path bimodal over seeds (studies/README.md)
     toy_eval_size: int = 200
     # A longer record (a line of a JSONL file, a teacher output) fails at load, naming its file and line.
     max_record_chars: int = 100_000
