@@ -204,7 +204,9 @@ class TrainConfig:
     lr: float = 2e-3
     # linear: from lr down to 0 over the run's steps, as transformers' Trainer (DSS's) does; constant: lr throughout.
     lr_schedule: Literal["constant", "linear"] = "linear"
-    warmup_steps: int = 0  # the first steps of the run rise linearly to lr (under either schedule)
+    # The run's first warmup_ratio of steps rise linearly to lr (under either schedule), as the Trainer's
+    # warmup_ratio: without it, some seeds' first steps at the full rate set them back for the whole run.
+    warmup_ratio: float = 0.1
     batch_size: int = 16  # global batch (questions) per optimizer step
     # An iteration is `steps_per_iteration` optimizer steps, or `epochs_per_iteration` passes over the
     # training questions (docs/METHOD.md section 10: snapshot t - j should be a trained student).
@@ -223,7 +225,7 @@ class TrainConfig:
         check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
         check(self.epochs_per_iteration > 0, f"{p}.epochs_per_iteration", "a float > 0", self.epochs_per_iteration)
         check(self.weight_decay >= 0, f"{p}.weight_decay", "a float >= 0", self.weight_decay)
-        check(self.warmup_steps >= 0, f"{p}.warmup_steps", "an integer >= 0", self.warmup_steps)
+        check(0.0 <= self.warmup_ratio < 1.0, f"{p}.warmup_ratio", "a float in [0, 1)", self.warmup_ratio)
         for key in ("batch_size", "steps_per_iteration", "num_workers", "num_to_keep"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
         check(self.zero_stage in (0, 1, 2, 3), f"{p}.zero_stage", "one of 0, 1, 2, 3", self.zero_stage)

@@ -31,11 +31,12 @@ def steps_per_iteration(train: TrainConfig, num_questions: int) -> int:
 
 
 def learning_rate(train: TrainConfig, step: int, total_steps: int) -> float:
-    """The student's learning rate at ``step`` (0-based) of a run of ``total_steps``, as transformers'
-    ``get_linear_schedule_with_warmup`` has it: rising to ``train.lr`` over ``train.warmup_steps``, then
-    ``train.lr`` (``lr_schedule: constant``) or decaying linearly to 0 at ``total_steps`` (``linear``). A
-    function of the step alone, so a resumed run takes the same steps as an unbroken one."""
-    warmup = train.warmup_steps
+    """The student's learning rate at ``step`` (0-based) of a run of ``total_steps``, as transformers' Trainer
+    has it (``warmup_ratio``, ``get_linear_schedule_with_warmup``): rising to ``train.lr`` over the first
+    ``ceil(warmup_ratio * total_steps)`` steps, then ``train.lr`` (``lr_schedule: constant``) or decaying
+    linearly to 0 at ``total_steps`` (``linear``). A function of the step alone, so a resumed run takes the
+    same steps as an unbroken one."""
+    warmup = math.ceil(train.warmup_ratio * total_steps)
     if step < warmup:
         return train.lr * (step + 1) / warmup
     if train.lr_schedule == "constant":

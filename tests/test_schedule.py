@@ -110,11 +110,15 @@ def test_an_iteration_counts_steps_or_epochs():
 
 
 def test_the_learning_rate_is_constant_or_decays_linearly_to_zero():
-    linear, constant = TrainConfig(lr=1e-3), TrainConfig(lr=1e-3, lr_schedule="constant")
+    linear = TrainConfig(lr=1e-3, warmup_ratio=0.0)
+    constant = TrainConfig(lr=1e-3, lr_schedule="constant", warmup_ratio=0.0)
     assert [learning_rate(linear, step, 4) for step in range(4)] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
     assert learning_rate(linear, 5, 4) == 0.0  # an epoch-sized iteration that ran longer than the others
     assert {learning_rate(constant, step, 4) for step in range(6)} == {1e-3}
-    warm = TrainConfig(lr=1e-3, warmup_steps=2)
+    warm = TrainConfig(lr=1e-3, warmup_ratio=0.3)  # ceil(0.3 * 6) = 2 warmup steps
     assert [learning_rate(warm, step, 6) for step in range(6)] == pytest.approx(
         [5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4]
     )
+    default = TrainConfig()  # the default run: 40 of its 5 x 80 steps rise to lr
+    assert learning_rate(default, 0, 400) == pytest.approx(default.lr / 40)
+    assert learning_rate(default, 39, 400) == learning_rate(default, 40, 400) == pytest.approx(default.lr)

@@ -234,7 +234,8 @@ def test_the_learning_rate_decays_linearly_over_the_run_on_a_deepspeed_engine(
     from actors.student_train import build_engine
     from qcrd_ray.models import load_student
 
-    cfg, items = make_cfg(**{"run.iterations": 2, "train.zero_stage": zero_stage}), make_items()
+    cfg = make_cfg(**{"run.iterations": 2, "train.zero_stage": zero_stage, "train.warmup_ratio": 0.0})
+    items = make_items()
     model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
     engine = build_engine(model, cfg.train, 1)
     seen = []
