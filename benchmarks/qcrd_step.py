@@ -6,9 +6,8 @@ The baseline is a DSS step (label + one rationale). QCRD's step scores every pos
 question; with ``minmax`` it picks the chosen two under no_grad and backpropagates through them alone
 (``choose_first``, the default), leaving out a chosen negative already past the margin; it is timed at the
 default delta and with every negative live (a huge delta). The reference backpropagates through every
-rationale. Prints questions/s
-and the ratio to DSS (issue 15's target: QCRD at most 2x a DSS step). The default counts are the default run's
-(1.1 distinct positives and 2.3 negatives per question on average).
+rationale. Prints questions/s and the ratio to DSS (issue 15's target: QCRD at most 2x a DSS step). The
+default counts are the default run's (1.1 distinct positives and 2.3 negatives per question on average).
 """
 
 from __future__ import annotations
