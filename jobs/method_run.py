@@ -28,6 +28,8 @@ from qcrd_ray.config import Config
 from qcrd_ray.methods import build_items
 from qcrd_ray.records import Example, TrainItem, Vote
 
+JUDGE_SCORES_FILE = "judge_scores.json"  # in a QCRD method dir: the last iteration's scores, by kind
+
 
 @dataclass
 class SeedServices:
@@ -261,7 +263,12 @@ class QcrdRun:
         else:
             self.ring, self.history, self.optimizer_state = SnapshotRing.for_lag(self.cfg.negatives.lag), [], None
             self.ring.push(0, str(init_dir))
-        self.judge_scores: dict[str, list[float]] = {}
+        # The last scored iteration's judge scores (the report's figure); a resumed seed with nothing left to
+        # score reads them back.
+        scores = method_dir / JUDGE_SCORES_FILE
+        self.judge_scores: dict[str, list[float]] = (
+            json.loads(scores.read_text()) if self.manifest and scores.is_file() else {}
+        )
 
     def run(self) -> MethodResult:
         if not self.history:
@@ -317,6 +324,7 @@ class QcrdRun:
         """The judge's score for every positive and negative (neutral without a judge), over the judge pool in
         chunks of ``judge.score_batch_size`` pairs, concatenated in order."""
         from actors.pool import map_chunks
+        from qcrd_ray.manifest import atomic_write_text
         from qcrd_ray.methods import judge_pairs, scores_by_kind, with_scores
         from qcrd_ray.sharding import chunks, concat
 
@@ -326,6 +334,7 @@ class QcrdRun:
         with self.ctx.timer.phase("judge_score", method="qcrd", iteration=t):
             items = with_scores(items, concat(map_chunks(self.judges, "score", calls)))
         self.judge_scores = scores_by_kind(items, student_samples)
+        atomic_write_text(self.method_dir / JUDGE_SCORES_FILE, json.dumps(self.judge_scores))
         for kind, scores in self.judge_scores.items():
             self.ctx.metrics.log_scores(kind, scores, iteration=t)
         return items

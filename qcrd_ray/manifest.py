@@ -136,7 +136,7 @@ def manifest_path(run_dir: str | Path, iteration: int) -> Path:
     return Path(run_dir) / MANIFEST_DIR / f"iter_{iteration:04d}.json"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -164,8 +164,8 @@ def write_manifest(run_dir: str | Path, manifest: RunManifest) -> Path:
         raise ValueError(f"RunManifest.completed_iteration: a written manifest records an iteration >= 0, got {t!r}")
     run_dir = Path(run_dir)
     path = manifest_path(run_dir, t)
-    _atomic_write_text(path, json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
-    _atomic_write_text(run_dir / LATEST_MARKER, path.relative_to(run_dir).as_posix() + "\n")
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
+    atomic_write_text(run_dir / LATEST_MARKER, path.relative_to(run_dir).as_posix() + "\n")
     return path
 
 

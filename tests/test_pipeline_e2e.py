@@ -253,3 +253,8 @@ def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache
     assert [h["iteration"] for h in resumed] == [0, 1]
     for key in ("accuracy", "loss"):
         assert [h[key] for h in resumed] == pytest.approx([h[key] for h in reference], abs=1e-6), key
+
+    scores = json.loads((broken / "summary.json").read_text())[0]["judge_scores"]
+    distill([*args, "--resume"])  # nothing left to train: the report still has the judge's last scores
+    assert json.loads((broken / "summary.json").read_text())[0]["judge_scores"] == scores
+    assert scores["positives"] and scores["student_negatives"]
