@@ -1,7 +1,7 @@
 """Does a student learn the toy task? A plain torch loop (no Ray), fine-tuning vs DSS on gold rationales.
 
     python -m studies.student_learns [--student builtin:arith-student] [--steps 300] [--train 500] [--seeds 0,1,2]
-        [--lr 1e-3] [--schedule constant|linear]
+        [--lr 1e-3] [--schedule constant|linear] [--warmup-ratio 0.0]
 
 Trains each method from the same student on the same questions and batches, then prints the predict-path
 accuracy and (DSS) the accuracy of the answer read from its own rationale on the toy test split, next to the
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--schedule", choices=["constant", "linear"], default="constant",
                         help="linear: the learning rate decays to 0 over --steps")  # fmt: skip
+    parser.add_argument("--warmup-ratio", type=float, default=0.0,
+                        help="the share of --steps the rate rises over (0: the results in studies/README.md)")  # fmt: skip
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--methods", default="finetune,dss")
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     train, test = generate_split("train", args.train, seed=0), generate_split("test", args.test, seed=0)
     items = [TrainItem(ex.id, ex.input, ex.label, (ex.rationales[0].text,), (1.0,)) for ex in train]
-    task, schedule = get_task("arith"), TrainConfig(lr=args.lr, lr_schedule=args.schedule)
+    task = get_task("arith")
+    schedule = TrainConfig(lr=args.lr, lr_schedule=args.schedule, warmup_ratio=args.warmup_ratio)
     floor = majority_label_baseline(task, [ex.label for ex in train], [ex.label for ex in test])
     print(f"floor (always {floor['label']}): {100 * floor['accuracy']:.1f}%")
     cfg = Config().replace({"student.model": args.student, "student.max_input_length": 128})
