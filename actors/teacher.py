@@ -64,7 +64,8 @@ def _check_shape(completions: list[list[str]], num_prompts: int, k: int, backend
 
 
 class TransformersBackend:
-    """``AutoModelForCausalLM.generate`` with sampling, ``num_return_sequences = K``, one seed per batch."""
+    """``AutoModelForCausalLM.generate`` with sampling, K rows per prompt, each with its own seed from the prompt
+    (``qcrd_ray.row_sampling``), so that, as with vLLM, batching never changes a sample."""
 
     def __init__(self, cfg: TeacherConfig):
         import torch
@@ -96,7 +97,7 @@ class TransformersBackend:
             top_p=cfg.top_p,
             num_return_sequences=1 if greedy else cfg.num_samples,
             batch_size=len(prompts),
-            seed=derive_seed(cfg.seed, *prompts),
+            prompt_seeds=None if greedy else [derive_seed(cfg.seed, prompt) for prompt in prompts],
             max_input_length=cfg.max_input_length,
         )
         if greedy:

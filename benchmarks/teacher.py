@@ -1,9 +1,11 @@
-"""Teacher sampling: one padded batch (KV cache, K return sequences) vs one prompt at a time.
+"""Teacher sampling: one padded batch (KV cache, K rows per prompt) vs one prompt at a time.
 
     python -m benchmarks.teacher [--model builtin:arith] [--prompts 32]
 
 Both runs sample the same prompts with the same backend in the same process; tokens/s counts generated
-tokens (K completions per prompt). Also times a rerun through the on-disk sample cache.
+tokens (K completions per prompt). The backend seeds every row (``qcrd_ray.row_sampling``); the same batch
+through transformers' own sampling, one RNG for the batch, shows what that costs. Also times a rerun through
+the on-disk sample cache.
 """
 
 from __future__ import annotations
@@ -43,7 +45,25 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     single = [backend.sample([p])[0] for p in prompts]
     t_single = time.perf_counter() - start
-    rate_b, rate_s = tokens(batched) / t_batched, tokens(single) / t_single
+    from qcrd_ray.models import generate
+
+    start = time.perf_counter()
+    one_rng = generate(
+        backend.model,
+        backend.tokenizer,
+        prompts,
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=True,
+        temperature=cfg.temperature,
+        num_return_sequences=cfg.num_samples,
+        batch_size=len(prompts),
+        seed=0,
+        max_input_length=cfg.max_input_length,
+    )
+    t_one_rng = time.perf_counter() - start
+    rate_b, rate_s, rate_1 = (
+        tokens(o) / t for o, t in ((batched, t_batched), (single, t_single), (one_rng, t_one_rng))
+    )
 
     # A rerun of the whole teacher phase (the driver's own function) with every question cached.
     from jobs.teacher_phase import run_teacher_phase
@@ -61,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"teacher sampling ({args.model}, {args.prompts} prompts x K={args.k}, temperature 0.7) on {machine()}")
     print(f"  one prompt at a time  {t_single:7.2f} s  {rate_s:8.1f} tokens/s  1.00x")
     print(f"  batched               {t_batched:7.2f} s  {rate_b:8.1f} tokens/s  {rate_b / rate_s:.2f}x")
+    print(f"  batched, one RNG      {t_one_rng:7.2f} s  {rate_1:8.1f} tokens/s  {rate_1 / rate_s:.2f}x (no row seeds)")
     print(f"  teacher phase rerun, all cached  {t_cache:7.4f} s for {rerun.num_cached} questions (0 sampled)")
 
 

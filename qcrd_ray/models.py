@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from qcrd_ray.config import JudgeConfig, StudentConfig, TinyModelConfig
+from qcrd_ray.row_sampling import RowSeededSampler, row_seed
 from qcrd_ray.scoring import causal_prompt_ids, pad_rows
 
 JUDGE_WEIGHTS = "judge.safetensors"
@@ -198,6 +199,7 @@ def generate(
     num_return_sequences: int = 1,
     batch_size: int = 32,
     seed: int | None = None,
+    prompt_seeds: list[int] | None = None,
     max_input_length: int,
 ) -> list[list[str]]:
     """Decode ``num_return_sequences`` continuations per prompt, in padded batches with the KV cache.
@@ -205,7 +207,9 @@ def generate(
     Seq2seq prompts are right-padded; decoder-only ones are left-padded (their text's tokens only, as the
     student trains: ``scoring.causal_prompt_ids``) and only the continuation is returned. ``top_k = 0`` samples from the whole temperature / top-p
     distribution (transformers would otherwise cut it at 50). Prompts are batched by length (less padding);
-    ``seed`` makes the result reproducible without touching the caller's RNG. A prompt longer than
+    ``seed`` makes the result reproducible without touching the caller's RNG; ``prompt_seeds`` (one per
+    prompt, sampling only) gives each returned sequence its own seed, so that no sample depends on the other
+    prompts of its batch (``qcrd_ray.row_sampling``). A prompt longer than
     ``input_limit(model, max_new_tokens, max_input_length)`` tokens is truncated (an 8,000-character prompt
     once needed 5 GB). Returns one list per prompt.
     """
@@ -213,6 +217,8 @@ def generate(
         raise ValueError("generate: max_new_tokens, batch_size and num_return_sequences must be >= 1")
     if num_return_sequences > 1 and not do_sample:
         raise ValueError("generate: several return sequences need do_sample=True (greedy decoding repeats itself)")
+    if prompt_seeds is not None and (not do_sample or seed is not None or len(prompt_seeds) != len(prompts)):
+        raise ValueError("generate: prompt_seeds needs do_sample=True, no seed, and one seed per prompt")
     seq2seq = is_seq2seq(model)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -229,15 +235,24 @@ def generate(
                 rows = [ids[i] for i in chunk]
                 input_ids = pad_rows(rows, pad_id, left=not seq2seq).to(device)
                 attention_mask = pad_rows([[1] * len(r) for r in rows], 0, left=not seq2seq).to(device)
+                if prompt_seeds is None:
+                    decoding = {"num_return_sequences": num_return_sequences, **(sampling or {"do_sample": False})}
+                else:  # one row per returned sequence, decoded greedily through its own seed's noise
+                    from transformers import LogitsProcessorList
+
+                    input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
+                    attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
+                    seeds = [row_seed(prompt_seeds[i], k) for i in chunk for k in range(num_return_sequences)]
+                    sampler = RowSeededSampler(seeds, temperature=temperature, top_p=top_p, top_k=top_k)
+                    decoding = {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
                 out = model.generate(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     max_new_tokens=max_new_tokens,
-                    num_return_sequences=num_return_sequences,
                     pad_token_id=pad_id,
                     eos_token_id=tokenizer.eos_token_id,
                     use_cache=True,
-                    **({"do_sample": False} if not do_sample else sampling),
+                    **decoding,
                 )
                 if not seq2seq:
                     out = out[:, input_ids.shape[1] :]  # the continuation only

@@ -98,6 +98,10 @@ def test_transformers_backend_gives_k_completions_reproducibly(tiny_causal_lm):
     first = backend.sample(PROMPTS)
     assert len(first) == len(PROMPTS) and all(len(out) == 3 and all(isinstance(t, str) for t in out) for out in first)
     assert backend.sample(PROMPTS) == first  # a resampled batch is drawn the same way
+    # batching never changes a sample: each prompt alone, or the batch reversed, draws what it drew beside the rest
+    assert [backend.sample([p])[0] for p in PROMPTS] == first
+    assert backend.sample(PROMPTS[::-1]) == first[::-1]
+    assert any(len(set(out)) > 1 for out in first)  # K different samples, not one repeated
     other_seed = TransformersBackend(TeacherConfig(model=str(tiny_causal_lm), num_samples=3, max_new_tokens=8, seed=2))
     assert other_seed.sample(PROMPTS) != first
     greedy = TransformersBackend(
