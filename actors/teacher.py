@@ -42,7 +42,7 @@ class TeacherBackend(Protocol):
 
 
 def derive_seed(seed: int, *texts: str) -> int:
-    """A 31-bit seed from the run's teacher seed and texts (a prompt, or a batch's prompts)."""
+    """A 31-bit seed from the run's teacher seed and texts (a prompt, and for an endpoint its attempt)."""
     digest = hashlib.sha256("\x00".join([str(seed), *texts]).encode("utf-8")).hexdigest()
     return int(digest[:8], 16) & 0x7FFFFFFF
 

@@ -224,7 +224,9 @@ def generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = _prompt_ids(tokenizer, prompts, seq2seq, input_limit(model, max_new_tokens, max_input_length))
     order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {}
+    decoding = {"num_return_sequences": num_return_sequences, "do_sample": do_sample}
+    if do_sample:
+        decoding.update(temperature=temperature, top_p=top_p, top_k=top_k)
     was_training = model.training
     model.eval()
     results: list[list[str]] = [[] for _ in prompts]
@@ -235,16 +237,15 @@ def generate(
                 rows = [ids[i] for i in chunk]
                 input_ids = pad_rows(rows, pad_id, left=not seq2seq).to(device)
                 attention_mask = pad_rows([[1] * len(r) for r in rows], 0, left=not seq2seq).to(device)
-                if prompt_seeds is None:
-                    decoding = {"num_return_sequences": num_return_sequences, **(sampling or {"do_sample": False})}
-                else:  # one row per returned sequence, decoded greedily through its own seed's noise
+                batch_decoding = decoding
+                if prompt_seeds is not None:  # one row per returned sequence, decoded greedily through its seed's noise
                     from transformers import LogitsProcessorList
 
                     input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
                     attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
                     seeds = [row_seed(prompt_seeds[i], k) for i in chunk for k in range(num_return_sequences)]
                     sampler = RowSeededSampler(seeds, temperature=temperature, top_p=top_p, top_k=top_k)
-                    decoding = {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
+                    batch_decoding = {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
                 out = model.generate(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
@@ -252,7 +253,7 @@ def generate(
                     pad_token_id=pad_id,
                     eos_token_id=tokenizer.eos_token_id,
                     use_cache=True,
-                    **decoding,
+                    **batch_decoding,
                 )
                 if not seq2seq:
                     out = out[:, input_ids.shape[1] :]  # the continuation only
