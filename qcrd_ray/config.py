@@ -211,7 +211,7 @@ class TrainConfig:
     # An iteration is `steps_per_iteration` optimizer steps, or `epochs_per_iteration` passes over the
     # training questions (docs/METHOD.md section 10: snapshot t - j should be a trained student).
     iteration_unit: Literal["steps", "epochs"] = "steps"
-    steps_per_iteration: int = 80
+    steps_per_iteration: int = 120
     epochs_per_iteration: float = 1.0
     weight_decay: float = 0.0
     num_workers: int = 1

@@ -119,6 +119,6 @@ def test_the_learning_rate_is_constant_or_decays_linearly_to_zero():
     assert [learning_rate(warm, step, 6) for step in range(6)] == pytest.approx(
         [5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4]
     )
-    default = TrainConfig()  # the default run: 40 of its 5 x 80 steps rise to lr
-    assert learning_rate(default, 0, 400) == pytest.approx(default.lr / 40)
-    assert learning_rate(default, 39, 400) == learning_rate(default, 40, 400) == pytest.approx(default.lr)
+    default = TrainConfig()  # the default run: 60 of its 5 x 120 steps rise to lr
+    assert learning_rate(default, 0, 600) == pytest.approx(default.lr / 60)
+    assert learning_rate(default, 59, 600) == learning_rate(default, 60, 600) == pytest.approx(default.lr)
