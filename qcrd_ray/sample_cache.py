@@ -39,7 +39,8 @@ def prompt_template_sha(prompt: Callable[[str], str]) -> str:
 @dataclass(frozen=True)
 class CacheKey:
     """What decides a teacher's samples. ``top_p`` and ``max_new_tokens`` are part of it too: both change
-    the samples, so sharing a file across them would hand out samples drawn under other settings."""
+    the samples, so sharing a file across them would hand out samples drawn under other settings. So does
+    ``backend``: vLLM, transformers (row-seeded) and an endpoint draw different samples from the same seed."""
 
     model: str
     template_sha: str
@@ -48,6 +49,7 @@ class CacheKey:
     seed: int
     top_p: float = 1.0
     max_new_tokens: int = 128
+    backend: str = "transformers"
 
     @classmethod
     def for_teacher(cls, teacher_cfg, template_sha: str) -> CacheKey:
@@ -60,6 +62,7 @@ class CacheKey:
             seed=teacher_cfg.seed,
             top_p=float(teacher_cfg.top_p),
             max_new_tokens=teacher_cfg.max_new_tokens,
+            backend=teacher_cfg.backend,
         )
 
     def digest(self) -> str:

@@ -51,6 +51,7 @@ def test_every_key_field_selects_its_own_file(tmp_path):
         CacheKey("builtin:arith", "abc", 2, 0.7, 1),
         CacheKey("builtin:arith", "abc", 2, 0.7, 0, top_p=0.9),
         CacheKey("builtin:arith", "abc", 2, 0.7, 0, max_new_tokens=64),
+        CacheKey("builtin:arith", "abc", 2, 0.7, 0, backend="vllm"),
     ]
     names = {SampleCache(tmp_path, k).path.name for k in [KEY, *variants]}
     assert len(names) == len(variants) + 1
