@@ -2,8 +2,8 @@
 
     python -m studies.judge_start [--seeds 0,1,2] [--variants default,lr1e-3,...] [--set KEY=VALUE ...]
 
-Run it from a directory whose ``runs/teacher_cache`` holds the default run's teacher samples (any finished
-``python -m jobs.distill`` leaves them): the votes come from that cache, so nothing is sampled from the teacher.
+Run it from a directory whose ``runs/teacher_cache`` holds the run's teacher samples (``python -m jobs.distill``
+at the same commit, with the same ``--set``, leaves them): the votes come from that cache, nothing is sampled.
 D pretrains on the first 80% of the training questions (the teacher's positives against its minority, topped
 up with corrupted positives, as ``QualityJudge.pretrain`` does), then scores the last 20%: the teacher's
 positives, its minority, corrupted positives, and the samples iteration 1 takes its negatives from (the
@@ -66,11 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     from qcrd_ray.methods import pretrain_groups
     from qcrd_ray.models import student_path
     from qcrd_ray.report_judge import separation_auc
+    from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha
     from qcrd_ray.tasks import get_task
 
     cfg = load_config(None, args.set)
-    train = load_examples(cfg.data, cfg.data.train_split)
-    votes = run_teacher_phase(cfg, train, get_task(cfg.data.task)).votes
+    train, task = load_examples(cfg.data, cfg.data.train_split), get_task(cfg.data.task)
+    cache = SampleCache(cfg.teacher.cache_dir, CacheKey.for_teacher(cfg.teacher, prompt_template_sha(task.prompt)))
+    if len(cache.done_ids({ex.id: task.prompt(ex.input) for ex in train})) < len(train):
+        raise SystemExit(f"{cache.path}: not every training question's teacher samples are cached; run "
+                         f"python -m jobs.distill (with the same --set) here first")  # fmt: skip
+    votes = run_teacher_phase(cfg, train, task).votes
     cut = int(0.8 * len(train))
     student_dir = student_path(cfg.student.model)
     held_out = held_out_rationales(cfg, train[cut:], votes[cut:], student_dir, seed=0)
