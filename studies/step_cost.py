@@ -5,7 +5,7 @@
 A plain torch loop (AdamW, the DSS loss, the pretrained student) on toy questions with their gold rationale:
 milliseconds per step at batch 8, 16 and 32, once in a random order and once with the same questions sorted by
 rationale length (the best case of a length-grouped sampler: least padding). Also prints the share of padding
-in random batches of 16 of the training split. Set OMP_NUM_THREADS to compare thread counts.
+in random batches of 16 of these questions' rationales. Set OMP_NUM_THREADS to compare thread counts.
 """
 
 from __future__ import annotations
