@@ -120,6 +120,10 @@ class JudgeConfig:
     score_batch_size: int = 128
     max_length: int = 256
     loss_form: Literal["infonce", "paper_printed"] = "infonce"
+    # Weight of a binary cross-entropy term (positives -> 1, negatives -> 0) added to L_D in pretraining and
+    # updates. L_D sees only differences of scores; this pins their level, which QCRD uses as its weights.
+    # 0: L_D alone.
+    level_weight: float = 1.0
     mask_probability: float = 0.15
     # What each judge actor asks of its node (half a CPU: it shares one with the student sampler on a laptop),
     # and how many score each iteration's pairs (the online update runs on the first; the others load it).
@@ -135,6 +139,7 @@ class JudgeConfig:
             self.pretrain_steps,
         )
         check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        check(self.level_weight >= 0, f"{p}.level_weight", "a float >= 0", self.level_weight)
         check(0.0 <= self.mask_probability < 1.0, f"{p}.mask_probability", "a float in [0, 1)", self.mask_probability)
         for key in ("hidden_size", "update_interval", "batch_size", "score_batch_size", "max_length"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))

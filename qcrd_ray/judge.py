@@ -137,7 +137,7 @@ class QualityJudge:
         (epochs reshuffled); returns the losses."""
         import torch
 
-        from qcrd_ray.losses import judge_loss
+        from qcrd_ray.losses import judge_level_loss, judge_loss
 
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -153,6 +153,8 @@ class QualityJudge:
             del order[: self.cfg.batch_size]
             pos, pos_mask, neg, neg_mask = self._group_scores(batch)
             loss = judge_loss(pos, pos_mask, neg, neg_mask, self.cfg.loss_form)
+            if self.cfg.level_weight > 0:
+                loss = loss + self.cfg.level_weight * judge_level_loss(pos, pos_mask, neg, neg_mask)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -217,3 +217,25 @@ def judge_loss(
         torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1) if form == "infonce" else torch.logsumexp(neg, dim=1)
     )
     return (log_denominator - log_pos).mean()
+
+
+def judge_level_loss(
+    pos_scores: torch.Tensor,
+    pos_mask: torch.Tensor,
+    neg_scores: torch.Tensor,
+    neg_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Binary cross-entropy of the judge's scores against 1 for positives and 0 for negatives -> scalar.
+
+    pos_scores / pos_mask: [N,P]; neg_scores / neg_mask: [N,M], scores in [0, 1]. Both forms of L_D see only
+    differences of scores, so nothing in them pins their level, which QCRD uses as its weights (s, 1 - s);
+    this term does. The mean of the positives' and the negatives' mean, so the classes weigh alike however
+    many of each there are; a class with no slot contributes nothing.
+    """
+    terms = []
+    for scores, mask, target in ((pos_scores, pos_mask, 1.0), (neg_scores, neg_mask, 0.0)):
+        if bool(mask.any()):
+            terms.append(F.binary_cross_entropy(scores[mask].float(), torch.full_like(scores[mask].float(), target)))
+    if not terms:
+        return pos_scores.sum() * 0.0 + neg_scores.sum() * 0.0
+    return torch.stack(terms).mean()

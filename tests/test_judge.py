@@ -82,6 +82,17 @@ def test_pretraining_lowers_the_loss_and_separates_positives_from_negatives(pret
     assert gap_after > gap_before + 0.15
 
 
+def test_the_level_term_puts_positives_above_one_half_and_negatives_below(tokenizer_dir):
+    """QCRD weighs by s and 1 - s, so the level matters: with the term on, D's scores sit on either side of 1/2."""
+    from qcrd_ray.judge import QualityJudge
+
+    groups = arithmetic_groups()
+    judge = QualityJudge(CFG, tokenizer_dir, seed=0)
+    judge.pretrain(groups)
+    pos, neg = statistics.mean(judge.score(pairs_of(groups, 0))), statistics.mean(judge.score(pairs_of(groups, 1)))
+    assert pos > 0.6 and neg < 0.4, (pos, neg)
+
+
 def test_scores_are_one_per_pair_in_unit_interval_and_independent_of_batching(pretrained, tokenizer_dir):
     judge, _, _ = pretrained
     pairs = pairs_of(arithmetic_groups(), 0)[:37]  # 37 = two full batches of 16 and a ragged one

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from qcrd_ray.losses import AGGREGATIONS, contrastive_loss, dss_loss, judge_loss, sequence_ce
+from qcrd_ray.losses import AGGREGATIONS, contrastive_loss, dss_loss, judge_level_loss, judge_loss, sequence_ce
 
 
 def test_sequence_ce_ignores_padding():
@@ -130,3 +130,17 @@ def test_judge_loss_forms_by_hand():
     assert empty.item() == 0.0
     with pytest.raises(ValueError, match="form must be one of"):
         judge_loss(pos, pm, neg, nm, "hinge")
+
+
+def test_judge_level_loss_by_hand_weighs_the_classes_alike_and_skips_padding():
+    pos, neg = torch.tensor([[0.9, 0.7]]), torch.tensor([[0.2, 0.1, 0.99]])
+    pm, nm = torch.ones(1, 2, dtype=torch.bool), torch.tensor([[True, True, False]])
+    positives = -(math.log(0.9) + math.log(0.7)) / 2
+    negatives = -(math.log(0.8) + math.log(0.9)) / 2
+    assert judge_level_loss(pos, pm, neg, nm).item() == pytest.approx((positives + negatives) / 2)
+    # Unlike L_D, it sees the level: the same scores shifted up cost the negatives more than the positives gain.
+    shifted = judge_level_loss(pos + 0.05, pm, neg + 0.05, nm).item()
+    assert shifted != pytest.approx(judge_level_loss(pos, pm, neg, nm).item())
+    assert judge_loss(pos + 0.05, pm, neg + 0.05, nm).item() == pytest.approx(judge_loss(pos, pm, neg, nm).item())
+    no_negatives = judge_level_loss(pos, pm, neg, torch.zeros(1, 3, dtype=torch.bool))
+    assert no_negatives.item() == pytest.approx(positives)
