@@ -122,8 +122,8 @@ class JudgeConfig:
     loss_form: Literal["infonce", "paper_printed"] = "infonce"
     # Weight of a binary cross-entropy term (positives -> 1, negatives -> 0) added to L_D in pretraining and
     # updates. L_D sees only differences of scores; this pins their level, which QCRD uses as its weights.
-    # 0: L_D alone.
-    level_weight: float = 1.0
+    # 0, L_D alone, is the default: at 1 the tiny judge scores everything near 1/2 (studies/README.md).
+    level_weight: float = 0.0
     mask_probability: float = 0.15
     # What each judge actor asks of its node (half a CPU: it shares one with the student sampler on a laptop),
     # and how many score each iteration's pairs (the online update runs on the first; the others load it).

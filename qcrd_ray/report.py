@@ -296,8 +296,9 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
     out = [
         "# QCRD run report\n",
         f"Task **{first.get('task', '-')}**, student **{first.get('student', '-')}**, teacher **{teacher_model}**, seeds {seeds}.\n",
-        "How to read this: higher accuracy is better; QCRD should beat DSS, and DSS should beat fine-tuning, on the same data "
-        "and steps; the teacher rows are the ceiling the rationales came from, and always giving the most frequent "
+        "How to read this: higher accuracy is better; every method has the same data and steps, and the paper finds QCRD "
+        "above DSS and DSS above fine-tuning, a gap that means something only where it is larger than the spread over "
+        "seeds; the teacher rows are the ceiling the rationales came from, and always giving the most frequent "
         "training answer is the floor a student must clear to have learned anything; in the judge plot, positives should "
         "sit to the right of the negatives.\n",
         "## Results\n",

@@ -22,14 +22,14 @@ from qcrd_ray.config import load_config
 # Each variant: overrides of the judge section (on top of the run's config).
 VARIANTS = {
     "default": {},
-    # L_D alone, as before session 17 (the rows of studies/README.md's first judge_start table).
-    "no_level": {"judge.level_weight": 0.0},
-    "lr1e-3": {"judge.level_weight": 0.0, "judge.lr": 1e-3},
-    "lr1e-3_steps300": {"judge.level_weight": 0.0, "judge.lr": 1e-3, "judge.pretrain_steps": 300},
+    "lr1e-3": {"judge.lr": 1e-3},
+    "lr1e-3_steps300": {"judge.lr": 1e-3, "judge.pretrain_steps": 300},
     # D's encoder is the pretrained student's (a T5 encoder that reads the domain, as the paper's D is T5's).
-    "student_encoder": {"judge.level_weight": 0.0, "judge.encoder": "student"},
-    "student_encoder_lr1e-3": {"judge.level_weight": 0.0, "judge.encoder": "student", "judge.lr": 1e-3},
-    "level_lr1e-3": {"judge.lr": 1e-3},
+    "student_encoder": {"judge.encoder": "student"},
+    "student_encoder_lr1e-3": {"judge.encoder": "student", "judge.lr": 1e-3},
+    # L_D plus the binary cross-entropy that pins the scores' level.
+    "level": {"judge.level_weight": 1.0},
+    "level_lr1e-3": {"judge.level_weight": 1.0, "judge.lr": 1e-3},
 }
 
 

@@ -3,6 +3,7 @@ scoring, versions, save/load, and the Ray Serve deployment over real HTTP on 127
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 import statistics
@@ -87,7 +88,7 @@ def test_the_level_term_puts_positives_above_one_half_and_negatives_below(tokeni
     from qcrd_ray.judge import QualityJudge
 
     groups = arithmetic_groups()
-    judge = QualityJudge(CFG, tokenizer_dir, seed=0)
+    judge = QualityJudge(dataclasses.replace(CFG, level_weight=1.0), tokenizer_dir, seed=0)
     judge.pretrain(groups)
     pos, neg = statistics.mean(judge.score(pairs_of(groups, 0))), statistics.mean(judge.score(pairs_of(groups, 1)))
     assert pos > 0.6 and neg < 0.4, (pos, neg)

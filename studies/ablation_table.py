@@ -1,0 +1,85 @@
+"""The README's ablation table: QCRD's variants against the full method, seed by seed.
+
+    python -m studies.ablation_table runs/qcrd "no judge=runs/no_judge" "no self-consistency=runs/no_sc" ...
+
+The first directory is a full run (QCRD, and DSS for reference); each NAME=DIR after it is a QCRD-only run of
+one variant on the same seeds (``--set run.<flag>=false --set run.compare_baselines=false``). Prints a markdown
+table (per row: mean ± std over seeds, every seed, and the paired difference, full method minus the row, seed by
+seed, on both metrics), then each run's contrastive-term figures per iteration from its metrics.jsonl: the share
+of questions whose negative term is active and the judge's mean weight on the chosen positives and negatives
+(the range over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from qcrd_ray.metrics import read_metrics
+
+METRICS = ("final_accuracy", "final_rationale_accuracy")
+FIGURES = ("negative_term_active", "weight_positive", "weight_negative")
+
+
+def seed_results(run_dir: Path, method: str) -> dict[int, dict[str, float]]:
+    """Seed -> the method's final accuracy on each metric (in %), from the run's summary.json."""
+    summaries = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    return {s["seed"]: {k: 100 * s["methods"][method][k] for k in METRICS} for s in summaries}
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+
+
+def table_row(name: str, row: dict[int, dict[str, float]], full: dict[int, dict[str, float]]) -> str:
+    cells = [name]
+    for metric in METRICS:
+        values = [row[seed][metric] for seed in sorted(row)]
+        paired = [full[seed][metric] - row[seed][metric] for seed in sorted(row)]
+        cells += [mean_std(values), " / ".join(f"{v:.1f}" for v in values), "-" if row is full else mean_std(paired)]
+    return "| " + " | ".join(cells) + " |"
+
+
+def iteration_figures(run_dir: Path) -> list[str]:
+    """One line per iteration: each figure's range over the run's seeds."""
+    by_iteration: dict[int, dict[str, list[float]]] = {}
+    for metrics in sorted(run_dir.glob("seed_*/metrics.jsonl")):
+        for record in read_metrics(metrics, "iteration"):
+            if record.get("method") == "qcrd":
+                figures = by_iteration.setdefault(record["iteration"], {k: [] for k in FIGURES})
+                for key in FIGURES:
+                    if key in record:
+                        figures[key].append(record[key])
+    lines = []
+    for iteration, figures in sorted(by_iteration.items()):
+        cells = [f"{k} {min(v):.2f}-{max(v):.2f}" for k, v in figures.items() if v]
+        lines.append(f"  iteration {iteration + 1}: " + ", ".join(cells))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("full", type=Path, help="the full run's directory (QCRD and DSS)")
+    parser.add_argument("variants", nargs="*", metavar="NAME=DIR", help="a QCRD-only run of a variant")
+    args = parser.parse_args(argv)
+
+    full = seed_results(args.full, "qcrd")
+    rows = [("the full method", full, args.full)]
+    for item in args.variants:
+        name, _, directory = item.partition("=")
+        rows.append((name, seed_results(Path(directory), "qcrd"), Path(directory)))
+    print("| QCRD variant | predict: mean ± std | seeds | paired | from its rationale | seeds | paired |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, row, _ in rows:
+        print(table_row(name, row, full))
+    print(table_row("DSS, for reference", seed_results(args.full, "dss"), full))
+    for name, _, directory in rows:
+        print(f"\n{name} ({directory}):")
+        print("\n".join(iteration_figures(directory)))
+
+
+if __name__ == "__main__":
+    main()
