@@ -234,8 +234,9 @@ def judge_level_loss(
     """
     terms = []
     for scores, mask, target in ((pos_scores, pos_mask, 1.0), (neg_scores, neg_mask, 0.0)):
-        if bool(mask.any()):
-            terms.append(F.binary_cross_entropy(scores[mask].float(), torch.full_like(scores[mask].float(), target)))
+        chosen = scores[mask].float()
+        if chosen.numel():
+            terms.append(F.binary_cross_entropy(chosen, torch.full_like(chosen, target)))
     if not terms:
         return pos_scores.sum() * 0.0 + neg_scores.sum() * 0.0
     return torch.stack(terms).mean()
