@@ -50,13 +50,14 @@ def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) ->
     from actors.student_train import GRADIENT_CLIPPING
     from qcrd_ray.models import load_student
     from qcrd_ray.student_iteration import batch_indices, iteration_seed
-    from qcrd_ray.student_loss import student_loss
+    from qcrd_ray.student_loss import encoded_length, student_loss
 
     model, tokenizer = load_student(init_dir)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     order = torch.Generator().manual_seed(iteration_seed(seed, 0, 0, "batches"))
-    steps = batch_indices(len(items), cfg.train.batch_size, cfg.train.steps_per_iteration, order)
+    lengths = [encoded_length(item, "qcrd") for item in items] if cfg.train.group_by_length else None
+    steps = batch_indices(len(items), cfg.train.batch_size, cfg.train.steps_per_iteration, order, lengths)
     started = time.perf_counter()
     for indices in steps:
         loss, _ = student_loss(model, tokenizer, [items[i] for i in indices], "qcrd", cfg)

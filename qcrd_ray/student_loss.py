@@ -80,6 +80,19 @@ def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Con
     return loss, parts
 
 
+def encoded_length(item: TrainItem, method: str) -> int:
+    """How long (in characters) the longest text the method encodes for ``item`` is: the input and its longest
+    target (the label for fine-tuning, the first positive for DSS, any rationale for QCRD), the padding a batch
+    of it would set."""
+    if method == "finetune":
+        targets = (item.label,)
+    elif method == "dss":
+        targets = item.positives[:1]
+    else:
+        targets = (*item.positives, *item.negatives)
+    return len(item.input) + max(map(len, targets), default=0)
+
+
 CONTRASTIVE_FIGURES = (
     "negative_term_active",
     "ce_chosen_positive",
