@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import ray
 
-from qcrd_ray.judge import STATE_FILE, QualityJudge, resolve_judge_dir, score_texts
+from qcrd_ray.judge import JUDGE_STATE_FILE, QualityJudge, resolve_judge_dir, score_texts
 
 JudgeActor = ray.remote(num_cpus=1)(QualityJudge)
 JudgeActor.__doc__ = (
@@ -48,7 +48,7 @@ class JudgeService:
 
         path = resolve_judge_dir(save_dir)
         self.model, self.tokenizer = load_judge(path)
-        state = json.loads((path / STATE_FILE).read_text())
+        state = json.loads((path / JUDGE_STATE_FILE).read_text())
         self.version = int(state["version"])
         self.batch_size = int(state["score_batch_size"])
         self.max_length = int(state["max_length"])

@@ -55,6 +55,7 @@ def check_feasible(
 def reserve(
     phase: str,
     bundles: list[dict[str, float]],
+    *,
     strategy: str = "PACK",
     timeout_s: float = 600.0,
     autoscaling: bool = False,

@@ -3,29 +3,35 @@
 ``map_chunks`` sends chunk c of a job to replica c % N and gathers the results in chunk order; how a job is
 cut into chunks is the core's decision (``qcrd_ray.sharding``), made without looking at N, so one replica and
 several give the same result. Ray runs each actor's calls in the order they were submitted, so a call
-submitted after another (a judge's new weights, then its next scores) sees its effect.
+submitted after another (a judge's new weights, then its next scores) sees its effect. Every pool of the
+project (student samplers, judges, teachers) is started with ``start_pool`` and ended with ``kill_pool``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 
-def replica_name(name: str, index: int) -> str:
-    """Replica 0 keeps the pool's name (``{run}/seed_0/judge``); replica i >= 1 is ``{name}_{i}``."""
-    return name if index == 0 else f"{name}_{index}"
+def replica_name(name: str, index: int, numbered: bool = False) -> str:
+    """Replica 0 keeps the pool's name (``{run}/seed_0/judge``) and replica i >= 1 is ``{name}_{i}``; in a
+    ``numbered`` pool (the teachers: ``{run}/teacher_0``, ``{run}/teacher_1``, ...) every replica is ``{name}_{i}``."""
+    return name if index == 0 and not numbered else f"{name}_{index}"
 
 
-def start_pool(actor_class, name: str, count: int, group, first_bundle: int, *args, **options) -> list:
-    """``count`` replicas of ``actor_class``, replica i named ``replica_name(name, i)`` in bundle
+def start_pool(
+    actor_class, name: str, count: int, group, first_bundle: int, *args, numbered: bool = False, **options
+) -> list:
+    """``count`` replicas of ``actor_class``, replica i named ``replica_name(name, i, numbered)`` in bundle
     ``first_bundle + i`` of ``group``; ``args`` and ``options`` as for ``placement.start_actor``."""
     from actors.placement import start_actor
 
     if count < 1:
         raise ValueError(f"start_pool: {name}: count must be >= 1, got {count!r}")
     return [
-        start_actor(actor_class, replica_name(name, i), group, first_bundle + i, *args, **options) for i in range(count)
+        start_actor(actor_class, replica_name(name, i, numbered), group, first_bundle + i, *args, **options)
+        for i in range(count)
     ]
 
 
@@ -50,8 +56,36 @@ def broadcast(pool: Sequence, method: str, *args: Any) -> list:
     return ray.get([getattr(actor, method).remote(*args) for actor in pool])
 
 
-def kill_pool(pool: Sequence) -> None:
+def kill_pool(pool: Sequence, name: str | None = None, *, numbered: bool = False, group=None) -> None:
+    """End every replica for good (Ray restarts none). Given the pool's ``name`` (and ``numbered``, as
+    ``start_pool`` got them), wait until Ray has released each replica's name (``end_actor``), so that a pool of
+    the same name can start at once; given its placement ``group``, remove that too (frees its GPUs)."""
     import ray
 
-    for actor in pool:
-        ray.kill(actor)
+    for i, actor in enumerate(pool):
+        if name is None:
+            ray.kill(actor)
+        else:
+            end_actor(actor, replica_name(name, i, numbered))
+    if group is not None:
+        ray.util.remove_placement_group(group)
+
+
+class ActorNotReleasedError(RuntimeError):
+    """Ray kept a killed actor's name past the wait: the next actor of that name cannot start."""
+
+
+def end_actor(actor, name: str, timeout_s: float = 60.0) -> None:
+    """Kill a named actor and wait until Ray has released its name, so the next phase (or the next seed of
+    the driver) can start an actor of the same name at once."""
+    import ray
+
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name)
+        except ValueError:  # no live actor of that name any more
+            return
+        time.sleep(0.05)
+    raise ActorNotReleasedError(f"actor {name!r} still alive {timeout_s:.0f} s after ray.kill")

@@ -69,8 +69,14 @@ class StudentSampler:
             self._cache.popitem(last=False)
         return model, tokenizer
 
-    def sample(self, snapshot_dir: str, questions: Sequence[tuple[str, str]], cfg: NegativesConfig,
-               seed: int, max_input_length: int) -> dict[str, list[str]]:  # fmt: skip
+    def sample(
+        self,
+        snapshot_dir: str,
+        questions: Sequence[tuple[str, str]],
+        cfg: NegativesConfig,
+        seed: int,
+        max_input_length: int,
+    ) -> dict[str, list[str]]:
         """``cfg.samples_per_question`` rationales per (id, input) question, sampled from the snapshot at
         ``cfg.temperature``: {id: [rationale, ...]}. Inputs are truncated to ``max_input_length`` tokens."""
         from qcrd_ray.models import generate, is_seq2seq
@@ -108,22 +114,35 @@ class StudentSampler:
         )
         return {qid: list(samples) for qid, samples in zip(ids, outputs, strict=True)}
 
-    def evaluate(self, snapshot_dir: str, examples: Sequence, task_name: str, cfg: EvalConfig, explains: bool,
-                 max_input_length: int) -> dict:  # fmt: skip
+    def evaluate(
+        self,
+        snapshot_dir: str,
+        examples: Sequence,
+        task_name: str,
+        cfg: EvalConfig,
+        *,
+        explains: bool,
+        max_input_length: int,
+    ) -> dict:
         """The snapshot's accuracy on ``examples``, both ways when it ``explains`` (``evaluate_student``)."""
         from qcrd_ray.evaluation import evaluate_student
 
         model, tokenizer = self._load(snapshot_dir)
-        return evaluate_student(model, tokenizer, list(examples), task_name, cfg, explains, max_input_length)
+        return evaluate_student(
+            model, tokenizer, list(examples), task_name, cfg, explains=explains, max_input_length=max_input_length
+        )
 
-    def decode_evaluation(self, snapshot_dir: str, examples: Sequence, cfg: EvalConfig, max_input_length: int,
-                          explained: int) -> dict[str, list[str]]:  # fmt: skip
+    def decode_evaluation(
+        self, snapshot_dir: str, examples: Sequence, cfg: EvalConfig, max_input_length: int, explained: int
+    ) -> dict[str, list[str]]:
         """One chunk of a pooled evaluation: the snapshot's greedy labels for ``examples`` and the rationales of
         the first ``explained`` (``qcrd_ray.evaluation.decode_evaluation``); the driver merges and scores them."""
         from qcrd_ray.evaluation import decode_evaluation
 
         model, tokenizer = self._load(snapshot_dir)
-        return decode_evaluation(model, tokenizer, list(examples), cfg, max_input_length, explained)
+        return decode_evaluation(
+            model, tokenizer, list(examples), cfg, max_input_length=max_input_length, explained=explained
+        )
 
     def num_loads(self) -> int:
         """How many snapshots were read from disk so far (the rest came from the cache)."""

@@ -14,17 +14,17 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qcrd_ray.config import Config, TrainConfig
-from qcrd_ray.records import TrainItem
+from qcrd_ray.methods import get_method
+from qcrd_ray.records import FitResult, TrainItem
 from qcrd_ray.schedule import steps_per_iteration
 from qcrd_ray.student_iteration import Slot, train_iteration
-from qcrd_ray.student_loss import METHODS
 
 GRADIENT_CLIPPING = 1.0
-STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: stages done, the last one's metrics
+TRAIN_STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: stages done, the last one's metrics
 DEEPSPEED_DIR = "deepspeed"  # inside each reported checkpoint: engine.save_checkpoint's directory
 
 
@@ -77,8 +77,11 @@ def _full_state_dict(engine, rank: int) -> dict | None:
         with deepspeed.zero.GatheredParameters(own, modifier_rank=None):  # a no-op below ZeRO-3
             if rank == 0:
                 named = list(module.named_parameters(recurse=False))
-                named += [(n, b) for n, b in module.named_buffers(recurse=False)
-                          if n not in module._non_persistent_buffers_set]  # fmt: skip
+                named += [
+                    (n, b)
+                    for n, b in module.named_buffers(recurse=False)
+                    if n not in module._non_persistent_buffers_set
+                ]
                 for name, tensor in named:
                     state[f"{prefix}.{name}" if prefix else name] = tensor.detach().to("cpu", torch.float32, copy=True)
     return state if rank == 0 else None
@@ -188,17 +191,15 @@ def _worker(config: dict) -> None:
             engine.save_checkpoint(str(Path(tmp) / DEEPSPEED_DIR), tag=tag)
             metrics["save_seconds"] = time.perf_counter() - saving  # the student, the DeepSpeed checkpoint
             if rank == 0:
-                (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
-            ray.train.report({key: v for key, v in metrics.items() if key != "loss_curve"},
-                             checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=name)  # fmt: skip
+                (Path(tmp) / TRAIN_STATE_FILE).write_text(json.dumps(state))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
         if rank == 0:
             ray.get(feed.finish.remote(index, metrics, name))
 
 
 def _read_state(checkpoint) -> dict:
     with checkpoint.as_directory() as directory:
-        return json.loads((Path(directory) / STATE_FILE).read_text())
+        return json.loads((Path(directory) / TRAIN_STATE_FILE).read_text())
 
 
 def _resume_point(checkpoint, feed, checkpoints: str, rank: int):
@@ -238,8 +239,10 @@ def validate_items(items: list[TrainItem], num_workers: int, where: str) -> None
         raise ValueError(f"{where}: {len(items)} items cannot feed train.num_workers={num_workers} workers")
     for it in items:
         if len(it.positive_scores) != len(it.positives) or len(it.negative_scores) != len(it.negatives):
-            raise ValueError(f"{where}: item {it.id!r} has {len(it.positives)} positives / {len(it.negatives)} "
-                             f"negatives but {len(it.positive_scores)} / {len(it.negative_scores)} scores")  # fmt: skip
+            raise ValueError(
+                f"{where}: item {it.id!r} has {len(it.positives)} positives / {len(it.negatives)} "
+                f"negatives but {len(it.positive_scores)} / {len(it.negative_scores)} scores"
+            )
         if any(not 0.0 <= s <= 1.0 for s in (*it.positive_scores, *it.negative_scores)):
             raise ValueError(f"{where}: item {it.id!r} has a judge score outside [0, 1]")
 
@@ -247,8 +250,8 @@ def validate_items(items: list[TrainItem], num_workers: int, where: str) -> None
 class StreamingFit:
     """One Ray Train fit that trains stages (an iteration of a method) as the driver hands them over.
 
-    Use as a context manager; ``train(stage, items)`` returns the stage's metrics once it is trained, with
-    ``checkpoint``: its DeepSpeed checkpoint (weights and Adam's moments, what a resumed run starts from).
+    Use as a context manager; ``train(stage, items)`` returns the stage's ``FitResult`` once it is trained: its
+    student, its checkpoint (weights and Adam's moments, what a resumed run starts from) and its metrics.
     Leaving the block stops the fit, also when the driver fails between stages, so no worker waits for
     stages that will never come. A seed's methods share one fit: a QCRD iteration's items exist only once the
     previous student has been sampled and judged, and a fit per iteration or per method would pay Ray Train's
@@ -266,7 +269,7 @@ class StreamingFit:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcrd-fit")  # fit() blocks
         self._fit = self._pool.submit(_fit, cfg, seed, storage_path, self.feed)
 
-    def train(self, stage: Stage, items: list[TrainItem]) -> dict:
+    def train(self, stage: Stage, items: list[TrainItem]) -> FitResult:
         """Hand the workers ``stage`` and its items; wait until they have trained and reported it."""
         import ray
 
@@ -277,10 +280,16 @@ class StreamingFit:
         while not ray.wait([pending], timeout=1.0)[0]:
             if self._fit.done():
                 self._fit.result()  # raises the fit's own error
-                raise RuntimeError(f"StreamingFit: the fit ended before {stage.method} iteration "
-                                   f"{stage.iteration + 1} was trained")  # fmt: skip
+                raise RuntimeError(
+                    f"StreamingFit: the fit ended before {stage.method} iteration {stage.iteration + 1} was trained"
+                )
         self.stages += 1
-        return {**ray.get(pending), "checkpoint": str(self.checkpoints / checkpoint_name(index, stage))}
+        metrics = ray.get(pending)
+        return FitResult(
+            student_dir=metrics.pop("student_dir"),
+            checkpoint=str(self.checkpoints / checkpoint_name(index, stage)),
+            metrics=metrics,
+        )
 
     def __enter__(self) -> StreamingFit:
         return self
@@ -324,29 +333,24 @@ def _fit(cfg: Config, seed: int, storage_path: str, feed) -> None:
 
 def _validate(cfg: Config, stage: Stage, items: list[TrainItem]) -> None:
     where = "actors/student_train.py: StreamingFit.train"
-    if stage.method not in METHODS:
-        raise ValueError(f"{where}: method must be one of {METHODS}, got {stage.method!r}")
+    try:
+        get_method(stage.method)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
     if not (Path(stage.init_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{where}: init_dir {stage.init_dir} holds no transformers student (config.json)")
     validate_items(items, cfg.train.num_workers, where)
 
 
-def train_student(cfg: Config, method: str, items: list[TrainItem], init_dir: str, out_dir: str, storage_path: str,
-                  seed: int, iterations: int = 1, optimizer_state: str | None = None,
-                  first_iteration: int = 0) -> dict:  # fmt: skip
-    """Train ``method`` on fixed ``items`` for ``iterations`` iterations, numbered from ``first_iteration`` (it
-    seeds the batches and dropout), in a fit of its own (tests, benchmarks).
-
-    Returns the last iteration's metrics (loss, loss_pred, loss_cl | loss_rationale, steps, samples_per_s,
-    seconds, student_dir, checkpoint), ``iterations`` (every iteration's metrics) and ``fit_seconds``
-    (Ray Train's fixed cost included).
-    """
-    stages = [Stage(method, first_iteration + k, init_dir, out_dir, optimizer_state) for k in range(iterations)]
-    _validate(cfg, stages[0], items)  # before any fit starts
-    started = time.perf_counter()
+def train_student(
+    cfg: Config, first: Stage, items: list[TrainItem], storage_path: str, seed: int, *, iterations: int = 1
+) -> list[FitResult]:
+    """Train ``first.method`` on fixed ``items`` for ``iterations`` stages, numbered from ``first.iteration`` (it
+    seeds the batches and dropout), in a fit of its own (tests, benchmarks) -> every stage's result."""
+    stages = [replace(first, iteration=first.iteration + k) for k in range(iterations)]
+    _validate(cfg, first, items)  # before any fit starts
     with StreamingFit(cfg, seed, storage_path) as fit:
-        history = [fit.train(stage, items) for stage in stages]
-    return {**history[-1], "iterations": history, "fit_seconds": time.perf_counter() - started}
+        return [fit.train(stage, items) for stage in stages]
 
 
 def fit_name(cfg: Config, seed: int) -> str:

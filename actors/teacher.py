@@ -8,13 +8,14 @@ Backends are chosen by ``teacher.backend`` and imported lazily, so a run pays on
 
 Every backend answers ``sample(prompts) -> completions`` with exactly K strings per prompt, drawn with a seed
 derived from ``teacher.seed`` and the prompt text, so a batch that is resampled after a crash is drawn again
-the same way. ``create_teacher_pool`` starts ``teacher.num_actors`` actors named ``{run}/teacher_{i}`` that
-Ray restarts when they die; the teacher phase (``jobs/teacher_phase.py``) fans batches out to them.
+the same way. ``reserve_teachers`` reserves their placement group and ``start_teachers`` starts
+``teacher.num_actors`` actors named ``{run}/teacher_{i}`` in it (``actors.pool.start_pool``), which Ray restarts
+when they die; the teacher phase (``jobs/teacher_phase.py``) hands batches out to them (``actors.pool``) and
+ends them with ``actors.pool.kill_pool``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -24,6 +25,8 @@ from typing import Protocol
 
 import ray
 
+from actors.placement import reserve
+from actors.pool import start_pool
 from qcrd_ray.config import TeacherConfig
 
 log = logging.getLogger(__name__)
@@ -298,7 +301,7 @@ class Teacher:
 
 
 TeacherActor = ray.remote(Teacher)
-TeacherActor.__doc__ = "Ray actor around ``Teacher``; ``create_teacher_pool`` names them f'{run}/teacher_{i}'."
+TeacherActor.__doc__ = "Ray actor around ``Teacher``; ``start_teachers`` names them f'{run}/teacher_{i}'."
 
 
 def actor_resources(cfg: TeacherConfig) -> dict[str, float]:
@@ -315,20 +318,17 @@ def pool_group_name(run_name: str) -> str:
     return f"{run_name}/teachers"
 
 
-def create_teacher_pool(
+def teacher_pool_name(run_name: str) -> str:
+    """The teacher pool's name for ``actors.pool``: a numbered pool, its replicas ``{run_name}/teacher_{i}``."""
+    return f"{run_name}/teacher"
+
+
+def reserve_teachers(
     cfg: TeacherConfig, run_name: str, *, placement_timeout_s: float = 600.0, autoscaling: bool = False
-) -> list:
-    """Start ``cfg.num_actors`` teacher actors named ``{run_name}/teacher_{i}`` (in the caller's namespace).
-
-    The pool first reserves a placement group ``{run_name}/teachers``, one bundle per actor (one CPU,
-    ``cfg.num_gpus`` GPUs, one unit of ``cfg.resource`` when set), after checking that some node can ever
-    hold a bundle; each actor runs in its bundle, and so do the processes it starts (vLLM's tensor-parallel
-    workers share the actor's GPUs). Ray restarts a dead actor in its bundle up to ``MAX_RESTARTS`` times;
-    its lost call is not retried by Ray but resubmitted by the phase, which knows which batch it was. Models
-    load in the background: the first call waits for them.
-    """
-    from actors.placement import reserve, start_actor
-
+):
+    """The teacher pool's placement group ``{run_name}/teachers``, ready: one bundle per actor (one CPU,
+    ``cfg.num_gpus`` GPUs, one unit of ``cfg.resource`` when set), reserved after checking the config and that
+    some node can ever hold a bundle."""
     if cfg.backend not in BACKENDS:
         raise ValueError(
             f"teacher.backend: {cfg.backend!r} has no sampler actor (expected one of {', '.join(BACKENDS)})"
@@ -339,43 +339,28 @@ def create_teacher_pool(
             f"teacher.num_gpus: expected >= teacher.tensor_parallel_size ({cfg.tensor_parallel_size}), got {cfg.num_gpus}"
         )
     bundle = actor_resources(cfg)
-    group = reserve("teacher", [bundle] * cfg.num_actors, timeout_s=placement_timeout_s, autoscaling=autoscaling,
-                    name=pool_group_name(run_name))  # fmt: skip
+    return reserve(
+        "teacher",
+        [bundle] * cfg.num_actors,
+        timeout_s=placement_timeout_s,
+        autoscaling=autoscaling,
+        name=pool_group_name(run_name),
+    )
+
+
+def start_teachers(cfg: TeacherConfig, run_name: str, group) -> list:
+    """``cfg.num_actors`` teacher actors named ``{run_name}/teacher_{i}`` (in the caller's namespace), actor i in
+    bundle i of ``group`` (``reserve_teachers``): ``actors.pool.start_pool``; end them with
+    ``actors.pool.kill_pool(pool, teacher_pool_name(run_name), numbered=True, group=group)``.
+
+    The processes an actor starts run in its bundle too (vLLM's tensor-parallel workers share the actor's
+    GPUs). Ray restarts a dead actor in its bundle up to ``MAX_RESTARTS`` times; its lost call is not retried
+    by Ray but resubmitted by the phase, which knows which batch it was. Models load in the background: the
+    first call waits for them.
+    """
     options = {"num_cpus": 1, "num_gpus": cfg.num_gpus, "max_restarts": MAX_RESTARTS, "max_task_retries": 0}
     if cfg.resource:
-        options["resources"] = {cfg.resource: bundle[cfg.resource]}
-    return [
-        start_actor(TeacherActor, f"{run_name}/teacher_{i}", group, i, cfg, **options) for i in range(cfg.num_actors)
-    ]
-
-
-def fan_out(pool: Sequence, batches: Sequence[Sequence[str]], first: int = 0) -> list:
-    """Submit prompt batches round-robin over the pool; returns one ObjectRef per batch (list of K-lists)."""
-    if not pool:
-        raise ValueError("fan_out: the teacher pool is empty")
-    return [pool[(first + i) % len(pool)].sample.remote(list(batch)) for i, batch in enumerate(batches)]
-
-
-def kill_pool(pool: Sequence, run_name: str) -> None:
-    """End the pool's actors for good, then its placement group (frees the GPUs for the student); waits until
-    the actors' names are free."""
-    from ray.util import get_placement_group, remove_placement_group
-
-    for i, actor in enumerate(pool):
-        end_actor(actor, f"{run_name}/teacher_{i}")
-    with contextlib.suppress(ValueError):  # no such group: the pool never got its reservation
-        remove_placement_group(get_placement_group(pool_group_name(run_name)))
-
-
-def end_actor(actor, name: str, timeout_s: float = 60.0) -> None:
-    """Kill a named actor and wait until Ray has released its name, so the next phase (or the next seed of
-    the driver) can start an actor of the same name at once."""
-    ray.kill(actor, no_restart=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(name)
-        except ValueError:  # no live actor of that name any more
-            return
-        time.sleep(0.05)
-    raise TeacherError(f"actor {name!r} still alive {timeout_s:.0f} s after ray.kill")
+        options["resources"] = {cfg.resource: actor_resources(cfg)[cfg.resource]}
+    return start_pool(
+        TeacherActor, teacher_pool_name(run_name), cfg.num_actors, group, 0, cfg, numbered=True, **options
+    )

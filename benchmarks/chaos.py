@@ -31,9 +31,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The smallest run that still trains every part (as tests/test_pipeline_e2e.py's shortened default run).
-SHORT = ("run.iterations=3", "run.compare_baselines=false", "data.toy_train_size=48", "data.toy_eval_size=24",
-         "train.steps_per_iteration=6", "train.batch_size=8", "teacher.num_samples=3", "judge.pretrain_steps=5",
-         "judge.update_steps=2")  # fmt: skip
+SHORT = (
+    "run.iterations=3",
+    "run.compare_baselines=false",
+    "data.toy_train_size=48",
+    "data.toy_eval_size=24",
+    "train.steps_per_iteration=6",
+    "train.batch_size=8",
+    "teacher.num_samples=3",
+    "judge.pretrain_steps=5",
+    "judge.update_steps=2",
+)
 # What can be killed, and the process titles Ray gives it (``ray::<Class>`` idle, ``ray::<Class>.<method>`` busy).
 TARGETS = {
     "driver": (),
@@ -138,8 +146,14 @@ def attempt(args: list[str], out: Path, log: Path, chaos: Chaos | None = None) -
     started = time.monotonic()
     seen: dict[tuple[int, float], str] = {}
     with open(log.with_suffix(".out"), "w") as stdout, open(log.with_suffix(".err"), "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.distill", *args], cwd=ROOT, env=env(), stdout=stdout,
-                                stderr=stderr, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs.distill", *args],
+            cwd=ROOT,
+            env=env(),
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
         while proc.poll() is None:
             elapsed = time.monotonic() - started
             if elapsed > RUN_TIMEOUT_S:
@@ -183,8 +197,11 @@ def same_metrics(a: list[dict], b: list[dict]) -> bool:
     """Every iteration's METRICS within 1e-6 (one present on one side only is a difference)."""
     if len(a) != len(b):
         return False
-    return all((k in x) == (k in y) and abs(x.get(k, 0.0) - y.get(k, 0.0)) <= 1e-6
-               for x, y in zip(a, b, strict=True) for k in METRICS)  # fmt: skip
+    return all(
+        (k in x) == (k in y) and abs(x.get(k, 0.0) - y.get(k, 0.0)) <= 1e-6
+        for x, y in zip(a, b, strict=True)
+        for k in METRICS
+    )
 
 
 @dataclass
@@ -236,8 +253,9 @@ def run_trial(trial: int, seed: int, work: Path, reference: Outcome, reference_s
     from qcrd_ray.config import load_config
 
     questions = load_config(ROOT / "configs" / "tiny.yaml", list(SHORT)).data.toy_train_size
-    result = Trial(trial, chaos.killed or "nothing (the run ended first)", chaos.second, chaos.phase, resumes,
-                   seconds, questions)  # fmt: skip
+    result = Trial(
+        trial, chaos.killed or "nothing (the run ended first)", chaos.second, chaos.phase, resumes, seconds, questions
+    )
     if code == 0:
         got = outcome(out, cache)
         result.student_same, result.judge_same = got.student == reference.student, got.judge == reference.judge
@@ -245,20 +263,28 @@ def run_trial(trial: int, seed: int, work: Path, reference: Outcome, reference_s
         result.cache_lines, result.duplicates = got.cache_lines, got.cache_duplicates
     else:
         result.phase += f"; still failing after {resumes} resumes"
-    print(f"trial {trial}: killed {result.killed} at {result.second:.1f} s ({result.phase}), {resumes} resume(s), "
-          f"{seconds:.0f} s: {'identical' if result.identical else 'DIFFERS'}", flush=True)  # fmt: skip
+    print(
+        f"trial {trial}: killed {result.killed} at {result.second:.1f} s ({result.phase}), {resumes} resume(s), "
+        f"{seconds:.0f} s: {'identical' if result.identical else 'DIFFERS'}",
+        flush=True,
+    )
     return result
 
 
 def table(trials: list[Trial]) -> str:
     yes = {True: "yes", False: "**no**"}
-    rows = ["| trial | killed | at s | phase | resumes | student | judge | metrics | cache lines / dups | seconds "
-            "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| trial | killed | at s | phase | resumes | student | judge | metrics | cache lines / dups | seconds "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for t in trials:
         verdict = "identical" if t.identical else "**differs**"
-        rows.append(f"| {t.trial} | {t.killed} | {t.second:.1f} | {t.phase} | {t.resumes} | {yes[t.student_same]} "
-                    f"| {yes[t.judge_same]} | {yes[t.metrics_same]} | {t.cache_lines} / {t.duplicates} "
-                    f"| {t.seconds:.0f} | {verdict} |")  # fmt: skip
+        rows.append(
+            f"| {t.trial} | {t.killed} | {t.second:.1f} | {t.phase} | {t.resumes} | {yes[t.student_same]} "
+            f"| {yes[t.judge_same]} | {yes[t.metrics_same]} | {t.cache_lines} / {t.duplicates} "
+            f"| {t.seconds:.0f} | {verdict} |"
+        )
     same = sum(t.identical for t in trials)
     return "\n".join(rows) + f"\n\n{same} of {len(trials)} trials identical to the unbroken run\n"
 

@@ -17,9 +17,9 @@ import random
 
 from benchmarks.common import machine, timed
 from qcrd_ray.config import Config
+from qcrd_ray.methods import student_loss
 from qcrd_ray.models import build_student, build_tokenizer
 from qcrd_ray.records import TrainItem
-from qcrd_ray.student_loss import student_loss
 from qcrd_ray.toy import generate_split, slipped_rationale
 
 
@@ -31,9 +31,17 @@ def qcrd_items(n: int, positives: int, negatives: int, seed: int = 0) -> list[Tr
     for ex in generate_split("train", n, seed=seed):
         gold = ex.rationales[0].text
         wrong = [slipped_rationale(gold, rng)[0] for _ in range(negatives)]
-        items.append(TrainItem(ex.id, ex.input, ex.label, tuple(gold + " " * k for k in range(positives)),
-                               tuple(0.9 for _ in range(positives)), tuple(wrong),
-                               tuple(0.2 for _ in wrong)))  # fmt: skip
+        items.append(
+            TrainItem(
+                ex.id,
+                ex.input,
+                ex.label,
+                tuple(gold + " " * k for k in range(positives)),
+                tuple(0.9 for _ in range(positives)),
+                tuple(wrong),
+                tuple(0.2 for _ in wrong),
+            )
+        )
     return items
 
 

@@ -224,8 +224,19 @@ def report(cfg: Config, costs: dict, costs_path: str, gpus: list[int], ln: Lengt
         return f"{w.kind} x {r}, {w.chunks:,} chunks a pass" if w.chunks else "judge replica 0"
 
     for w, u in zip(mean, upper, strict=True):
-        out.append(row(w.phase, runs_on(w), fmt(w.questions), fmt(w.samples), fmt(w.gen_tokens), fmt(w.pairs),
-                       w.steps_x_batch, fmt(w.tokens), fmt(u.tokens)))  # fmt: skip
+        out.append(
+            row(
+                w.phase,
+                runs_on(w),
+                fmt(w.questions),
+                fmt(w.samples),
+                fmt(w.gen_tokens),
+                fmt(w.pairs),
+                w.steps_x_batch,
+                fmt(w.tokens),
+                fmt(u.tokens),
+            )
+        )
     pools, sized = {n: proj.pools(n) for n in gpus}, {n: proj.sized(n, mean) for n in gpus}
     secs = {n: [proj.seconds(w, pools[n]) for w in mean] for n in gpus}
     sized_secs = {n: [proj.seconds(w, sized[n]) for w in mean] for n in gpus}
@@ -272,8 +283,16 @@ def report(cfg: Config, costs: dict, costs_path: str, gpus: list[int], ln: Lengt
     return "\n".join(out + bottlenecks(cfg, proj, mean, secs, sized, sized_secs, ln, gpus))
 
 
-def bottlenecks(cfg: Config, proj: Projection, mean: list[Work], secs: dict[int, list[float]],
-                sized: dict[int, Pools], sized_secs: dict[int, list[float]], ln: Lengths, gpus: list[int]) -> list[str]:  # fmt: skip
+def bottlenecks(
+    cfg: Config,
+    proj: Projection,
+    mean: list[Work],
+    secs: dict[int, list[float]],
+    sized: dict[int, Pools],
+    sized_secs: dict[int, list[float]],
+    ln: Lengths,
+    gpus: list[int],
+) -> list[str]:
     """What keeps the run from scaling with N, and where the driver's lists stop fitting."""
     (q, _), t, n = split_sizes(cfg), cfg.teacher, max(gpus)
     ns, nj = cfg.sampler.num_replicas, cfg.judge.num_replicas
@@ -282,31 +301,45 @@ def bottlenecks(cfg: Config, proj: Projection, mean: list[Work], secs: dict[int,
         return sum(x for w, x in zip(mean, secs[m], strict=True) if w.chunks) / sum(secs[m])
 
     replica0 = sum(x for w, x in zip(mean, secs[n], strict=True) if w.kind == "judge" and not w.chunks)
-    line = (f"- **Service pools.** With the config's {ns} sampler and {nj} judge replica{'s' * (max(ns, nj) > 1)}, "
-            f"negatives, judge scoring and evaluation take {hours(pooled(n) * sum(secs[n]))} of "
-            f"{hours(sum(secs[n]))} h at N = {n} ({pooled(n):.0%}): they divide over their replicas, not over N. "
-            f"Judge pretraining and online updates stay on replica 0: {hours(replica0)} h.")  # fmt: skip
+    line = (
+        f"- **Service pools.** With the config's {ns} sampler and {nj} judge replica{'s' * (max(ns, nj) > 1)}, "
+        f"negatives, judge scoring and evaluation take {hours(pooled(n) * sum(secs[n]))} of "
+        f"{hours(sum(secs[n]))} h at N = {n} ({pooled(n):.0%}): they divide over their replicas, not over N. "
+        f"Judge pretraining and online updates stay on replica 0: {hours(replica0)} h."
+    )
     most = [str(m) for m in gpus if m > 1 and pooled(m) >= 0.5]
     line += (
         f" They are most of the run at N = {' and '.join(most)}." if most else " They are under half of it at N > 1."
     )
     better = [m for m in gpus if m > 1 and sum(sized_secs[m]) < 0.9 * sum(secs[m])]
     if better:
-        line += " The plan suggests " + "; ".join(
-            f"at N = {m}, `--set sampler.num_replicas={sized[m].samplers} --set judge.num_replicas={sized[m].judges}`"
-            f" ({hours(sum(secs[m]))} -> {hours(sum(sized_secs[m]))} h)" for m in better) + "."  # fmt: skip
+        line += (
+            " The plan suggests "
+            + "; ".join(
+                f"at N = {m}, `--set sampler.num_replicas={sized[m].samplers} --set judge.num_replicas={sized[m].judges}`"
+                f" ({hours(sum(secs[m]))} -> {hours(sum(sized_secs[m]))} h)"
+                for m in better
+            )
+            + "."
+        )
     out = ["## Bottlenecks", "", line]
     trained = steps_per_iteration(cfg.train, q) * cfg.train.batch_size
     if cfg.run.method == "qcrd" and trained < q:
-        out.append(f"- **Unused work.** Every iteration samples negatives for, and scores, all {q:,} questions but "
-                   f"trains on {trained:,} ({q / trained:.1f}x): sample and score the iteration's batches only.")  # fmt: skip
+        out.append(
+            f"- **Unused work.** Every iteration samples negatives for, and scores, all {q:,} questions but "
+            f"trains on {trained:,} ({q / trained:.1f}x): sample and score the iteration's batches only."
+        )
     if t.backend in ("vllm", "transformers") and not t.chat:
         used = (ln.rationale + ln.label + work.ANSWER_WRAP) / work.CHARS_PER_TOKEN
-        out.append(f"- **The teacher decodes to its limit.** No stop sequence (actors/teacher.py): {t.max_new_tokens} "
-                   f"tokens a sample for ~{used:.0f} used ({t.max_new_tokens / used:.1f}x).")  # fmt: skip
+        out.append(
+            f"- **The teacher decodes to its limit.** No stop sequence (actors/teacher.py): {t.max_new_tokens} "
+            f"tokens a sample for ~{used:.0f} used ({t.max_new_tokens / used:.1f}x)."
+        )
     if t.backend == "openai":
-        out.append(f"- **The teacher endpoint.** {t.num_actors} actor x {t.max_concurrency} requests in flight (or the "
-                   "tokens-per-minute limit) set its speed, not N.")  # fmt: skip
+        out.append(
+            f"- **The teacher endpoint.** {t.num_actors} actor x {t.max_concurrency} requests in flight (or the "
+            "tokens-per-minute limit) set its speed, not N."
+        )
     out += [
         "- **fp32 judge and sampler.** They set no dtype and torch leaves TF32 off: 1/16 of an A100's bf16 peak.",
         "",
@@ -317,8 +350,10 @@ def bottlenecks(cfg: Config, proj: Projection, mean: list[Work], secs: dict[int,
     limits = [head, head * proj.rate("object_store_fraction"), per_gpu]
     for (name, b), limit in zip(driver_bytes(cfg, ln).items(), limits, strict=True):
         out.append(row(name, f"{b:,.0f}", f"{q * b / GIB:.2f} GiB", f"{limit / GIB:,.1f} GiB", fmt(limit / b)))
-    out.append("\nLimits: the head's RAM (cluster/aws.yaml's m5.2xlarge); its object store (30% of it, Ray's default; "
-               "past it Ray spills to disk); a GPU node's RAM per GPU. N enters only through workers per node.")  # fmt: skip
+    out.append(
+        "\nLimits: the head's RAM (cluster/aws.yaml's m5.2xlarge); its object store (30% of it, Ray's default; "
+        "past it Ray spills to disk); a GPU node's RAM per GPU. N enters only through workers per node."
+    )
     return out
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcrd_ray.config import Config, EvalConfig, JudgeConfig, NegativesConfig, TeacherConfig
+from qcrd_ray.methods import METHODS, methods_of
 from qcrd_ray.schedule import steps_per_iteration
 from qcrd_ray.tasks import EXPLAIN
 
@@ -31,8 +32,12 @@ SPLITS = {
 }
 # Mean characters of (question, label, teacher rationale, teacher prompt): measure_lengths on the DSS release,
 # 2026-12-02 (e-SNLI and ANLI over test, CQA and SVAMP over train); used where the release is absent.
-LENGTHS = {"esnli": (116, 10.0, 54, 1178), "anli1": (394, 10.0, 116, 1879), "cqa": (157, 9.4, 133, 1040),
-           "svamp": (162, 17.3, 129, 1043)}  # fmt: skip
+LENGTHS = {
+    "esnli": (116, 10.0, 54, 1178),
+    "anli1": (394, 10.0, 116, 1879),
+    "cqa": (157, 9.4, 133, 1040),
+    "svamp": (162, 17.3, 129, 1043),
+}
 PICKING = ("minmax", "maxmin")  # qcrd_ray.losses.PICKING_AGGREGATIONS (importing it would import torch)
 STR, FLOAT, PTR, TUPLE, SLOT, OBJ = 49, 24, 8, 40, 100, 200  # CPython bytes: str header, float, ..., an object
 
@@ -167,37 +172,64 @@ class Work:
 
 def teacher_work(t: TeacherConfig, q: int, s: Shape) -> Work:
     """K samples per training question; one request (or prompt) per question with n = K."""
-    return Work("teacher sampling", "teacher", q, q * t.num_samples, q * t.num_samples * s.teacher_out,
-                fwd_tokens=q * s.prompt)  # fmt: skip
+    return Work(
+        "teacher sampling", "teacher", q, q * t.num_samples, q * t.num_samples * s.teacher_out, fwd_tokens=q * s.prompt
+    )
 
 
 def judge_pretrain_work(j: JudgeConfig, s: Shape) -> Work:
     """Groups of the teacher's positives against its minority, topped up to as many (qcrd_ray.augment)."""
     groups, texts = j.pretrain_steps * j.batch_size, s.positives + max(s.positives, s.minority)
-    return Work("judge pretraining", "judge", groups, pairs=groups * texts, grad_tokens=groups * texts * s.judge,
-                steps_x_batch=f"{j.pretrain_steps} x {j.batch_size}")  # fmt: skip
+    return Work(
+        "judge pretraining",
+        "judge",
+        groups,
+        pairs=groups * texts,
+        grad_tokens=groups * texts * s.judge,
+        steps_x_batch=f"{j.pretrain_steps} x {j.batch_size}",
+    )
 
 
 def negatives_work(ng: NegativesConfig, q: int, its: int, s: Shape) -> Work:
     """Every training question, every iteration, sampled at temperature 1.5: a batch decodes to the limit."""
     samples, chunks = q * its * ng.samples_per_question, math.ceil(q / ng.batch_size)
-    return Work("student negatives", "sampler", q * its, samples, samples * ng.max_new_tokens,
-                fwd_tokens=q * its * s.question, decode_steps=its * chunks * ng.max_new_tokens,
-                decode_batch=ng.batch_size * ng.samples_per_question, chunks=chunks)  # fmt: skip
+    return Work(
+        "student negatives",
+        "sampler",
+        q * its,
+        samples,
+        samples * ng.max_new_tokens,
+        fwd_tokens=q * its * s.question,
+        decode_steps=its * chunks * ng.max_new_tokens,
+        decode_batch=ng.batch_size * ng.samples_per_question,
+        chunks=chunks,
+    )
 
 
 def judge_score_work(j: JudgeConfig, q: int, its: int, s: Shape) -> Work:
     """Every positive and negative of every training question, every iteration (one forward each)."""
     pairs = q * its * (s.positives + s.negatives)
-    return Work("judge scoring", "judge", q * its, pairs=pairs, fwd_tokens=pairs * s.judge,
-                chunks=math.ceil(pairs / its / j.score_batch_size))  # fmt: skip
+    return Work(
+        "judge scoring",
+        "judge",
+        q * its,
+        pairs=pairs,
+        fwd_tokens=pairs * s.judge,
+        chunks=math.ceil(pairs / its / j.score_batch_size),
+    )
 
 
 def judge_update_work(j: JudgeConfig, its: int, s: Shape) -> Work:
     steps = its // j.update_interval * j.update_steps
     groups, texts = steps * j.batch_size, s.positives + s.negatives
-    return Work("judge online update", "judge", groups, pairs=groups * texts, grad_tokens=groups * texts * s.judge,
-                steps_x_batch=f"{steps} x {j.batch_size}")  # fmt: skip
+    return Work(
+        "judge online update",
+        "judge",
+        groups,
+        pairs=groups * texts,
+        grad_tokens=groups * texts * s.judge,
+        steps_x_batch=f"{steps} x {j.batch_size}",
+    )
 
 
 def train_work(method: str, cfg: Config, q: int, s: Shape) -> Work:
@@ -205,11 +237,21 @@ def train_work(method: str, cfg: Config, q: int, s: Shape) -> Work:
     steps = cfg.run.iterations * steps_per_iteration(cfg.train, q)
     n, r, predict = steps * cfg.train.batch_size, s.positives + s.negatives, s.question + s.label
     picked = method == "qcrd" and cfg.loss.aggregation in PICKING
-    grad = {"finetune": predict, "dss": predict + s.question + s.rationale,
-            "qcrd": predict + s.question + (2 if picked else r) * s.rationale}[method]  # fmt: skip
+    grad = {
+        "finetune": predict,
+        "dss": predict + s.question + s.rationale,
+        "qcrd": predict + s.question + (2 if picked else r) * s.rationale,
+    }[method]
     fwd = s.question + r * s.rationale if picked else 0.0
-    return Work(f"student training ({method})", "train", n, grad_tokens=n * grad, fwd_tokens=n * fwd,
-                steps_x_batch=f"{steps:,} x {cfg.train.batch_size}", opt_steps=steps)  # fmt: skip
+    return Work(
+        f"student training ({method})",
+        "train",
+        n,
+        grad_tokens=n * grad,
+        fwd_tokens=n * fwd,
+        steps_x_batch=f"{steps:,} x {cfg.train.batch_size}",
+        opt_steps=steps,
+    )
 
 
 def eval_work(ev: EvalConfig, e: int, its: int, methods: list[str], s: Shape, upper: bool) -> Work:
@@ -217,29 +259,32 @@ def eval_work(ev: EvalConfig, e: int, its: int, methods: list[str], s: Shape, up
     explain their rationale too. A greedy batch ends at its longest output: ~2x the mean, at most the limit."""
     runs, explains, chunks = (
         its * len(methods),
-        its * sum(m != "finetune" for m in methods),
+        its * sum(METHODS[m].explains for m in methods),
         math.ceil(e / ev.batch_size),
     )
     pred = ev.max_new_tokens if upper else min(ev.max_new_tokens, 2 * s.label + 1)
     rat = ev.rationale_max_new_tokens if upper else min(ev.rationale_max_new_tokens, 2 * s.rationale)
-    return Work("evaluation", "sampler", e * runs, e * (runs + explains), e * (runs * s.label + explains * s.rationale),
-                fwd_tokens=e * (runs + explains) * s.question, decode_batch=ev.batch_size,
-                decode_steps=chunks * (runs * pred + explains * rat), chunks=chunks)  # fmt: skip
-
-
-def methods_of(cfg: Config) -> list[str]:
-    """As jobs.distill.methods_of (not imported: jobs.distill imports Ray)."""
-    return ["finetune", "dss", "qcrd"] if cfg.run.compare_baselines and cfg.run.method == "qcrd" else [cfg.run.method]
+    return Work(
+        "evaluation",
+        "sampler",
+        e * runs,
+        e * (runs + explains),
+        e * (runs * s.label + explains * s.rationale),
+        fwd_tokens=e * (runs + explains) * s.question,
+        decode_batch=ev.batch_size,
+        decode_steps=chunks * (runs * pred + explains * rat),
+        chunks=chunks,
+    )
 
 
 def phases(cfg: Config, ln: Lengths, upper: bool = False) -> list[Work]:
     """Every phase of one run (one seed), in the order of a QCRD iteration (jobs/method_run.py)."""
     s, (q, e), its = shape(cfg, ln, upper), split_sizes(cfg), cfg.run.iterations
-    qcrd = cfg.run.method == "qcrd"
+    qcrd = METHODS[cfg.run.method].contrastive
     judge = qcrd and cfg.run.use_judge
     out = [teacher_work(cfg.teacher, q, s)] + ([judge_pretrain_work(cfg.judge, s)] if judge else [])
     out += [negatives_work(cfg.negatives, q, its, s)] if qcrd and cfg.run.student_negatives else []
     out += [judge_score_work(cfg.judge, q, its, s)] if judge else []
-    out += [train_work(method, cfg, q, s) for method in methods_of(cfg)]
+    out += [train_work(method, cfg, q, s) for method in methods_of(cfg.run)]
     out += [judge_update_work(cfg.judge, its, s)] if judge else []
-    return out + [eval_work(cfg.eval, e, its, methods_of(cfg), s, upper)]
+    return out + [eval_work(cfg.eval, e, its, methods_of(cfg.run), s, upper)]

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     chosen = examples[: args.questions]
     prompts = ["explain: " + ex.input for ex in chosen]
     rationales = [[rng.choice(examples).rationales[0].text for _ in range(args.rationales)] for _ in chosen]
-    batch = encode_batch(tokenizer, prompts, rationales, 256, 128, causal=args.architecture == "causal")
+    batch = encode_batch(
+        tokenizer, prompts, rationales, max_input=256, max_target=128, causal=args.architecture == "causal"
+    )
     flat = repeated_batch(batch)
 
     def step(fn, b):

@@ -48,9 +48,9 @@ def plain_loop(cfg: Config, items: list[TrainItem], init_dir: str, seed: int) ->
     import torch
 
     from actors.student_train import GRADIENT_CLIPPING
+    from qcrd_ray.methods import encoded_length, student_loss
     from qcrd_ray.models import load_student
     from qcrd_ray.student_iteration import batch_indices, iteration_seed
-    from qcrd_ray.student_loss import encoded_length, student_loss
 
     model, tokenizer = load_student(init_dir)
     model.train()
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from actors.student_train import train_student
+    from actors.student_train import Stage, train_student
     from jobs.distill import init_ray
     from qcrd_ray.models import build_student, build_tokenizer, save_student
 
@@ -125,7 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         beside_ray = plain_loop(cfg, items, str(init_dir), seed=0)
         in_task = ray.get(ray.remote(plain_loop).remote(cfg, items, str(init_dir), 0))
         in_process = deepspeed_loop(cfg, items, str(init_dir), seed=0)
-        result = train_student(cfg, "qcrd", items, str(init_dir), f"{root}/out", f"{root}/ray_train", seed=0)
+        started = time.perf_counter()
+        (stage,) = train_student(
+            cfg, Stage("qcrd", 0, str(init_dir), f"{root}/out"), items, f"{root}/ray_train", seed=0
+        )
+        result = {**stage.metrics, "fit_seconds": time.perf_counter() - started}
         ray.shutdown()
     ray_train = result["samples_per_s"]
     print(

@@ -20,7 +20,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qcrd_ray.builtin_student import RECIPE, SHIPPED_DIR, build_student
+    from qcrd_ray.builtin_student import RECIPE, pretrain_builtin_student
+    from qcrd_ray.shipped_student import SHIPPED_DIR
 
     parser = argparse.ArgumentParser(prog="python -m jobs.build_student", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(SHIPPED_DIR), help=f"where to write it (default: {SHIPPED_DIR})")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        info = build_student(tmp, dataclasses.replace(RECIPE, steps=args.steps), seed=args.seed)
+        info = pretrain_builtin_student(tmp, dataclasses.replace(RECIPE, steps=args.steps), seed=args.seed)
         shutil.rmtree(out, ignore_errors=True)
         os.rename(tmp, out)  # whole or absent: a killed build never looks finished
     finally:

@@ -1,10 +1,11 @@
-"""The QCRD driver job: ``python -m jobs.distill [--config FILE] [--set KEY=VALUE ...] [--resume]``.
+"""The QCRD driver job: ``python -m jobs.distill [--config FILE] [--set KEY=VALUE ...] [--seeds 0,1,2] [--resume]``.
 
 With no cluster it starts a local Ray on 127.0.0.1 and, with no ``--config``, runs the embedded default (the
-built-in arithmetic task, the project's tiny teacher, a tiny T5 student, QCRD against the DSS and fine-tuning
-baselines) end to end. Under ``ray job submit`` it joins the cluster named by ``RAY_ADDRESS``.
+built-in arithmetic task, the project's tiny teacher at T = 1.0, its pretrained tiny T5 student, QCRD against the
+DSS and fine-tuning baselines) end to end, for ``run.seed`` or each of ``--seeds``, and writes
+``{run.output_dir}/report.md``. Under ``ray job submit`` it joins the cluster named by ``RAY_ADDRESS``.
 
-Everything that can be wrong with the config or the data fails here, before any actor starts.
+A bad config or bad data fails here, before Ray or any actor starts.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from pathlib import Path
 
 from qcrd_ray.config import ClusterConfig, Config, ConfigError, load_config
 from qcrd_ray.data import DataError, load_examples
-from qcrd_ray.manifest import ManifestError
-from qcrd_ray.records import Example
+from qcrd_ray.evaluation import majority_label_baseline
+from qcrd_ray.manifest import ManifestError, config_changes
+from qcrd_ray.methods import methods_of
+from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
+from qcrd_ray.records import Example, SeedSummary
+from qcrd_ray.report import write_report
 from qcrd_ray.tasks import Task, get_task
 
 
@@ -112,8 +117,6 @@ def init_ray(cluster: ClusterConfig) -> None:
 def check_resume_config(path: Path, cfg: Config) -> None:
     """``--resume`` continues the run ``path`` (its config.json) describes: any change but run.iterations
     (to extend it) and cluster.* is refused, naming the changed keys."""
-    from qcrd_ray.manifest import config_changes
-
     if not path.is_file():
         return  # nothing ran yet: a resume is a fresh start
     try:
@@ -121,8 +124,10 @@ def check_resume_config(path: Path, cfg: Config) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
         raise ConfigError(f"{path}: --resume: the run's config is unreadable ({err})") from None
     if changed:
-        raise ConfigError(f"{path}: --resume with a changed config: {', '.join(changed)} (only run.iterations, to "
-                          f"extend the run, and cluster.* may change; start a new run.output_dir for the rest)")  # fmt: skip
+        raise ConfigError(
+            f"{path}: --resume with a changed config: {', '.join(changed)} (only run.iterations, to "
+            f"extend the run, and cluster.* may change; start a new run.output_dir for the rest)"
+        )
 
 
 def fit_storage(seed_dir: Path) -> Path:
@@ -133,34 +138,24 @@ def fit_storage(seed_dir: Path) -> Path:
     return (attempts / f"attempt_{n:02d}").resolve()
 
 
-def methods_of(cfg: Config) -> list[str]:
-    """The methods a run trains: the configured one, after the baselines it is compared with."""
-    if not cfg.run.compare_baselines or cfg.run.method != "qcrd":
-        return [cfg.run.method]
-    return ["finetune", "dss", "qcrd"]
-
-
 def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     """Run every seed and method of ``cfg``; returns the path of the written report."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
-
-    from actors.student_train import StreamingFit
-    from jobs.method_run import MethodContext, SeedServices, run_method
-    from jobs.teacher_phase import run_teacher_phase
-    from qcrd_ray.evaluation import majority_label_baseline
-    from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
-    from qcrd_ray.report import write_report
-
     run_dir = Path(cfg.run.output_dir).resolve()  # actors and Ray Train workers run in other directories
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         check_resume_config(run_dir / "config.json", cfg)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     init_ray(cfg.cluster)
+    # Late: they import ray, which reads its network settings when imported (init_ray set them).
+    from actors.student_train import StreamingFit
+    from jobs.method_run import MethodContext, SeedServices, run_method
+    from jobs.teacher_phase import run_teacher_phase
+
     started = time.perf_counter()
     print(
         f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
-        f"questions, methods {methods_of(cfg)}, seeds {seeds}, output {run_dir}",
+        f"questions, methods {methods_of(cfg.run)}, seeds {seeds}, output {run_dir}",
         flush=True,
     )
 
@@ -180,28 +175,38 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
         judge_scores: dict[str, list[float]] = {}
         services = SeedServices.start(cfg, seed)
         with StreamingFit(cfg, seed, str(fit_storage(seed_dir))) as fit:  # every method of the seed trains in it
-            ctx = MethodContext(cfg, seed, inputs.train, inputs.eval, teacher.votes, seed_dir, services, fit, timer,
-                                metrics, resume)  # fmt: skip
-            for method in methods_of(cfg):
+            ctx = MethodContext(
+                cfg=cfg,
+                seed=seed,
+                train=inputs.train,
+                eval=inputs.eval,
+                votes=teacher.votes,
+                seed_dir=seed_dir,
+                services=services,
+                fit=fit,
+                timer=timer,
+                metrics=metrics,
+                resume=resume,
+            )
+            for method in methods_of(cfg.run):
                 result = run_method(ctx, method)
                 methods[method] = result.summary
                 judge_scores = result.judge_scores or judge_scores
         services.stop()
-        summaries.append(
-            {
-                "seed": seed,
-                "task": cfg.data.task,
-                "student": cfg.student.model or f"tiny {cfg.student.architecture}",
-                "teacher": {"model": cfg.teacher.model, **teacher.stats},
-                "methods": methods,
-                "lead_metric": cfg.eval.lead_metric,
-                "majority_label": baseline,
-                "phase_seconds": timer.seconds,
-                "judge_scores": judge_scores,
-                # The seed's own wall time; a resumed seed's earlier attempts count by their phases.
-                "total_seconds": sum(earlier.values()) + time.perf_counter() - seed_started,
-            }
+        summary = SeedSummary(
+            seed=seed,
+            task=cfg.data.task,
+            student=cfg.student.model or f"tiny {cfg.student.architecture}",
+            teacher={"model": cfg.teacher.model, **teacher.stats},
+            methods=methods,
+            lead_metric=cfg.eval.lead_metric,
+            majority_label=baseline,
+            phase_seconds=timer.seconds,
+            judge_scores=judge_scores,
+            # The seed's own wall time; a resumed seed's earlier attempts count by their phases.
+            total_seconds=sum(earlier.values()) + time.perf_counter() - seed_started,
         )
+        summaries.append(summary.to_dict())
     report = write_report(run_dir, summaries)
     print(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}", flush=True)
     return report
@@ -222,10 +227,19 @@ def expected_failure(err: BaseException) -> BaseException | None:
     """The expected failure behind ``err`` (bad config, data, manifest or teacher output, a teacher that fails
     every retry, a non-finite loss), also where Ray wraps it: an actor's error (``RayTaskError.cause``) or a Ray
     Train worker's (``WorkerGroupError.worker_failures``). None for anything else: a bug keeps its traceback."""
+    from actors.pool import ActorNotReleasedError
     from actors.teacher import TeacherError
     from jobs.teacher_phase import TeacherPhaseError
 
-    expected = (ConfigError, DataError, ManifestError, TeacherError, TeacherPhaseError, FloatingPointError)
+    expected = (
+        ConfigError,
+        DataError,
+        ManifestError,
+        TeacherError,
+        TeacherPhaseError,
+        ActorNotReleasedError,
+        FloatingPointError,
+    )
     stack, seen = [err], 0
     while stack and seen < 32:
         e, seen = stack.pop(), seen + 1

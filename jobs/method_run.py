@@ -20,13 +20,45 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+import ray  # this module is imported once the driver has set Ray's environment up (jobs.distill.run)
+from ray.util.placement_group import PlacementGroup
+
+from actors.judge import JudgeActor, sync_replicas
+from actors.placement import reserve
+from actors.pool import broadcast, kill_pool, map_chunks, start_pool
+from actors.student_sampler import StudentSamplerActor
+from actors.student_train import Stage, StreamingFit
 from qcrd_ray.config import Config
-from qcrd_ray.methods import build_items
-from qcrd_ray.records import Example, TrainItem, Vote
+from qcrd_ray.evaluation import evaluation_chunks, merge_evaluations
+from qcrd_ray.manifest import (
+    RunManifest,
+    atomic_write_text,
+    check_resumable,
+    config_hash,
+    file_hashes,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from qcrd_ray.methods import (
+    METHODS,
+    build_items,
+    get_method,
+    judge_pairs,
+    pretrain_groups,
+    scores_by_kind,
+    update_groups,
+    with_scores,
+)
+from qcrd_ray.metrics import MetricsLogger, PhaseTimer
+from qcrd_ray.models import build_student, build_tokenizer, save_student
+from qcrd_ray.records import Example, FitResult, MethodSummary, TrainItem, Vote
+from qcrd_ray.schedule import SnapshotRing, judge_lr_scale, snapshot_for
+from qcrd_ray.sharding import chunk_bounds, chunk_seed, chunks, concat, merge_samples
+from qcrd_ray.tasks import EXPLAIN, PREDICT
 
 JUDGE_SCORES_FILE = "judge_scores.json"  # in a QCRD method dir: the last iteration's scores, by kind
 
@@ -42,48 +74,57 @@ class SeedServices:
     cfg: Config
     name: str  # {run}/seed_{s}
     samplers: list  # StudentSamplerActor replicas: bundles 0 .. S - 1
-    group: Any  # PlacementGroup: the samplers' bundles, then the judges' (S .. S + J - 1)
+    group: PlacementGroup  # the samplers' bundles, then the judges' (S .. S + J - 1)
     judges: list = field(default_factory=list)  # JudgeActor replicas, once QCRD has started them
 
     @classmethod
     def start(cls, cfg: Config, seed: int) -> SeedServices:
-        from actors.placement import reserve
-        from actors.pool import start_pool
-        from actors.student_sampler import StudentSamplerActor
-
         name = f"{cfg.run.name}/seed_{seed}"
         bundles = [_bundle(cfg.sampler)] * cfg.sampler.num_replicas + [_bundle(cfg.judge)] * cfg.judge.num_replicas
-        group = reserve("student services", bundles, strategy="PACK", timeout_s=cfg.cluster.placement_timeout_s,
-                        autoscaling=cfg.cluster.autoscaling, name=f"{name}/services")  # fmt: skip
-        samplers = start_pool(StudentSamplerActor, f"{name}/student_sampler", cfg.sampler.num_replicas, group, 0,
-                              cfg.sampler.num_gpus > 0, num_cpus=cfg.sampler.num_cpus,
-                              num_gpus=cfg.sampler.num_gpus)  # fmt: skip
+        group = reserve(
+            "student services",
+            bundles,
+            strategy="PACK",
+            timeout_s=cfg.cluster.placement_timeout_s,
+            autoscaling=cfg.cluster.autoscaling,
+            name=f"{name}/services",
+        )
+        samplers = start_pool(
+            StudentSamplerActor,
+            f"{name}/student_sampler",
+            cfg.sampler.num_replicas,
+            group,
+            0,
+            cfg.sampler.num_gpus > 0,
+            num_cpus=cfg.sampler.num_cpus,
+            num_gpus=cfg.sampler.num_gpus,
+        )
         for sampler in samplers:
             sampler.warm_up.remote()  # imports overlap the first fit's start-up instead of the first evaluation
         return cls(cfg, name, samplers, group)
 
     def start_judge(self, tokenizer_dir: Path, seed: int) -> list:
         """``judge.num_replicas`` judges, all built alike from ``seed`` (the same D until replica 0 trains)."""
-        from actors.judge import JudgeActor
-        from actors.pool import start_pool
-
         judge = self.cfg.judge
-        self.judges = start_pool(JudgeActor, f"{self.name}/judge", judge.num_replicas, self.group,
-                                 self.cfg.sampler.num_replicas, judge, str(tokenizer_dir), seed,
-                                 num_cpus=judge.num_cpus, num_gpus=judge.num_gpus)  # fmt: skip
+        self.judges = start_pool(
+            JudgeActor,
+            f"{self.name}/judge",
+            judge.num_replicas,
+            self.group,
+            self.cfg.sampler.num_replicas,
+            judge,
+            str(tokenizer_dir),
+            seed,
+            num_cpus=judge.num_cpus,
+            num_gpus=judge.num_gpus,
+        )
         return self.judges
 
     def stop_judges(self) -> None:
-        from actors.pool import kill_pool
-
         kill_pool(self.judges)
         self.judges = []
 
     def stop(self) -> None:
-        import ray
-
-        from actors.pool import kill_pool
-
         kill_pool(self.samplers)
         self.stop_judges()
         ray.util.remove_placement_group(self.group)
@@ -94,7 +135,7 @@ def _bundle(section) -> dict[str, float]:
     return {"CPU": section.num_cpus, **({"GPU": section.num_gpus} if section.num_gpus > 0 else {})}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MethodContext:
     """What every method of one seed shares: config, data, votes, where it writes, its actors and loggers."""
 
@@ -105,36 +146,29 @@ class MethodContext:
     votes: list[Vote]
     seed_dir: Path
     services: SeedServices
-    fit: Any  # actors.student_train.StreamingFit
-    timer: Any  # metrics.PhaseTimer
-    metrics: Any  # metrics.MetricsLogger
+    fit: StreamingFit | None  # None: only the sampling and judging steps run (tests)
+    timer: PhaseTimer
+    metrics: MetricsLogger
     resume: bool = False
     _eval_refs: list = field(default_factory=list, repr=False)
 
     def eval_refs(self) -> list:
         """``eval`` in chunks of ``eval.batch_size`` (``evaluation_chunks``' cut), each ``ray.put`` once for the
         seed: every evaluation of every method sends the samplers references, not the examples again."""
-        import ray
-
-        from qcrd_ray.sharding import chunk_bounds
-
         if not self._eval_refs:
             bounds = chunk_bounds(len(self.eval), self.cfg.eval.batch_size)
             self._eval_refs = [ray.put(self.eval[start:stop]) for start, stop in bounds]
         return self._eval_refs
 
 
-@dataclass
+@dataclass(frozen=True)
 class MethodResult:
-    summary: dict  # accuracy_per_iteration, final_accuracy, examples, student_dir, history
-    judge_scores: dict[str, list[float]] = field(default_factory=dict)
+    summary: MethodSummary
+    judge_scores: dict[str, list[float]] = field(default_factory=dict)  # QCRD's last scored iteration, by kind
 
 
 def initial_student(ctx: MethodContext) -> Path:
     """Snapshot 0, shared by every method of a seed: the untrained student and its tokenizer."""
-    from qcrd_ray.models import build_student, build_tokenizer, save_student
-    from qcrd_ray.tasks import EXPLAIN, PREDICT
-
     path = ctx.seed_dir / "initial_student"
     if (path / "config.json").is_file():
         return path
@@ -154,26 +188,25 @@ def run_method(ctx: MethodContext, method: str) -> MethodResult:
     init_dir = initial_student(ctx)
     method_dir = ctx.seed_dir / method
     method_dir.mkdir(parents=True, exist_ok=True)
-    if method == "qcrd":
+    if get_method(method).contrastive:
         return QcrdRun(ctx, init_dir, method_dir).run()
     return _run_baseline(ctx, method, init_dir, method_dir)
 
 
-def evaluate_and_record(ctx: MethodContext, method: str, t: int, train_metrics: dict, history: list[dict]) -> dict:
+def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult, history: list[dict]) -> dict:
     """Evaluate iteration t's student over the sampler pool (a chunk of ``eval.batch_size`` examples per call,
     merged as one evaluation), log the iteration to metrics.jsonl, append it to ``history``."""
-    from actors.pool import map_chunks
-    from qcrd_ray.evaluation import evaluation_chunks, merge_evaluations
-
-    cfg, explains = ctx.cfg, method != "finetune"
-    chunks = evaluation_chunks(len(ctx.eval), cfg.eval, explains)
+    cfg, explains = ctx.cfg, METHODS[method].explains
+    spans = evaluation_chunks(len(ctx.eval), cfg.eval, explains)
     with ctx.timer.phase("evaluate", method=method, iteration=t):
-        calls = [(str(train_metrics["student_dir"]), ref, cfg.eval, cfg.student.max_input_length, explained)
-                 for ref, (_, _, explained) in zip(ctx.eval_refs(), chunks, strict=True)]  # fmt: skip
+        calls = [
+            (fit.student_dir, ref, cfg.eval, cfg.student.max_input_length, explained)
+            for ref, (_, _, explained) in zip(ctx.eval_refs(), spans, strict=True)
+        ]
         parts = map_chunks(ctx.services.samplers, "decode_evaluation", calls)
         evaluation = merge_evaluations(parts, ctx.eval, cfg.data.task, explains, cfg.eval.num_examples_in_report)
     record = {
-        **{k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
+        **{k: v for k, v in fit.metrics.items() if isinstance(v, (int, float))},
         "iteration": t,
         "accuracy": evaluation["accuracy"],
         "examples": evaluation["examples"],
@@ -185,39 +218,33 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, train_metrics: 
     from_rationale = (
         f", from its rationale {record['rationale_accuracy']:.3f}" if "rationale_accuracy" in record else ""
     )
-    print(f"[{method}] iteration {t + 1}/{ctx.cfg.run.iterations}: accuracy {record['accuracy']:.3f}{from_rationale}, "
-          f"loss {record.get('loss', float('nan')):.3f}", flush=True)  # fmt: skip
+    print(
+        f"[{method}] iteration {t + 1}/{ctx.cfg.run.iterations}: accuracy {record['accuracy']:.3f}{from_rationale}, "
+        f"loss {record.get('loss', float('nan')):.3f}",
+        flush=True,
+    )
     return record
 
 
-def _summary(history: list[dict], student_dir: Path) -> dict:
-    """A method's result for the report: accuracy (predict path) and, for a student that explains, the
-    accuracy of the answers read from its rationales, per iteration and final."""
-    rationale = {}
-    if "rationale_accuracy" in history[-1]:
-        rationale = {
-            "rationale_accuracy_per_iteration": [h["rationale_accuracy"] for h in history],
-            "final_rationale_accuracy": history[-1]["rationale_accuracy"],
-        }
-    return {
-        **rationale,
-        "accuracy_per_iteration": [h["accuracy"] for h in history],
-        "final_accuracy": history[-1]["accuracy"],
-        "examples": history[-1]["examples"],
-        "student_dir": str(student_dir),
-        "history": [{k: v for k, v in h.items() if k != "examples"} for h in history],
-    }
+def _summary(history: list[dict], student_dir: str) -> MethodSummary:
+    """A method's result for the report from its iterations' records."""
+    explains = "rationale_accuracy" in history[-1]
+    return MethodSummary(
+        accuracy_per_iteration=[h["accuracy"] for h in history],
+        examples=history[-1]["examples"],
+        student_dir=student_dir,
+        history=[{k: v for k, v in h.items() if k != "examples"} for h in history],
+        rationale_accuracy_per_iteration=[h["rationale_accuracy"] for h in history] if explains else None,
+    )
 
 
 def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: Path) -> MethodResult:
-    """DSS or fine-tuning: the same items every iteration. A finished baseline is read back on ``--resume``;
-    an unfinished one starts again."""
-    from actors.student_train import Stage
-
+    """A method without negatives (DSS, fine-tuning): the same items every iteration. A finished one is read
+    back on ``--resume``; an unfinished one starts again."""
     done = method_dir / "summary.json"
     if ctx.resume and done.is_file():
-        summary = json.loads(done.read_text(encoding="utf-8"))
-        if len(summary["history"]) == ctx.cfg.run.iterations:  # not when the resume extends the run
+        summary = MethodSummary.from_dict(json.loads(done.read_text(encoding="utf-8")))
+        if len(summary.history) == ctx.cfg.run.iterations:  # not when the resume extends the run
             print(f"[{method}] finished before the resume: {done}", flush=True)
             return MethodResult(summary)
     items = build_items(ctx.cfg, method, ctx.train, ctx.votes, {})
@@ -226,10 +253,8 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
         with ctx.timer.phase("train", method=method, iteration=t):
             result = ctx.fit.train(Stage(method, t, str(init_dir), str(method_dir / "students")), items)
         evaluate_and_record(ctx, method, t, result, history)
-    summary = _summary(history, Path(result["student_dir"]))
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary), encoding="utf-8")
-    tmp.rename(done)  # whole or absent
+    summary = _summary(history, result.student_dir)
+    atomic_write_text(done, json.dumps(summary.to_dict()))  # whole or absent
     return MethodResult(summary)
 
 
@@ -237,10 +262,8 @@ class QcrdRun:
     """QCRD's iterations for one seed: the snapshot ring, the judge pool, the streaming fit, and the history."""
 
     def __init__(self, ctx: MethodContext, init_dir: Path, method_dir: Path):
-        from qcrd_ray.manifest import check_resumable, read_manifest, verify_files
-        from qcrd_ray.schedule import SnapshotRing
-
         self.ctx, self.cfg, self.method_dir = ctx, ctx.cfg, method_dir
+        self.method = ctx.cfg.run.method  # the one contrastive method of a run: baselines are never contrastive
         self.run_dir = ctx.seed_dir.parent  # checkpoints are loaded from inside it only
         self.evicted: list[str] = []  # snapshots out of the ring, deleted once the next manifest is written
         self.files: dict[str, str] = {}  # the last manifest's file hashes, reused for the files it already had
@@ -250,16 +273,17 @@ class QcrdRun:
         if self.manifest is not None:
             check_resumable(self.manifest, self.cfg, method_dir)
             self.ring = SnapshotRing.from_dict(self.manifest.snapshot_ring)
-            verify_files(self.run_dir, self.manifest, [self.manifest.optimizer_state, self.manifest.judge_path,
-                                                        *(path for _, path in self.ring)])  # fmt: skip
+            verify_files(
+                self.run_dir,
+                self.manifest,
+                [self.manifest.optimizer_state, self.manifest.judge_path, *(path for _, path in self.ring)],
+            )
             self.history = list(self.manifest.metrics_history)
             self.files = dict(self.manifest.files)
             self.optimizer_state = self.manifest.optimizer_state
             if self.judges and self.manifest.judge_path:
-                from actors.pool import broadcast
-
                 broadcast(self.judges, "load", self.manifest.judge_path)  # every replica: the same D again
-            print(f"[qcrd] resuming after iteration {self.manifest.completed_iteration + 1}", flush=True)
+            print(f"[{self.method}] resuming after iteration {self.manifest.completed_iteration + 1}", flush=True)
         else:
             self.ring, self.history, self.optimizer_state = SnapshotRing.for_lag(self.cfg.negatives.lag), [], None
             self.ring.push(0, str(init_dir))
@@ -275,26 +299,24 @@ class QcrdRun:
             self.pretrain_judge()
         for t in range(len(self.history), self.cfg.run.iterations):
             student_samples = self.negatives(t)
-            items = self.score(t, build_items(self.cfg, "qcrd", self.ctx.train, self.ctx.votes, student_samples),
-                               student_samples)  # fmt: skip
+            items = build_items(self.cfg, self.method, self.ctx.train, self.ctx.votes, student_samples)
+            items = self.score(t, items, student_samples)
             result = self.train(t, items)
             self.update_judge(t, items)
-            evaluate_and_record(self.ctx, "qcrd", t, {**result, "judge_lr_scale": self.lr_scale(t)}, self.history)
-            self.checkpoint(t, result["student_dir"])
+            fit = replace(result, metrics={**result.metrics, "judge_lr_scale": self.lr_scale(t)})
+            evaluate_and_record(self.ctx, self.method, t, fit, self.history)
+            self.checkpoint(t, result.student_dir)
         self.ctx.services.stop_judges()
-        return MethodResult(_summary(self.history, Path(self.ring.latest()[1])), self.judge_scores)
+        return MethodResult(_summary(self.history, self.ring.latest()[1]), self.judge_scores)
 
     # -- the steps ---------------------------------------------------------------------------------------------
 
     def pretrain_judge(self) -> None:
         """Replica 0 of the judge pool pretrains; the others take its weights."""
-        from actors.judge import sync_replicas
-        from qcrd_ray.methods import pretrain_groups
-
         if not self.judges or self.cfg.judge.pretrain_steps == 0:
             return
-        with self.ctx.timer.phase("judge_pretrain", method="qcrd"):
-            info = _get(self.judges[0].pretrain.remote(pretrain_groups(self.ctx.train, self.ctx.votes)))
+        with self.ctx.timer.phase("judge_pretrain", method=self.method):
+            info = ray.get(self.judges[0].pretrain.remote(pretrain_groups(self.ctx.train, self.ctx.votes)))
             sync_replicas(self.judges)
         self.ctx.metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
 
@@ -302,12 +324,6 @@ class QcrdRun:
         """Samples of snapshot t - j (the oldest one there is, early on) for every training question, over the
         sampler pool: chunk c of ``negatives.batch_size`` questions with ``chunk_seed(base, c)``, base the
         iteration's seed."""
-        import ray
-
-        from actors.pool import map_chunks
-        from qcrd_ray.schedule import snapshot_for
-        from qcrd_ray.sharding import chunk_seed, chunks, merge_samples
-
         if not self.cfg.run.student_negatives:
             return {}
         snapshot = self.ring.get(snapshot_for(t, self.cfg.negatives.lag))
@@ -315,23 +331,20 @@ class QcrdRun:
             questions = [(ex.id, ex.input) for ex in self.ctx.train]
             self.question_refs = [ray.put(chunk) for chunk in chunks(questions, self.cfg.negatives.batch_size)]
         base = self.ctx.seed * 100_003 + t
-        calls = [(snapshot, ref, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
-                 for c, ref in enumerate(self.question_refs)]  # fmt: skip
-        with self.ctx.timer.phase("negatives", method="qcrd", iteration=t):
+        calls = [
+            (snapshot, ref, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
+            for c, ref in enumerate(self.question_refs)
+        ]
+        with self.ctx.timer.phase("negatives", method=self.method, iteration=t):
             return merge_samples(map_chunks(self.ctx.services.samplers, "sample", calls))
 
     def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:
         """The judge's score for every positive and negative (neutral without a judge), over the judge pool in
         chunks of ``judge.score_batch_size`` pairs, concatenated in order."""
-        from actors.pool import map_chunks
-        from qcrd_ray.manifest import atomic_write_text
-        from qcrd_ray.methods import judge_pairs, scores_by_kind, with_scores
-        from qcrd_ray.sharding import chunks, concat
-
         if not self.judges:
             return items
         calls = [(chunk,) for chunk in chunks(judge_pairs(items), self.cfg.judge.score_batch_size)]
-        with self.ctx.timer.phase("judge_score", method="qcrd", iteration=t):
+        with self.ctx.timer.phase("judge_score", method=self.method, iteration=t):
             items = with_scores(items, concat(map_chunks(self.judges, "score", calls)))
         self.judge_scores = scores_by_kind(items, student_samples)
         atomic_write_text(self.method_dir / JUDGE_SCORES_FILE, json.dumps(self.judge_scores))
@@ -339,31 +352,24 @@ class QcrdRun:
             self.ctx.metrics.log_scores(kind, scores, iteration=t)
         return items
 
-    def train(self, t: int, items: list[TrainItem]) -> dict:
+    def train(self, t: int, items: list[TrainItem]) -> FitResult:
         """Iteration t in the seed's fit: from the latest snapshot (and, resumed, the manifest's optimizer
         state) when QCRD's engine is not built yet; in memory after."""
-        from actors.student_train import Stage
-
-        stage = Stage("qcrd", t, self.ring.latest()[1], str(self.method_dir / "snapshots"), self.optimizer_state)
-        with self.ctx.timer.phase("train", method="qcrd", iteration=t):
+        stage = Stage(self.method, t, self.ring.latest()[1], str(self.method_dir / "snapshots"), self.optimizer_state)
+        with self.ctx.timer.phase("train", method=self.method, iteration=t):
             result = self.ctx.fit.train(stage, items)
-        self.optimizer_state = result["checkpoint"]
+        self.optimizer_state = result.checkpoint
         return result
 
     def lr_scale(self, t: int) -> float:
-        from qcrd_ray.schedule import judge_lr_scale
-
         return judge_lr_scale(self.cfg.loss, t)
 
     def update_judge(self, t: int, items: list[TrainItem]) -> None:
         """Replica 0 of the judge pool updates online; the others take its weights before they score again."""
-        from actors.judge import sync_replicas
-        from qcrd_ray.methods import update_groups
-
         if not self.judges or (t + 1) % self.cfg.judge.update_interval != 0:
             return
-        with self.ctx.timer.phase("judge_update", method="qcrd", iteration=t):
-            _get(self.judges[0].update.remote(update_groups(items), self.lr_scale(t)))
+        with self.ctx.timer.phase("judge_update", method=self.method, iteration=t):
+            ray.get(self.judges[0].update.remote(update_groups(items), self.lr_scale(t)))
             sync_replicas(self.judges)
 
     def checkpoint(self, t: int, student_dir: str) -> None:
@@ -371,27 +377,24 @@ class QcrdRun:
         D), then write the manifest with the sha256 of every file it names. The snapshot the previous iteration
         evicted is deleted only now, so the previous manifest stays whole for as long as this one is the latest
         (a damaged latest falls back to it)."""
-        from qcrd_ray.manifest import RunManifest, config_hash, file_hashes, write_manifest
-
         evicted = [path for _, path in self.ring.push(t + 1, str(student_dir))]
         judge_path = None
         if self.judges:
-            judge_path = _get(self.judges[0].save.remote(str(self.method_dir / "judge" / f"iter_{t + 1:04d}")))
+            judge_path = ray.get(self.judges[0].save.remote(str(self.method_dir / "judge" / f"iter_{t + 1:04d}")))
         kept = [p for p in (self.optimizer_state, judge_path, *(path for _, path in self.ring)) if p]
-        manifest = RunManifest(run_name=self.cfg.run.name, config_hash=config_hash(self.cfg), completed_iteration=t,
-                               snapshot_ring=self.ring.to_dict(), judge_path=judge_path,
-                               optimizer_state=self.optimizer_state, metrics_history=tuple(self.history),
-                               files=file_hashes(self.run_dir, kept, self.files))  # fmt: skip
+        manifest = RunManifest(
+            run_name=self.cfg.run.name,
+            config_hash=config_hash(self.cfg),
+            completed_iteration=t,
+            snapshot_ring=self.ring.to_dict(),
+            judge_path=judge_path,
+            optimizer_state=self.optimizer_state,
+            metrics_history=tuple(self.history),
+            files=file_hashes(self.run_dir, kept, self.files),
+        )
         write_manifest(self.method_dir, manifest)
         self.files = manifest.files
         for path in self.evicted:
             if Path(path).is_relative_to(self.method_dir):  # snapshot 0 is shared with the other methods
                 shutil.rmtree(path, ignore_errors=True)
         self.evicted = evicted
-
-
-def _get(ref):
-    """``ray.get``, imported late: jobs.distill imports this module before ``init_ray`` sets Ray's environment."""
-    import ray
-
-    return ray.get(ref)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from qcrd_ray.config import Config, TeacherConfig
 from qcrd_ray.records import Example, Rationale, Vote
 from qcrd_ray.sample_cache import CacheKey, SampleCache, prompt_template_sha
+from qcrd_ray.sharding import chunks
 
 # How often one batch may meet a dead actor before the phase gives up (a teacher that dies on every try
 # is broken, not unlucky), and how long it waits for a restarting one (a restart reloads the model).
@@ -52,10 +53,6 @@ def parse_samples(task, example: Example, completions: Sequence[str]) -> list[Ra
     return out
 
 
-def _chunks(items: Sequence, size: int) -> list[list]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
 class _Progress:
     """Counts and rates, printed about every tenth of the work and at the end."""
 
@@ -81,7 +78,7 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
     """Sample, cache and vote every example; returns a ``TeacherPhaseResult`` (see the module docstring)."""
     import ray
 
-    from actors.teacher import end_actor
+    from actors.pool import end_actor
     from actors.voter import create_voter
 
     started = time.perf_counter()
@@ -106,7 +103,7 @@ def run_teacher_phase(cfg: Config, examples: list[Example], task, progress: Call
             progress(f"teacher: {len(examples)} questions with the data's own rationales (no sampling)")
         else:
             vote_refs, num_sampled, num_cached, cache_path = _sample_and_vote(
-                cfg, examples, task, lookup, voter, progress
+                cfg, examples, task, lookup, voter, progress=progress
             )
         by_id = {v.example_id: v for batch in ray.get(list(vote_refs)) for v in batch}
         stats = ray.get(voter.stats.remote())
@@ -169,39 +166,51 @@ def _vote_a_cached_rerun(cfg: Config, examples: list[Example], task, lookup: _Lo
 def _vote_dataset_rationales(cfg: Config, examples: list[Example], voter) -> dict:
     """``backend: dataset``: the examples' own teacher rationales (1 per question in DSS, K in a JSONL)."""
     refs = {}
-    for batch in _chunks(examples, cfg.teacher.batch_size):
+    for batch in chunks(examples, cfg.teacher.batch_size):
         refs[voter.add.remote([(ex, [r for r in ex.rationales if r.source == "teacher"]) for ex in batch])] = len(batch)
     return refs
 
 
-def _sample_and_vote(cfg: Config, examples: list[Example], task, lookup: _Lookup, voter, progress) -> tuple:
+def _sample_and_vote(cfg: Config, examples: list[Example], task, lookup: _Lookup, voter, *, progress) -> tuple:
     """Cached questions to the voter, the rest through the teacher pool.
 
     Returns (vote refs -> batch size, questions sampled, questions cached, cache file path).
     """
     import ray
 
-    from actors.teacher import create_teacher_pool, kill_pool
+    from actors.pool import kill_pool
+    from actors.teacher import reserve_teachers, start_teachers, teacher_pool_name
 
     tcfg = cfg.teacher
     prompts, cache, cached = lookup.prompts, lookup.cache, lookup.cached
     meter = _Progress(len(examples), tcfg.num_samples, progress)
     vote_refs: dict = {}  # ObjectRef of a list[Vote] -> number of questions in it
-    for batch in _chunks([ex for ex in examples if ex.id in cached], tcfg.batch_size):
+    for batch in chunks([ex for ex in examples if ex.id in cached], tcfg.batch_size):
         vote_refs[voter.add.remote([(ex, parse_samples(task, ex, cached[ex.id])) for ex in batch])] = len(batch)
         meter.add(len(batch), sampled=False, voted=0)
-    todo = _chunks([ex for ex in examples if ex.id not in cached], tcfg.batch_size)  # never empty here
+    todo = chunks([ex for ex in examples if ex.id not in cached], tcfg.batch_size)  # never empty here
     progress(
         f"teacher: {len(cached)} questions cached in {cache.path}, sampling {len(examples) - len(cached)} "
         f"with {tcfg.num_actors} {tcfg.backend} actor(s), K={tcfg.num_samples}"
     )
-    pool = create_teacher_pool(
+    group = reserve_teachers(
         tcfg, cfg.run.name, placement_timeout_s=cfg.cluster.placement_timeout_s, autoscaling=cfg.cluster.autoscaling
     )
+    pool = start_teachers(tcfg, cfg.run.name, group)
     try:
-        _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress)
+        _stream_batches(
+            pool,
+            todo,
+            prompts=prompts,
+            task=task,
+            cache=cache,
+            voter=voter,
+            vote_refs=vote_refs,
+            meter=meter,
+            progress=progress,
+        )
     finally:
-        kill_pool(pool, cfg.run.name)
+        kill_pool(pool, teacher_pool_name(cfg.run.name), numbered=True, group=group)
         cache.close()
     voted = sum(len(b) for b in ray.get(list(vote_refs)))
     if voted != len(examples):
@@ -209,7 +218,7 @@ def _sample_and_vote(cfg: Config, examples: list[Example], task, lookup: _Lookup
     return vote_refs, len(examples) - len(cached), len(cached), str(cache.path)
 
 
-def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, progress) -> None:
+def _stream_batches(pool, todo, *, prompts, task, cache, voter, vote_refs, meter, progress) -> None:
     """Fan ``todo`` (batches of examples) out over the pool; cache and vote each batch as it completes.
 
     A batch whose actor died is sent again: at once to the next actor of the pool, and while that actor is
@@ -219,13 +228,13 @@ def _stream_batches(pool, todo, prompts, task, cache, voter, vote_refs, meter, p
     import ray
     from ray.exceptions import ActorUnavailableError, RayActorError
 
-    from actors.teacher import fan_out
+    from actors.pool import submit_chunks
 
     def submit(index: int, state: _BatchState) -> None:
         actor = pool[(index + state.deaths) % len(pool)]  # after a death: the next actor (itself if alone)
         pending[actor.sample.remote([prompts[ex.id] for ex in todo[index]])] = (index, state)
 
-    refs = fan_out(pool, [[prompts[ex.id] for ex in batch] for batch in todo])
+    refs = submit_chunks(pool, "sample", [([prompts[ex.id] for ex in batch],) for batch in todo])
     pending = {ref: (index, _BatchState()) for index, ref in enumerate(refs)}
     retries: list[tuple[float, int, _BatchState]] = []  # (due time, batch index, state)
     while pending or retries:

@@ -11,25 +11,27 @@ stories come from templates of their own: the student knows the task's words but
 adds. Its tokenizer splits digits.
 
 The recipe's build is shipped (``qcrd_ray/assets/student-arith-v2``); ``python -m jobs.build_student
---force`` rebuilds it. ``student.model: builtin:arith-student`` resolves to it.
+--force`` rebuilds it. ``student.model: builtin:arith-student`` resolves to it (``qcrd_ray.shipped_student``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qcrd_ray import toy
-from qcrd_ray.toy import _MUL, _OBJECTS, _PEOPLE, MAX_AMOUNT, MAX_MUL_BASE, MAX_VALUE
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
 
-VERSION = "v2"
-NAME = "builtin:arith-student"
-SHIPPED_DIR = Path(__file__).parent / "assets" / f"student-arith-{VERSION}"
-DONE_MARKER = "build_info.json"
+from qcrd_ray import toy
+from qcrd_ray.models import generate
+from qcrd_ray.shipped_student import DONE_MARKER, VERSION
+from qcrd_ray.tokenizer import train_tokenizer
+from qcrd_ray.toy import _MUL, _OBJECTS, _PEOPLE, MAX_AMOUNT, MAX_MUL_BASE, MAX_VALUE
 
 # Stories of the domain, in sentences the task never uses. {n} is a number, {p}/{o} people, {obj} objects.
 _STORY_SENTENCES = (
@@ -158,25 +160,13 @@ def pretraining_pairs(n: int, seed: int) -> list[tuple[str, str]]:
 # building
 
 
-def resolve_student(name: str) -> str:
-    """A student model name as transformers loads it: ``builtin:arith-student`` is the shipped build."""
-    if name != NAME:
-        return name
-    if not (SHIPPED_DIR / DONE_MARKER).is_file():
-        raise FileNotFoundError(f"{SHIPPED_DIR}: the built-in student is missing; run python -m jobs.build_student")
-    return str(SHIPPED_DIR)
-
-
-def build_student(out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int = 0, log_every: int = 200) -> dict:
+def pretrain_builtin_student(
+    out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int = 0, log_every: int = 200
+) -> dict:
     """Pretrain the student from scratch on CPU and save it (model + tokenizer) into ``out_dir``.
 
     Returns the build info (also written last, as ``build_info.json``): recipe, seconds, held-out accuracy.
     """
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    from qcrd_ray.tokenizer import train_tokenizer
-
     started = time.perf_counter()
     torch.manual_seed(seed)
     vocab_texts = [t for pair in pretraining_pairs(20_000, seed + 1) for t in pair] + domain_words()
@@ -184,12 +174,19 @@ def build_student(out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int
     tokenizer = train_tokenizer([*vocab_texts, SENTINEL], recipe.vocab_size, split_digits=True)
     tokenizer.add_special_tokens({"additional_special_tokens": [SENTINEL]})
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=recipe.d_model, d_kv=recipe.d_model // recipe.num_heads,
-        d_ff=recipe.d_ff, num_layers=recipe.num_layers, num_decoder_layers=recipe.num_layers,
-        num_heads=recipe.num_heads, dropout_rate=0.0, tie_word_embeddings=True,  # tied: T5 then rescales its logits
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=recipe.d_model,
+        d_kv=recipe.d_model // recipe.num_heads,
+        d_ff=recipe.d_ff,
+        num_layers=recipe.num_layers,
+        num_decoder_layers=recipe.num_layers,
+        num_heads=recipe.num_heads,
+        dropout_rate=0.0,
+        tie_word_embeddings=True,  # tied: T5 then rescales its logits
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     model = T5ForConditionalGeneration(config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -207,8 +204,11 @@ def build_student(out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int
         losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:
             recent = sum(losses[-log_every:]) / log_every
-            print(f"[builtin_student] step {step + 1}/{recipe.steps} loss {recent:.4f} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"[builtin_student] step {step + 1}/{recipe.steps} loss {recent:.4f} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     model.eval()
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
@@ -228,14 +228,19 @@ def build_student(out_dir: str | Path, recipe: StudentRecipe = RECIPE, seed: int
 
 def evaluate_pretraining(model, tokenizer, n: int = 500, seed: int = 2) -> dict:
     """Exact-match accuracy on held-out chains, worked out (``compute:``) and in one shot (``result:``)."""
-    from qcrd_ray.models import generate
-
     rng = random.Random(f"qcrd-student-held-out/{seed}")
     chains = [chain_text(*random_chain(rng)) for _ in range(n)]
-    worked = generate(model, tokenizer, [f"compute: {a}" for a, _, _ in chains], max_new_tokens=64, batch_size=100,
-                      max_input_length=128)  # fmt: skip
-    results = generate(model, tokenizer, [f"result: {a}" for a, _, _ in chains], max_new_tokens=8, batch_size=100,
-                       max_input_length=128)  # fmt: skip
+    worked = generate(
+        model,
+        tokenizer,
+        [f"compute: {a}" for a, _, _ in chains],
+        max_new_tokens=64,
+        batch_size=100,
+        max_input_length=128,
+    )
+    results = generate(
+        model, tokenizer, [f"result: {a}" for a, _, _ in chains], max_new_tokens=8, batch_size=100, max_input_length=128
+    )
     return {
         "num_chains": n,
         "compute_exact": sum(o[0].strip() == w for o, (_, w, _) in zip(worked, chains, strict=True)) / n,
@@ -245,8 +250,6 @@ def evaluate_pretraining(model, tokenizer, n: int = 500, seed: int = 2) -> dict:
 
 def _lr_factor(step: int, recipe: StudentRecipe) -> float:
     """Linear warmup, then cosine decay to 5% of the peak."""
-    import math
-
     if step < recipe.warmup_steps:
         return (step + 1) / recipe.warmup_steps
     progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)

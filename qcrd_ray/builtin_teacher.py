@@ -12,7 +12,9 @@ trained here and cached, so it is built once per machine.
 from __future__ import annotations
 
 import contextlib
+import fcntl  # POSIX only, as is Ray's CPU tooling on these machines
 import json
+import math
 import os
 import random
 import shutil
@@ -22,6 +24,10 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from qcrd_ray.records import Example
 from qcrd_ray.tokenizer import SPECIAL_TOKENS
@@ -121,8 +127,6 @@ def _is_built(target: Path, recipe: TeacherRecipe, seed: int) -> bool:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    import fcntl  # POSIX only, as is Ray's CPU tooling on these machines
-
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -131,13 +135,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_tokenizer(texts: Sequence[str], vocab_size: int):
-    """A byte-level BPE for a causal LM: numbers split into single digits (so sums are learnable digit by
-    digit) and no post-processor (``qcrd_ray.tokenizer`` appends ``</s>``; here the EOS is a trained
-    target that the builder appends itself). Left padding, as batched generation needs."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
+def train_teacher_tokenizer(texts: Sequence[str], vocab_size: int):
+    """Train the teacher's tokenizer on ``texts``: a byte-level BPE for a causal LM, numbers split into single
+    digits (so sums are learnable digit by digit) and no post-processor (``qcrd_ray.tokenizer`` appends
+    ``</s>``; here the EOS is a trained target that the builder appends itself). Left padding, as batched
+    generation needs."""
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -158,16 +160,13 @@ def build_teacher(out_dir: str | Path, recipe: TeacherRecipe, seed: int = 0, log
 
     Returns the build info (also written last, as ``build_info.json``): recipe, seconds, final loss.
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     started = time.perf_counter()
     torch.set_num_threads(2)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     examples = generate_split("train", recipe.num_questions, seed=DATA_SEED_OFFSET + seed)
     texts = [teacher_training_text(ex, rng, recipe.error_rate) for ex in examples]
-    tokenizer = build_tokenizer(texts, recipe.vocab_size)
+    tokenizer = train_teacher_tokenizer(texts, recipe.vocab_size)
     sequences = _tokenize_for_training(tokenizer, texts)
     max_len = max(len(ids) for ids, _ in sequences)
 
@@ -229,8 +228,6 @@ def build_teacher(out_dir: str | Path, recipe: TeacherRecipe, seed: int = 0, log
 
 def _lr_factor(step: int, recipe: TeacherRecipe) -> float:
     """Linear warmup, then cosine decay to 10% of the peak."""
-    import math
-
     if step < recipe.warmup_steps:
         return (step + 1) / recipe.warmup_steps
     progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
@@ -268,8 +265,6 @@ def _tokenize_for_training(tokenizer, texts: Sequence[str]) -> list[tuple[list[i
 def _collate(batch: Sequence[tuple[list[int], int]], pad_id: int):
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` [batch, max_len]; the loss falls on the
     completion (and its EOS) only: prompt and padding positions are labelled -100."""
-    import torch
-
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -284,6 +279,7 @@ def _collate(batch: Sequence[tuple[list[int], int]], pad_id: int):
 def evaluate_teacher(
     path: str | Path,
     examples: Sequence[Example],
+    *,
     k: int = 5,
     temperature: float = 0.7,
     seed: int = 0,
@@ -297,9 +293,6 @@ def evaluate_teacher(
     ``sc_accuracy`` is the accuracy of the majority answer of each question's k samples (ties: the answer
     seen first; unparsed samples do not vote).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     started = time.perf_counter()
     torch.set_num_threads(2)
     torch.manual_seed(seed)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
+from qcrd_ray.methods import METHODS
 from qcrd_ray.teacher_config import TeacherConfig, VotingConfig
 from qcrd_ray.typed_config import ConfigError, build, check, parse_overrides, set_dotted
 
@@ -30,8 +31,12 @@ class TinyModelConfig:
     def validate(self, p: str) -> None:
         for key in ("d_model", "num_layers", "num_heads", "d_ff"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
-        check(self.d_model % self.num_heads == 0, f"{p}.d_model", f"a multiple of num_heads ({self.num_heads})",
-              self.d_model)  # fmt: skip
+        check(
+            self.d_model % self.num_heads == 0,
+            f"{p}.d_model",
+            f"a multiple of num_heads ({self.num_heads})",
+            self.d_model,
+        )
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class RunConfig:
     name: str = "qcrd"
     output_dir: str = "runs/qcrd"
     seed: int = 0
-    method: Literal["qcrd", "dss", "finetune"] = "qcrd"
+    method: str = "qcrd"  # a name of qcrd_ray.methods.METHODS
     # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
     compare_baselines: bool = True
     iterations: int = 5
@@ -49,6 +54,7 @@ class RunConfig:
     use_judge: bool = True
 
     def validate(self, p: str) -> None:
+        check(self.method in METHODS, f"{p}.method", "one of " + ", ".join(map(repr, METHODS)), self.method)
         check(self.iterations >= 1, f"{p}.iterations", "an integer >= 1", self.iterations)
         check(bool(self.name) and "/" not in self.name, f"{p}.name", "a non-empty name without '/'", self.name)
 
@@ -265,8 +271,12 @@ class EvalConfig:
     def validate(self, p: str) -> None:
         for key in ("batch_size", "max_new_tokens", "rationale_max_new_tokens"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
-        check(self.num_examples_in_report >= 0, f"{p}.num_examples_in_report", "an integer >= 0",
-              self.num_examples_in_report)  # fmt: skip
+        check(
+            self.num_examples_in_report >= 0,
+            f"{p}.num_examples_in_report",
+            "an integer >= 0",
+            self.num_examples_in_report,
+        )
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qcrd_ray.config import DataConfig
+from qcrd_ray.errors import DataError
+from qcrd_ray.hf_data import load_hf
 from qcrd_ray.records import Example, Rationale
 from qcrd_ray.tasks import get_task
+from qcrd_ray.toy import generate_split
 
 log = logging.getLogger(__name__)
 
 RATIONALE_SOURCES = ("teacher", "student", "gold")
-
-
-class DataError(ValueError):
-    """A data file is missing, malformed, or inconsistent with its companions."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ def _decode_line(raw: bytes, path: Path, number: int, max_chars: int) -> str:
     except UnicodeDecodeError as err:
         raise DataError(f"{path}:{number}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})") from None
     if len(line) > max_chars:
-        raise DataError(f"{path}:{number}: a record of {len(line):,} characters, over data.max_record_chars "
-                        f"({max_chars:,})")  # fmt: skip
+        raise DataError(
+            f"{path}:{number}: a record of {len(line):,} characters, over data.max_record_chars ({max_chars:,})"
+        )
     return line
 
 
@@ -110,8 +112,9 @@ def _read_llm_outputs(paths: list[Path], max_chars: int) -> list[str]:
             raise DataError(f"{path}: expected a JSON list of strings (one teacher continuation per example)")
         for i, output in enumerate(chunk):
             if len(output) > max_chars:
-                raise DataError(f"{path}: output {i} has {len(output):,} characters, over data.max_record_chars "
-                                f"({max_chars:,})")  # fmt: skip
+                raise DataError(
+                    f"{path}: output {i} has {len(output):,} characters, over data.max_record_chars ({max_chars:,})"
+                )
         outputs.extend(chunk)
     return outputs
 
@@ -167,8 +170,6 @@ def split_validation(
 
     Returns (train, valid), both in the permuted order HF ``datasets`` produces; fraction 0 returns the input as is.
     """
-    import numpy as np
-
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction: expected a float in [0, 1), got {fraction!r}")
     if fraction == 0.0:
@@ -239,28 +240,6 @@ def load_jsonl(path: str | Path, max_record_chars: int = MAX_RECORD_CHARS) -> li
     return examples
 
 
-def _features():
-    from datasets import Features, Value
-
-    rationale = {"text": Value("string"), "answer": Value("string"), "source": Value("string")}
-    # A one-element Python list declares a list feature in every datasets version (List() is new in 4.x).
-    return Features(
-        {"id": Value("string"), "input": Value("string"), "label": Value("string"), "rationales": [rationale]}
-    )
-
-
-def to_dataset(examples: list[Example]):
-    """``examples`` as an HF ``datasets.Dataset`` with columns id, input, label, rationales."""
-    from datasets import Dataset
-
-    return Dataset.from_list([example.to_dict() for example in examples], features=_features())
-
-
-def from_dataset(dataset) -> list[Example]:
-    """Examples from an HF ``datasets.Dataset`` in the project's format (validated row by row)."""
-    return [_example_from_record(row, f"dataset row {i}") for i, row in enumerate(dataset)]
-
-
 # ---------------------------------------------------------------------------------------------------------
 # one entry point for the run: data.source decides the reader
 
@@ -269,8 +248,6 @@ def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Ex
     """At most ``limit`` examples, drawn at random but kept in file order (DSS files are sorted, e.g. CQA by question)."""
     if limit is None or len(examples) <= limit:
         return examples
-    import numpy as np
-
     keep = sorted(np.random.default_rng(seed).permutation(len(examples))[:limit])
     return [examples[i] for i in keep]
 
@@ -316,12 +293,8 @@ def load_examples(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
             except ValueError as err:
                 raise DataError(f"{path}: record {i + 1} (id {example.id!r}): {err} for task {cfg.task}") from None
     elif cfg.source == "hf":
-        from qcrd_ray.hf_data import load_hf
-
         examples = load_hf(cfg, split)
     elif cfg.source == "toy":
-        from qcrd_ray.toy import generate_split
-
         size = cfg.toy_train_size if split == cfg.train_split else cfg.toy_eval_size
         try:
             examples = generate_split(split, size, seed)

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections import Counter
 
 from qcrd_ray.config import EvalConfig
+from qcrd_ray.models import generate
 from qcrd_ray.records import Example
+from qcrd_ray.scoring import causal_prompt, is_seq2seq
+from qcrd_ray.sharding import chunk_bounds
 from qcrd_ray.tasks import EXPLAIN, PREDICT, Task, get_task
 
 
@@ -42,7 +45,7 @@ def majority_label_baseline(task: Task | str, train_labels: list[str], eval_labe
 
 
 def evaluate_student(
-    model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig, explains: bool, max_input_length: int
+    model, tokenizer, examples: list[Example], task_name: str, cfg: EvalConfig, *, explains: bool, max_input_length: int
 ) -> dict:
     """Greedy-decode the labels of ``examples`` (the ``predict:`` path) and score them; for a student that
     ``explains`` (DSS, QCRD), also its greedy ``explain:`` rationale of each, and the answer read from it.
@@ -56,7 +59,9 @@ def evaluate_student(
     them side by side, so both give the same result to the last bit (a batch's padding can move a float).
     """
     parts = [
-        decode_evaluation(model, tokenizer, examples[start:stop], cfg, max_input_length, explained)
+        decode_evaluation(
+            model, tokenizer, examples[start:stop], cfg, max_input_length=max_input_length, explained=explained
+        )
         for start, stop, explained in evaluation_chunks(len(examples), cfg, explains)
     ]
     return merge_evaluations(parts, examples, task_name, explains, cfg.num_examples_in_report)
@@ -66,8 +71,6 @@ def evaluation_chunks(num_examples: int, cfg: EvalConfig, explains: bool) -> lis
     """An evaluation cut into chunks of ``cfg.batch_size`` examples: (start, stop, explained) per chunk, where
     ``explained`` is how many of the chunk's first examples also get their rationale decoded (all of them for a
     student that ``explains``, else only those among the first ``cfg.num_examples_in_report``)."""
-    from qcrd_ray.sharding import chunk_bounds
-
     report = cfg.num_examples_in_report
     return [
         (start, stop, stop - start if explains else max(0, min(stop, report) - start))
@@ -76,21 +79,24 @@ def evaluation_chunks(num_examples: int, cfg: EvalConfig, explains: bool) -> lis
 
 
 def decode_evaluation(
-    model, tokenizer, examples: list[Example], cfg: EvalConfig, max_input_length: int, explained: int
+    model, tokenizer, examples: list[Example], cfg: EvalConfig, *, max_input_length: int, explained: int
 ) -> dict[str, list[str]]:
     """The greedy decodes behind an evaluation: {"predictions": the ``predict:`` label of every example,
     "rationales": the ``explain:`` rationale of the first ``explained``}. Nothing is scored here."""
-    from qcrd_ray.models import generate, is_seq2seq
-    from qcrd_ray.scoring import causal_prompt
-
     wrap = (lambda text: text) if is_seq2seq(model) else causal_prompt
 
     def decode(prefix: str, batch: list[Example], tokens: int) -> list[str]:
         if not batch:
             return []
         prompts = [wrap(prefix + ex.input) for ex in batch]
-        outs = generate(model, tokenizer, prompts, max_new_tokens=tokens, batch_size=cfg.batch_size,
-                        max_input_length=max_input_length)  # fmt: skip
+        outs = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=tokens,
+            batch_size=cfg.batch_size,
+            max_input_length=max_input_length,
+        )
         return [o[0].strip() for o in outs]
 
     return {

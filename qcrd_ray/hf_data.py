@@ -13,7 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datasets
+
 from qcrd_ray.config import DataConfig
+from qcrd_ray.errors import DataError
 from qcrd_ray.records import Example
 from qcrd_ray.tasks import get_task
 
@@ -30,10 +33,6 @@ ROW_FORMS = {"svamp": _svamp_row}
 
 def load_split(cfg: DataConfig, split: str):
     """The ``datasets.Dataset`` of ``split`` that ``cfg.path`` names (local folder first, then the hub)."""
-    import datasets
-
-    from qcrd_ray.data import DataError
-
     path = Path(cfg.path)
     try:
         if (path / "dataset_dict.json").is_file():
@@ -52,8 +51,6 @@ def load_split(cfg: DataConfig, split: str):
 
 def load_hf(cfg: DataConfig, split: str) -> list[Example]:
     """The gold examples of ``split`` (no rationales: the teacher samples them); DataError naming the row."""
-    from qcrd_ray.data import DataError
-
     rules = get_task(cfg.task)
     form = ROW_FORMS.get(cfg.task, lambda row: row)
     examples = []

@@ -22,12 +22,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qcrd_ray.config import JudgeConfig
+import torch
 
-Group = tuple[str, Sequence[str], Sequence[str]]  # (question, positives, negatives)
+from qcrd_ray.augment import balance_negatives
+from qcrd_ray.config import JudgeConfig
+from qcrd_ray.losses import judge_level_loss, judge_loss
+from qcrd_ray.models import build_judge, judge_text, load_judge, save_judge
+from qcrd_ray.records import Group  # (question, positives, negatives): what D trains on
+from qcrd_ray.tokenizer import load_tokenizer
 
 LATEST = "LATEST"
-STATE_FILE = "judge_state.json"
+JUDGE_STATE_FILE = "judge_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"  # torch's generator (dropout): a resumed run's next update draws what an unbroken one would
 MAX_KEPT_SCORES = 10_000  # the histogram in state() needs a sample, not every score of a long run
@@ -39,8 +44,8 @@ def resolve_judge_dir(path: str | os.PathLike) -> Path:
     marker = path / LATEST
     if marker.is_file():
         path = path / marker.read_text().strip()
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path}: not a saved judge (no {STATE_FILE}, no {LATEST} marker)")
+    if not (path / JUDGE_STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path}: not a saved judge (no {JUDGE_STATE_FILE}, no {LATEST} marker)")
     return path
 
 
@@ -49,8 +54,6 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_
 
     Texts are batched in order of length so that a batch carries little padding; scores come back in input order.
     """
-    import torch
-
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     scores = [0.0] * len(texts)
     device = next(model.parameters()).device
@@ -73,11 +76,6 @@ class QualityJudge:
     """D with its optimizer: pretrain, score, update online, save and load. ``actors.judge.JudgeActor`` wraps it."""
 
     def __init__(self, cfg: JudgeConfig, tokenizer_dir: str | None, seed: int):
-        import torch
-
-        from qcrd_ray import models
-        from qcrd_ray.tokenizer import load_tokenizer
-
         if cfg.encoder is None and not tokenizer_dir:
             raise ValueError("QualityJudge: tokenizer_dir is required when judge.encoder is null")
         self.cfg = cfg
@@ -85,7 +83,7 @@ class QualityJudge:
         torch.manual_seed(seed)
         # A pretrained encoder reads with its own vocabulary; a tiny one shares the student's tokenizer.
         self.tokenizer = load_tokenizer(cfg.encoder if cfg.encoder is not None else tokenizer_dir)
-        self.model = models.build_judge(cfg, self.tokenizer, seed=seed)
+        self.model = build_judge(cfg, self.tokenizer, seed=seed)
         if cfg.num_gpus > 0 and torch.cuda.is_available():
             self.model.to("cuda")
         self.optimizer = self._new_optimizer()
@@ -96,8 +94,6 @@ class QualityJudge:
         self._last_scores: list[float] = []
 
     def _new_optimizer(self):
-        import torch
-
         return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr)
 
     # ---------------------------------------------------------------------------------------------------
@@ -105,10 +101,6 @@ class QualityJudge:
 
     def _group_scores(self, batch: Sequence[Group]):
         """D's scores for a batch of groups, padded: pos [N, P], pos_mask [N, P], neg [N, M], neg_mask [N, M]."""
-        import torch
-
-        from qcrd_ray.models import judge_text
-
         texts, pos_index, neg_index = [], [], []
         for question, positives, negatives in batch:
             pos_index.append(list(range(len(texts), len(texts) + len(positives))))
@@ -135,10 +127,6 @@ class QualityJudge:
     def _train(self, groups: list[Group], steps: int, lr: float) -> list[float]:
         """``steps`` AdamW steps at learning rate ``lr`` on L_D over batches of ``cfg.batch_size`` groups
         (epochs reshuffled); returns the losses."""
-        import torch
-
-        from qcrd_ray.losses import judge_level_loss, judge_loss
-
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
@@ -189,8 +177,6 @@ class QualityJudge:
         Each group's negatives are topped up to its number of positives with corrupted positives, so the
         classes are balanced. Groups left without a positive (or a negative) are skipped.
         """
-        from qcrd_ray.augment import balance_negatives
-
         balanced, num_augmented = [], 0
         for question, positives, negatives in groups:
             extra = balance_negatives(list(positives), list(negatives), self.rng, self.cfg.mask_probability)
@@ -220,8 +206,6 @@ class QualityJudge:
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """D(x, r) in [0, 1] for each (question, rationale) pair, in batches of ``cfg.score_batch_size``."""
-        from qcrd_ray.models import judge_text
-
         texts = [judge_text(q, r) for q, r in pairs]
         scores = score_texts(
             self.model, self.tokenizer, texts, batch_size=self.cfg.score_batch_size, max_length=self.cfg.max_length
@@ -259,10 +243,6 @@ class QualityJudge:
     def save(self, root: str) -> str:
         """Save D, its tokenizer, optimizer and random state under ``root/v{version:04d}``; then point
         ``root/LATEST`` at it."""
-        import torch
-
-        from qcrd_ray.models import save_judge
-
         target = Path(root) / f"v{self._version:04d}"
         target.mkdir(parents=True, exist_ok=True)
         save_judge(self.model, self.tokenizer, target)
@@ -275,7 +255,7 @@ class QualityJudge:
             "score_batch_size": self.cfg.score_batch_size,
             "rng": self.rng.getstate(),  # the batch order of the next update
         }
-        (target / STATE_FILE).write_text(json.dumps(state, indent=2))
+        (target / JUDGE_STATE_FILE).write_text(json.dumps(state, indent=2))
         tmp = Path(root) / f"{LATEST}.tmp"
         tmp.write_text(target.name)
         os.replace(tmp, Path(root) / LATEST)
@@ -283,16 +263,12 @@ class QualityJudge:
 
     def load(self, path: str) -> int:
         """Load a version directory (or a save root's latest); returns the loaded version."""
-        import torch
-
-        from qcrd_ray.models import load_judge
-
         path = resolve_judge_dir(path)
         self.model, self.tokenizer = load_judge(path)
         self.optimizer = self._new_optimizer()
         if (path / OPTIMIZER_FILE).is_file():
             self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
-        state = json.loads((path / STATE_FILE).read_text())
+        state = json.loads((path / JUDGE_STATE_FILE).read_text())
         self._version, self._steps = int(state["version"]), int(state["steps"])
         if "rng" in state:
             version, internal, gauss = state["rng"]

@@ -75,6 +75,7 @@ def _aggregate(
     loss: torch.Tensor,
     weight: torch.Tensor,
     mask: torch.Tensor,
+    *,
     mode: str,
     generator: torch.Generator | None,
 ) -> Aggregate:
@@ -130,13 +131,19 @@ class ContrastiveTerms(NamedTuple):
     negative: Aggregate  # negative.term is min(l - delta, 0) aggregated and weighted: 0 = the term is silent
 
 
+class Slots(NamedTuple):
+    """One side of L_cl for N questions, each [N, R]: the student's CE l(r) of each rationale slot, whether the
+    slot holds a rationale, and the judge's score s of it."""
+
+    ce: torch.Tensor
+    mask: torch.Tensor
+    scores: torch.Tensor
+
+
 def contrastive_terms(
-    pos_ce: torch.Tensor,
-    pos_mask: torch.Tensor,
-    pos_scores: torch.Tensor,
-    neg_ce: torch.Tensor,
-    neg_mask: torch.Tensor,
-    neg_scores: torch.Tensor,
+    positives: Slots,
+    negatives: Slots,
+    *,
     beta: float = 0.2,
     delta: float = 3.0,
     aggregation: str = "minmax",
@@ -144,8 +151,8 @@ def contrastive_terms(
 ) -> ContrastiveTerms:
     """QCRD's many-to-one contrastive loss L_cl (docs/METHOD.md section 5) with its per-question parts.
 
-    pos_ce / pos_mask / pos_scores: [N,P] student cross-entropy l(r), validity, judge score s of each positive;
-    neg_ce / neg_mask / neg_scores: [N,M] the same for negatives.
+    positives: [N,P] slots, the student's cross-entropy l(r), validity and judge score s of each positive;
+    negatives: [N,M] the same for negatives.
 
     Per question i: ``P_i = s * agg_pos l(r)`` and ``N_i = (1 - s) * agg_neg min(l(r) - delta, 0)``;
     ``L_cl = (1/N) sum_i (P_i - beta * N_i)``, N counting every question of the batch.
@@ -167,16 +174,19 @@ def contrastive_terms(
     """
     if aggregation not in SIDE_MODES:
         raise ValueError(f"contrastive_loss: aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-    _check_slots("pos", pos_ce, pos_mask, pos_scores)
-    _check_slots("neg", neg_ce, neg_mask, neg_scores)
-    if pos_ce.shape[0] != neg_ce.shape[0]:
+    _check_slots("pos", *positives)
+    _check_slots("neg", *negatives)
+    if positives.ce.shape[0] != negatives.ce.shape[0]:
         raise ValueError(
-            f"contrastive_loss: {pos_ce.shape[0]} questions of positives but {neg_ce.shape[0]} of negatives"
+            f"contrastive_loss: {positives.ce.shape[0]} questions of positives but {negatives.ce.shape[0]} of negatives"
         )
     pos_mode, neg_mode = SIDE_MODES[aggregation]
-    positive = _aggregate(pos_ce, pos_ce, pos_scores.detach(), pos_mask, pos_mode, generator)
+    pos_ce, neg_ce = positives.ce, negatives.ce
+    positive = _aggregate(pos_ce, pos_ce, positives.scores.detach(), positives.mask, mode=pos_mode, generator=generator)
     clipped = torch.clamp(neg_ce - delta, max=0.0)
-    negative = _aggregate(neg_ce, clipped, 1.0 - neg_scores.detach(), neg_mask, neg_mode, generator)
+    negative = _aggregate(
+        neg_ce, clipped, 1.0 - negatives.scores.detach(), negatives.mask, mode=neg_mode, generator=generator
+    )
     return ContrastiveTerms((positive.term - beta * negative.term).mean(), positive, negative)
 
 

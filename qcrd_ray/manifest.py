@@ -125,11 +125,14 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def check_resumable(manifest: RunManifest, config: Any, where: str | Path) -> None:
     """Raise ManifestError unless ``config`` computes what the run of ``manifest`` computed."""
     if manifest.run_name != config.run.name:
-        raise ManifestError(f"{where}: --resume: the manifest is run {manifest.run_name!r}, the config names "
-                            f"{config.run.name!r}")  # fmt: skip
+        raise ManifestError(
+            f"{where}: --resume: the manifest is run {manifest.run_name!r}, the config names {config.run.name!r}"
+        )
     if manifest.config_hash != config_hash(config):
-        raise ManifestError(f"{where}: --resume: the config differs from the one the run started with (only "
-                            f"run.iterations and cluster.* may change); start a new run.output_dir")  # fmt: skip
+        raise ManifestError(
+            f"{where}: --resume: the config differs from the one the run started with (only "
+            f"run.iterations and cluster.* may change); start a new run.output_dir"
+        )
 
 
 def manifest_path(run_dir: str | Path, iteration: int) -> Path:

@@ -1,25 +1,59 @@
-"""What each method trains on (docs/METHOD.md sections 1-5): the decisions that make the comparison fair.
+"""The methods a run can train, in one registry: what each trains on, its loss, what it reports, its name.
 
 - fine-tuning: the label alone (``predict:``), no rationale.
 - DSS: the label and ONE teacher rationale, the first sample as the teacher wrote it, whatever answer it
-  reached (Distilling Step-by-Step has no self-consistency). QCRD with ``run.self_consistency=false`` trains
-  on the same raw sample.
+  reached (Distilling Step-by-Step has no self-consistency).
 - QCRD: the label, the voted positives, and the negatives: the student's own samples from snapshot t - j
-  first, then the teacher's minority, at most ``negatives.max_per_question``.
+  first, then the teacher's minority, at most ``negatives.max_per_question``. Its component ablations are
+  ``run`` flags read here (``self_consistency``: DSS's raw sample instead of the vote; ``student_negatives``;
+  ``use_judge``).
 
-Judge scores s weight the contrastive terms: a positive by s, a negative by 1 - s. Items leave
-``build_items`` with the neutral scores (1 for positives, 0 for negatives), so that every term weighs 1
-when the judge is ablated; ``with_scores`` puts the judge's in.
+Every other module asks this one (``METHODS[name]``) instead of testing a method's name; adding a method or an
+ablation variant is one ``Method`` entry. Judge scores s weight the contrastive terms: a positive by s, a
+negative by 1 - s. Items leave ``build_items`` with the neutral scores (1 for positives, 0 for negatives), so
+that every term weighs 1 when the judge is ablated; ``with_scores`` puts the judge's in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from qcrd_ray.config import Config
-from qcrd_ray.records import Example, TrainItem, Vote
+from qcrd_ray.records import Example, Group, TrainItem, Vote
+from qcrd_ray.student_loss import (
+    CONTRASTIVE_FIGURES,
+    StudentBatch,
+    contrastive_student_loss,
+    label_loss,
+    rationale_loss,
+    student_batch,
+)
 
-Group = tuple[str, list[str], list[str]]  # (question, positives, negatives): what the judge trains on
+if TYPE_CHECKING:  # config imports this module for its list of methods
+    from qcrd_ray.config import Config, RunConfig
+
+Rationales = tuple[tuple[str, ...], tuple[str, ...]]  # (positives, negatives) of one question
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method a run can train.
+
+    ``rationales(cfg, vote, student_samples)`` -> the question's (positives, negatives), ``student_samples``
+    being the snapshot's samples for it (empty unless the method is ``contrastive``); ``targets(item)`` -> the
+    texts its loss encodes for an item beside the input; ``loss(batch)`` -> (scalar loss, its parts beside
+    ``loss`` and ``loss_pred``: exactly ``metrics``).
+    """
+
+    name: str  # run.method, its directory in a seed's run directory, its key in the summary
+    label: str  # how the report names it
+    explains: bool  # learns the explain: path, so it is also scored from its own rationale (METHOD.md section 9)
+    contrastive: bool  # trains on negatives: each iteration samples the snapshot ring and asks the judge
+    rationales: Callable[[Config, Vote, Sequence[str]], Rationales]
+    targets: Callable[[TrainItem], tuple[str, ...]]
+    loss: Callable[[StudentBatch], tuple]
+    metrics: tuple[str, ...]
 
 
 def dss_rationale(vote: Vote) -> tuple[str, ...]:
@@ -31,6 +65,71 @@ def dss_rationale(vote: Vote) -> tuple[str, ...]:
     return (vote.positives[0].text,) if vote.positives else ()
 
 
+def _no_rationales(cfg: Config, vote: Vote, student_samples: Sequence[str]) -> Rationales:
+    return (), ()
+
+
+def _first_sample(cfg: Config, vote: Vote, student_samples: Sequence[str]) -> Rationales:
+    return dss_rationale(vote), ()
+
+
+def _voted_and_negatives(cfg: Config, vote: Vote, student_samples: Sequence[str]) -> Rationales:
+    if not cfg.run.self_consistency:  # the ablation: DSS's raw sample, so no teacher minority either
+        positives, minority = dss_rationale(vote), ()
+    else:
+        positives = tuple(r.text for r in vote.positives)
+        minority = tuple(r.text for r in vote.negatives) if cfg.negatives.include_teacher_minority else ()
+    return positives, (*student_samples, *minority)[: cfg.negatives.max_per_question]
+
+
+FINETUNE = Method(
+    name="finetune",
+    label="fine-tuning",
+    explains=False,
+    contrastive=False,
+    rationales=_no_rationales,
+    targets=lambda item: (item.label,),
+    loss=label_loss,
+    metrics=(),
+)
+DSS = Method(
+    name="dss",
+    label="DSS",
+    explains=True,
+    contrastive=False,
+    rationales=_first_sample,
+    targets=lambda item: item.positives[:1],
+    loss=rationale_loss,
+    metrics=("loss_rationale",),
+)
+QCRD = Method(
+    name="qcrd",
+    label="QCRD",
+    explains=True,
+    contrastive=True,
+    rationales=_voted_and_negatives,
+    targets=lambda item: (*item.positives, *item.negatives),
+    loss=contrastive_student_loss,
+    metrics=("loss_cl", *CONTRASTIVE_FIGURES),
+)
+# The report's order: the baselines first.
+METHODS: dict[str, Method] = {m.name: m for m in (FINETUNE, DSS, QCRD)}
+
+
+def get_method(name: str) -> Method:
+    """The registry's entry for ``name``; ValueError naming the valid ones otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {name!r}")
+    return METHODS[name]
+
+
+def methods_of(run: RunConfig) -> list[str]:
+    """The methods a run trains: the configured one, after the baselines it is compared with."""
+    if not run.compare_baselines or not METHODS[run.method].contrastive:
+        return [run.method]
+    return [*(name for name, m in METHODS.items() if not m.contrastive), run.method]
+
+
 def build_items(
     cfg: Config, method: str, train: Sequence[Example], votes: Sequence[Vote], student_samples: dict[str, list[str]]
 ) -> list[TrainItem]:
@@ -38,25 +137,36 @@ def build_items(
 
     ``student_samples``: question id -> the student snapshot's samples (QCRD's negatives; empty otherwise).
     """
-    if method not in ("qcrd", "dss", "finetune"):
-        raise ValueError(f"build_items: method must be qcrd, dss or finetune, got {method!r}")
+    rationales = get_method(method).rationales
     items = []
     for ex, vote in zip(train, votes, strict=True):
         label = vote.majority if cfg.voting.use_voted_label and vote.majority is not None else ex.label
-        positives: tuple[str, ...] = ()
-        negatives: tuple[str, ...] = ()
-        if method == "dss" or (method == "qcrd" and not cfg.run.self_consistency):
-            positives = dss_rationale(vote)
-        elif method == "qcrd":
-            positives = tuple(r.text for r in vote.positives)
-            if cfg.negatives.include_teacher_minority:
-                negatives = tuple(r.text for r in vote.negatives)
-        if method == "qcrd":
-            negatives = (*student_samples.get(ex.id, ()), *negatives)[: cfg.negatives.max_per_question]
+        positives, negatives = rationales(cfg, vote, student_samples.get(ex.id, ()))
         items.append(
             TrainItem(ex.id, ex.input, label, positives, (1.0,) * len(positives), negatives, (0.0,) * len(negatives))
         )
     return items
+
+
+def student_loss(
+    model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, *, generator=None, choose_first: bool = True
+):
+    """``method``'s loss on one micro batch of B questions -> (scalar loss, its parts as floats: ``loss``,
+    ``loss_pred`` and the method's ``metrics``).
+
+    ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation;
+    ``choose_first=False`` backpropagates QCRD's loss through every rationale (``student_loss`` module).
+    """
+    loss_of = get_method(method).loss
+    inputs = student_batch(model, tokenizer, batch, cfg, generator=generator, choose_first=choose_first)
+    loss, parts = loss_of(inputs)
+    return loss, {"loss_pred": float(inputs.label_ce.mean().detach()), **parts, "loss": float(loss.detach())}
+
+
+def encoded_length(item: TrainItem, method: str) -> int:
+    """How long (in characters) the longest text ``method`` encodes for ``item`` is: the input and its longest
+    target (the padding a batch of it would set)."""
+    return len(item.input) + max(map(len, get_method(method).targets(item)), default=0)
 
 
 def pretrain_groups(train: Sequence[Example], votes: Sequence[Vote]) -> list[Group]:
@@ -83,18 +193,12 @@ def with_scores(items: Sequence[TrainItem], scores: Sequence[float]) -> list[Tra
     if len(scores) != sum(len(it.positives) + len(it.negatives) for it in items):
         raise ValueError(f"with_scores: {len(scores)} scores for the items' {len(judge_pairs(items))} rationales")
     rest = iter(scores)
-    return [
-        TrainItem(
-            it.id,
-            it.input,
-            it.label,
-            it.positives,
-            tuple(next(rest) for _ in it.positives),
-            it.negatives,
-            tuple(next(rest) for _ in it.negatives),
-        )  # fmt: skip
-        for it in items
-    ]
+    scored = []
+    for it in items:
+        positive_scores = tuple(next(rest) for _ in it.positives)
+        negative_scores = tuple(next(rest) for _ in it.negatives)
+        scored.append(replace(it, positive_scores=positive_scores, negative_scores=negative_scores))
+    return scored
 
 
 def scores_by_kind(items: Sequence[TrainItem], student_samples: dict[str, list[str]]) -> dict[str, list[float]]:

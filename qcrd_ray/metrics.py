@@ -161,11 +161,6 @@ class MetricsLogger:
                     self._gauge(f"qcrd_{key}").set(float(value), tags=tags)
         return record
 
-    @property
-    def metric_names(self) -> list[str]:
-        """Names of the Ray metrics this logger has created so far (empty when Ray never ran)."""
-        return sorted([*self._gauges, *self._histograms])
-
     # -- Ray metrics -------------------------------------------------------------------------------------------
 
     def _tags(self, record: dict[str, Any], phase: str) -> dict[str, str]:
@@ -173,14 +168,14 @@ class MetricsLogger:
 
     def _gauge(self, name: str) -> Any:
         if name not in self._gauges:
-            from ray.util.metrics import Gauge
+            from ray.util.metrics import Gauge  # ray late: only reached once ray runs, the core runs without it
 
             self._gauges[name] = Gauge(name, description=f"QCRD {name[len('qcrd_') :]}", tag_keys=GAUGE_TAG_KEYS)
         return self._gauges[name]
 
     def _histogram(self, name: str) -> Any:
         if name not in self._histograms:
-            from ray.util.metrics import Histogram
+            from ray.util.metrics import Histogram  # ray late: only reached once ray runs, the core runs without it
 
             self._histograms[name] = Histogram(
                 name,
@@ -257,30 +252,3 @@ class PhaseTimer:
                 failed=failed,
                 **values,
             )
-
-    def as_dict(self) -> dict[str, float]:
-        """Accumulated seconds per phase, in the order the phases first ran (the summary's ``phase_seconds``)."""
-        return dict(self.seconds)
-
-
-def progress(
-    phase: str,
-    done: int,
-    total: int,
-    unit: str,
-    started: float,
-    now: float | None = None,
-    file: TextIO | None = None,
-) -> str:
-    """Print and return a progress line such as ``[teacher] 640/1000 questions (64%) 41.3 questions/s``.
-
-    ``started`` is a ``time.perf_counter()`` value taken when the phase began (``now`` defaults to the current one).
-    """
-    if done < 0 or total < 0:
-        raise ValueError(f"qcrd_ray/metrics.py: progress of {phase!r} needs done, total >= 0, got {done}/{total}")
-    elapsed = (time.perf_counter() if now is None else now) - started
-    percent = 100.0 * done / total if total else 100.0
-    rate = f"{done / elapsed:.1f} {unit}/s" if elapsed > 0 else f"- {unit}/s"
-    line = f"[{phase}] {done}/{total} {unit} ({percent:.0f}%) {rate}"
-    print(line, file=file if file is not None else sys.stdout, flush=True)
-    return line

@@ -13,11 +13,26 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LogitsProcessorList,
+    T5Config,
+    T5EncoderModel,
+    T5ForConditionalGeneration,
+)
 
 from qcrd_ray.config import JudgeConfig, StudentConfig, TinyModelConfig
 from qcrd_ray.row_sampling import RowSeededSampler, row_seed
-from qcrd_ray.scoring import causal_prompt_ids, pad_rows
+from qcrd_ray.scoring import causal_prompt_ids, is_seq2seq, pad_rows
+from qcrd_ray.shipped_student import resolve_student
+from qcrd_ray.tokenizer import load_tokenizer, train_tokenizer
 
 JUDGE_WEIGHTS = "judge.safetensors"
 JUDGE_CONFIG = "judge.json"
@@ -45,8 +60,6 @@ def build_tokenizer(cfg: StudentConfig, texts: Iterable[str] | None = None):
 
     A decoder-only tokenizer without a pad token pads with EOS (every pad is masked anyway).
     """
-    from qcrd_ray.tokenizer import load_tokenizer, train_tokenizer
-
     if cfg.model is not None:
         tokenizer = load_tokenizer(student_path(cfg.model))
     elif cfg.tokenizer == "train":
@@ -62,16 +75,8 @@ def build_tokenizer(cfg: StudentConfig, texts: Iterable[str] | None = None):
 
 def student_path(name: str) -> str:
     """What transformers loads for ``student.model``: a hub name or directory as given, and
-    ``builtin:arith-student`` as the project's shipped pretrained student (``qcrd_ray.builtin_student``)."""
-    from qcrd_ray.builtin_student import resolve_student
-
+    ``builtin:arith-student`` as the project's shipped pretrained student (``qcrd_ray.shipped_student``)."""
     return resolve_student(name)
-
-
-def is_seq2seq(model_or_config) -> bool:
-    """True for encoder-decoder models (T5), False for decoder-only ones."""
-    config = getattr(model_or_config, "config", model_or_config)
-    return bool(getattr(config, "is_encoder_decoder", False))
 
 
 def _special_ids(tokenizer, where: str) -> tuple[int, int]:
@@ -81,8 +86,6 @@ def _special_ids(tokenizer, where: str) -> tuple[int, int]:
 
 
 def _tiny_t5_config(tiny: TinyModelConfig, tokenizer, where: str):
-    from transformers import T5Config
-
     if tiny.d_model % tiny.num_heads:
         raise ValueError(f"{where}.tiny: d_model {tiny.d_model} is not divisible by num_heads {tiny.num_heads}")
     pad_id, eos_id = _special_ids(tokenizer, where)
@@ -102,8 +105,6 @@ def _tiny_t5_config(tiny: TinyModelConfig, tokenizer, where: str):
 
 
 def _tiny_llama_config(cfg: StudentConfig, tokenizer):
-    from transformers import LlamaConfig
-
     tiny = cfg.tiny
     if tiny.d_model % tiny.num_heads:
         raise ValueError(f"student.tiny: d_model {tiny.d_model} is not divisible by num_heads {tiny.num_heads}")
@@ -126,14 +127,6 @@ def _tiny_llama_config(cfg: StudentConfig, tokenizer):
 def build_student(cfg: StudentConfig, tokenizer, seed: int = 0):
     """A student: ``from_pretrained(cfg.model)`` (architecture from its config; ``cfg.architecture`` is for tiny
     models only) or a tiny random-init T5 / Llama from ``cfg.tiny``, initialised from ``seed``."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForSeq2SeqLM,
-        LlamaForCausalLM,
-        T5ForConditionalGeneration,
-    )
-
     if cfg.model is not None:
         path = student_path(cfg.model)
         auto = AutoModelForSeq2SeqLM if is_seq2seq(AutoConfig.from_pretrained(path)) else AutoModelForCausalLM
@@ -159,8 +152,6 @@ def save_student(model, tokenizer, path: str | Path) -> Path:
 
 def load_student(path: str | Path):
     """(model, tokenizer) from a directory or hub name, seq2seq or causal by its config."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
     auto = AutoModelForSeq2SeqLM if is_seq2seq(AutoConfig.from_pretrained(str(path))) else AutoModelForCausalLM
     return auto.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
 
@@ -173,8 +164,10 @@ def input_limit(model, max_new_tokens: int, max_input_length: int) -> int:
         min(max_input_length, positions - max_new_tokens) if positions and not is_seq2seq(model) else max_input_length
     )
     if limit < 1:
-        raise ValueError(f"generate: no room for a prompt (max_input_length {max_input_length}, {positions} positions, "
-                         f"max_new_tokens {max_new_tokens})")  # fmt: skip
+        raise ValueError(
+            f"generate: no room for a prompt (max_input_length {max_input_length}, {positions} positions, "
+            f"max_new_tokens {max_new_tokens})"
+        )
     return limit
 
 
@@ -239,8 +232,6 @@ def generate(
                 attention_mask = pad_rows([[1] * len(r) for r in rows], 0, left=not seq2seq).to(device)
                 batch_decoding = decoding
                 if prompt_seeds is not None:  # one row per returned sequence, decoded greedily through its seed's noise
-                    from transformers import LogitsProcessorList
-
                     input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
                     attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
                     seeds = [row_seed(prompt_seeds[i], k) for i in chunk for k in range(num_return_sequences)]
@@ -293,8 +284,6 @@ class Judge(nn.Module):
 def build_judge(cfg: JudgeConfig, tokenizer, seed: int | None = None) -> Judge:
     """D on ``cfg.encoder`` (a T5-like hub name or dir, read with its own tokenizer) or on a tiny random-init
     T5 encoder over ``tokenizer``'s vocabulary. The head (and a tiny encoder) start from ``seed`` when given."""
-    from transformers import T5EncoderModel
-
     with _seeded(seed):
         if cfg.encoder is not None:
             encoder = T5EncoderModel.from_pretrained(cfg.encoder)
@@ -310,8 +299,6 @@ def build_judge(cfg: JudgeConfig, tokenizer, seed: int | None = None) -> Judge:
 
 def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
     """Weights as safetensors, the encoder config and head size as JSON, and the tokenizer (no pickle)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     # clone: the encoder ties its embeddings, and safetensors refuses tensors that share memory
@@ -329,9 +316,6 @@ def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
 
 def load_judge(path: str | Path) -> tuple[Judge, object]:
     """(D, tokenizer) saved by ``save_judge``."""
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer, T5Config, T5EncoderModel
-
     path = Path(path)
     if not (path / JUDGE_CONFIG).is_file():
         raise FileNotFoundError(f"{path / JUDGE_CONFIG}: not a saved judge (save_judge writes it)")

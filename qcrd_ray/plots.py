@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
 
 def score_density(scores: list[float], grid_size: int = 201, bandwidth: float | None = None) -> tuple[Any, Any]:
     """Kernel density of scores in [0, 1]: (grid [grid_size], density [grid_size]) integrating to 1 on [0, 1].
@@ -12,8 +17,6 @@ def score_density(scores: list[float], grid_size: int = 201, bandwidth: float | 
     Scores are binned on the grid, then smoothed with a Gaussian (Scott's bandwidth, at least 0.02), which costs
     O(grid) whatever the number of scores; mass leaking past 0 or 1 is dropped and the rest renormalised.
     """
-    import numpy as np
-
     x = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
     grid = np.linspace(0.0, 1.0, grid_size)
     if x.size == 0:
@@ -31,9 +34,6 @@ def score_density(scores: list[float], grid_size: int = 201, bandwidth: float | 
 
 def _figure(width: float = 7.0, height: float = 4.0) -> Any:
     # The object-oriented API with an explicit Agg canvas: no pyplot global state, no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
@@ -44,9 +44,6 @@ def plot_accuracy(curves: dict[str, list[list[float]]], teacher_accuracy: float 
 
     ``curves[label][seed][i]`` is the accuracy in [0, 1] after iteration i + 1; the teacher's is a dashed line.
     """
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
     curves = {label: seeds for label, seeds in curves.items() if seeds}
     if not curves:
         return False
@@ -62,13 +59,20 @@ def plot_accuracy(curves: dict[str, list[list[float]]], teacher_accuracy: float 
         # The mean runs as far as every seed's curve does.
         length = min(len(c) for c in seeds)
         mean = 100.0 * np.mean([c[:length] for c in seeds], axis=0)
-        ax.plot(range(1, length + 1), mean, color=colour, linewidth=2.2, marker="o",
-                label=f"{label} (mean of {len(seeds)} seeds)")  # fmt: skip
+        ax.plot(
+            range(1, length + 1),
+            mean,
+            color=colour,
+            linewidth=2.2,
+            marker="o",
+            label=f"{label} (mean of {len(seeds)} seeds)",
+        )
     if teacher_accuracy is not None:
-        ax.axhline(100.0 * teacher_accuracy, color="grey", linestyle="--", linewidth=1.0,
-                   label="teacher, self-consistency")  # fmt: skip
+        ax.axhline(
+            100.0 * teacher_accuracy, color="grey", linestyle="--", linewidth=1.0, label="teacher, self-consistency"
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _save(fig, ax, "iteration", "accuracy (%)", "Student accuracy per iteration", path)
+    _save(fig, ax, path, xlabel="iteration", ylabel="accuracy (%)", title="Student accuracy per iteration")
     return True
 
 
@@ -85,11 +89,11 @@ def plot_judge_scores(scores: dict[str, list[float]], kinds: tuple[tuple[str, st
             ax.fill_between(grid, density, color=f"C{i}", alpha=0.2)
     ax.set_xlim(0.0, 1.0)
     title = "Judge scores of positive and negative rationales (all seeds pooled)"
-    _save(fig, ax, "judge score s = D(x, r)", "density", title, path)
+    _save(fig, ax, path, xlabel="judge score s = D(x, r)", ylabel="density", title=title)
     return True
 
 
-def _save(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+def _save(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -7,10 +7,12 @@ pickle cheaply through Ray's object store and round-trip through the project's J
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Source = Literal["teacher", "student", "gold"]
+Group = tuple[str, Sequence[str], Sequence[str]]  # (question, positives, negatives): what the judge trains on
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,76 @@ class TrainItem:
     positive_scores: tuple[float, ...]
     negatives: tuple[str, ...] = ()
     negative_scores: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """One trained stage (an iteration of a method), as ``StreamingFit.train`` hands it back."""
+
+    student_dir: str  # the stage's student, transformers format
+    checkpoint: str  # its Ray Train checkpoint: the DeepSpeed state (weights, Adam's moments) a resume starts from
+    metrics: dict[str, float]  # loss, loss_pred, the method's parts, steps, samples_per_s, seconds, ...
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """A method's result on one seed: accuracy on the ``predict:`` path per iteration and, for a student that
+    explains, the accuracy of the answers read from its own rationales; the last student's examples and dir."""
+
+    accuracy_per_iteration: list[float]
+    examples: list[dict[str, Any]]
+    student_dir: str
+    history: list[dict[str, Any]]  # every iteration's training figures and accuracies
+    rationale_accuracy_per_iteration: list[float] | None = None
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy_per_iteration[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary.json form the report reads."""
+        rationale = {}
+        if self.rationale_accuracy_per_iteration is not None:
+            rationale = {
+                "rationale_accuracy_per_iteration": self.rationale_accuracy_per_iteration,
+                "final_rationale_accuracy": self.rationale_accuracy_per_iteration[-1],
+            }
+        return {
+            **rationale,
+            "accuracy_per_iteration": self.accuracy_per_iteration,
+            "final_accuracy": self.final_accuracy,
+            "examples": self.examples,
+            "student_dir": self.student_dir,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> MethodSummary:
+        return cls(
+            accuracy_per_iteration=row["accuracy_per_iteration"],
+            examples=row["examples"],
+            student_dir=row["student_dir"],
+            history=row["history"],
+            rationale_accuracy_per_iteration=row.get("rationale_accuracy_per_iteration"),
+        )
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """One seed of a run, as the report reads it (``to_dict``: its summary.json entry)."""
+
+    seed: int
+    task: str
+    student: str
+    teacher: dict[str, Any]  # model, and the teacher phase's stats (accuracies, agreement, counts)
+    methods: dict[str, MethodSummary]
+    lead_metric: str
+    majority_label: dict[str, Any]  # the floor: the most frequent training answer and its accuracy
+    phase_seconds: dict[str, float]
+    judge_scores: dict[str, list[float]]  # positives, student_negatives, teacher_negatives
+    total_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["methods"] = {name: m.to_dict() for name, m in self.methods.items()}
+        return row

@@ -18,11 +18,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qcrd_ray.methods import METHODS
 from qcrd_ray.plots import plot_accuracy, plot_judge_scores
 from qcrd_ray.report_judge import SCORE_KINDS, contrastive_markdown, judge_markdown, pooled_scores
+from qcrd_ray.tasks import get_task
 
-METHOD_ORDER = ("finetune", "dss", "qcrd")
-METHOD_LABELS = {"finetune": "fine-tuning", "dss": "DSS", "qcrd": "QCRD"}
 # The two ways to read a student's answer (docs/METHOD.md section 9): summary keys, and how the report names them.
 METRICS = {
     "predict": ("final_accuracy", "accuracy_per_iteration", "predict:"),
@@ -34,7 +34,7 @@ MAX_EXAMPLE_CHARS = 600
 
 
 def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return METHODS[method].label if method in METHODS else method  # an ablation's run keeps its own name
 
 
 def _metrics(summaries: list[dict]) -> list[str]:
@@ -44,9 +44,10 @@ def _metrics(summaries: list[dict]) -> list[str]:
 
 
 def _methods(summaries: list[dict]) -> list[str]:
-    """Method keys present in any summary: the paper's three first, then the others (ablations) by name."""
+    """Method keys present in any summary: the registry's first, in its order, then the others (ablations) by
+    name."""
     present = {m for s in summaries for m in s.get("methods", {})}
-    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+    return [m for m in METHODS if m in present] + sorted(present - set(METHODS))
 
 
 def _validate(summaries: list[dict]) -> list[dict]:
@@ -246,8 +247,6 @@ def _clip(text: Any) -> str:
 def _examples_markdown(summaries: list[dict], num_examples: int) -> str:
     """The first ``num_examples`` evaluation examples of each student, from the lowest seed that has any, each
     prediction marked as the task scores it (an equation by its value)."""
-    from qcrd_ray.tasks import get_task
-
     task = get_task(summaries[0]["task"])
     parts = []
     for method in _methods(summaries):
@@ -264,7 +263,7 @@ def _examples_markdown(summaries: list[dict], num_examples: int) -> str:
             ]
             if ex.get("rationale"):
                 lines.append(f"rationale:  {_clip(ex['rationale'])}")
-            if method != "finetune" and "rationale_answer" in ex:
+            if (method not in METHODS or METHODS[method].explains) and "rationale_answer" in ex:
                 lines.append(f"its answer: {ex['rationale_answer']} (read from its rationale)")
             parts.append(_fenced("\n".join(lines)))
     return "\n".join(parts) if parts else "No examples were recorded.\n"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from qcrd_ray.methods import METHODS
+
 SCORE_KINDS = (
     ("positives", "positives (teacher majority, or the gold fallback)"),
     ("student_negatives", "student negatives"),
@@ -30,8 +34,10 @@ def _finite(value: Any) -> bool:
 def contrastive_markdown(summaries: list[dict]) -> str:
     """QCRD's contrastive term per seed and iteration: is its negative side alive, and what does it weigh?"""
     rows, active = [], []
+    contrastive = [name for name, method in METHODS.items() if method.contrastive]
     for s in summaries:
-        for h in s.get("methods", {}).get("qcrd", {}).get("history", []):
+        histories = [s.get("methods", {}).get(name, {}).get("history", []) for name in contrastive]
+        for h in (h for history in histories for h in history):
             if "negative_term_active" not in h:
                 continue
             cells = [str(s["seed"]), str(h["iteration"] + 1)]
@@ -55,8 +61,10 @@ def contrastive_markdown(summaries: list[dict]) -> str:
         return text + "\nNo question of any batch had a negative: the negative term never ran.\n"
     share = sum(active) / len(active)
     if share < DEAD_TERM:
-        return text + (f"\n**The negative term is dead**: on average it was active for {100 * share:.1f}% of the "
-                       "questions with a negative; QCRD here trains on its positives alone.\n")  # fmt: skip
+        return text + (
+            f"\n**The negative term is dead**: on average it was active for {100 * share:.1f}% of the "
+            "questions with a negative; QCRD here trains on its positives alone.\n"
+        )
     return (
         text + f"\nOn average the negative term was active for {100 * share:.1f}% of the questions with a negative.\n"
     )
@@ -64,8 +72,6 @@ def contrastive_markdown(summaries: list[dict]) -> str:
 
 def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
     """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
-    import numpy as np
-
     if not positives or not negatives:
         return None
     pos, neg = np.asarray(positives, dtype=np.float64), np.sort(np.asarray(negatives, dtype=np.float64))

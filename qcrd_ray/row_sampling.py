@@ -11,6 +11,7 @@ from. ``generate`` runs greedy decoding with this processor last, as vLLM's per-
 from __future__ import annotations
 
 import torch
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 
 def row_seed(prompt_seed: int, k: int) -> int:
@@ -25,8 +26,6 @@ class RowSeededSampler:
     """
 
     def __init__(self, seeds: list[int], *, temperature: float, top_p: float, top_k: int):
-        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.warpers = [TemperatureLogitsWarper(temperature)]
         if top_k > 0:

@@ -114,8 +114,12 @@ class SampleCache:
                 records[record.id] = record
         if damaged:
             shown = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
-            print(f"[qcrd] warning: {self.path}: {len(damaged)} damaged record(s) ignored (line {shown}); "
-                  "their questions are sampled again", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"[qcrd] warning: {self.path}: {len(damaged)} damaged record(s) ignored (line {shown}); "
+                "their questions are sampled again",
+                file=sys.stderr,
+                flush=True,
+            )
         return records
 
     @staticmethod

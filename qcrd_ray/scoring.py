@@ -20,8 +20,15 @@ from __future__ import annotations
 import inspect
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from qcrd_ray.losses import IGNORE_INDEX, sequence_ce
+
+
+def is_seq2seq(model_or_config) -> bool:
+    """True for encoder-decoder models (T5), False for decoder-only ones."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return bool(getattr(config, "is_encoder_decoder", False))
 
 
 def causal_prompt(text: str) -> str:
@@ -62,6 +69,7 @@ def encode_batch(
     tokenizer,
     questions: list[str],
     rationales: list[list[str]],
+    *,
     max_input: int,
     max_target: int,
     causal: bool,
@@ -135,8 +143,6 @@ def rationale_ce(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.zeros(mask.shape, device=mask.device)
     if not getattr(model.config, "is_encoder_decoder", False):
         return _scatter(_causal_ce(model, batch["input_ids"], batch["attention_mask"], q_index, labels), mask)
-    from transformers.modeling_outputs import BaseModelOutput
-
     encoded = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     hidden = encoded.last_hidden_state.index_select(0, q_index)  # [K, S, H]
     decoder = {"decoder_input_ids": model.prepare_decoder_input_ids_from_labels(labels=labels)}

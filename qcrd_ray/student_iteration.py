@@ -14,10 +14,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+import torch.distributed as dist
+
 from qcrd_ray.config import Config
+from qcrd_ray.methods import encoded_length, get_method, student_loss
 from qcrd_ray.records import TrainItem
 from qcrd_ray.schedule import learning_rate
-from qcrd_ray.student_loss import METHOD_METRICS, encoded_length, student_loss
 
 
 @dataclass(frozen=True)
@@ -59,16 +62,19 @@ def iteration_seed(seed: int, iteration: int, rank: int, stream: str = "train") 
 GROUP_BATCHES = 16
 
 
-def batch_indices(num_items: int, micro_batch: int, steps: int, generator, lengths: Sequence[int] | None = None,
-                  ) -> list[list[int]]:  # fmt: skip
+def batch_indices(
+    num_items: int,
+    micro_batch: int,
+    steps: int,
+    generator,
+    lengths: Sequence[int] | None = None,
+) -> list[list[int]]:
     """Indices into a worker's shard for each step: fresh permutations of the shard, one after another.
 
     With ``lengths`` (one per item, ``train.group_by_length``) each permutation is cut into groups of
     ``GROUP_BATCHES`` batches and each group sorted longest first, as transformers' ``group_by_length`` does:
     a batch holds questions of similar length, so it pads less, and every question still comes once per pass.
     """
-    import torch
-
     if num_items < 1:
         raise ValueError("batch_indices: this worker's shard is empty")
     if lengths is not None and len(lengths) != num_items:
@@ -90,16 +96,13 @@ def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot
     Each step's learning rate follows ``schedule.learning_rate`` over the run's ``run.iterations`` iterations.
     A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
     """
-    import torch
-    import torch.distributed as dist
-
     torch.manual_seed(iteration_seed(slot.seed, slot.iteration, slot.rank, "dropout"))
     order = torch.Generator().manual_seed(iteration_seed(slot.seed, slot.iteration, slot.rank, "batches"))
     sampling = torch.Generator().manual_seed(iteration_seed(slot.seed, slot.iteration, slot.rank, "sampling"))
     micro = cfg.train.batch_size // slot.world
     model = EngineView(engine)
     engine.train()
-    keys = ("loss", "loss_pred", *METHOD_METRICS[slot.method])
+    keys = ("loss", "loss_pred", *get_method(slot.method).metrics)
     per_step = []
     started = time.perf_counter()
     done, total = slot.iteration * slot.steps, cfg.run.iterations * slot.steps  # the run's steps, before and all
@@ -107,10 +110,12 @@ def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot
     for step, indices in enumerate(batch_indices(len(shard), micro, slot.steps, order, lengths)):
         for group in engine.optimizer.param_groups:
             group["lr"] = learning_rate(cfg.train, done + step, total)
-        loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], slot.method, cfg, sampling)
+        loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], slot.method, cfg, generator=sampling)
         if not math.isfinite(parts["loss"]):  # stop before a NaN reaches the weights and a report
-            raise FloatingPointError(f"{slot.method} iteration {slot.iteration + 1}, step {step + 1}: the loss is not "
-                                     f"finite ({', '.join(f'{k} {v:.4g}' for k, v in parts.items())})")  # fmt: skip
+            raise FloatingPointError(
+                f"{slot.method} iteration {slot.iteration + 1}, step {step + 1}: the loss is not "
+                f"finite ({', '.join(f'{k} {v:.4g}' for k, v in parts.items())})"
+            )
         engine.backward(loss)
         engine.step()
         per_step.append([parts[k] for k in keys])
@@ -127,7 +132,6 @@ def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot
         **{k: float(means[j]) for j, k in enumerate(keys)},
         "loss_first": float(curve[0, 0]),
         "loss_last": float(curve[-1, 0]),
-        "loss_curve": [float(v) for v in curve[:, 0]],
         "steps": slot.steps,
         "samples": slot.steps * cfg.train.batch_size,
         "samples_per_s": slot.steps * cfg.train.batch_size / max(seconds, 1e-9),

@@ -1,5 +1,5 @@
-"""The student's loss per method, on one micro batch of questions (plain torch: usable on a bare transformers
-model as well as through a DeepSpeed engine).
+"""The student's loss of each method, on one micro batch of questions (plain torch: usable on a bare
+transformers model as well as through a DeepSpeed engine). ``qcrd_ray.methods`` says which method uses which.
 
 Losses per micro batch of questions (docs/METHOD.md sections 1, 5, 6):
 - qcrd: ``a1 * L_pred + a2 * L_cl``, L_cl over the explain-path CE of every positive and negative, weighted
@@ -18,79 +18,82 @@ which draws its masks anew). benchmarks.qcrd_step measures what it saves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from qcrd_ray.config import Config
+import torch
+
+from qcrd_ray.losses import PICKING_AGGREGATIONS, SIDE_MODES, Slots, contrastive_terms, dss_loss, pick_by_ce
 from qcrd_ray.records import TrainItem
+from qcrd_ray.scoring import encode_batch, is_seq2seq, rationale_ce
+from qcrd_ray.tasks import EXPLAIN, PREDICT
 
-METHODS = ("qcrd", "dss", "finetune")
+if TYPE_CHECKING:  # config imports the method registry, which imports this module
+    from qcrd_ray.config import Config
 
 
-def student_loss(model, tokenizer, batch: list[TrainItem], method: str, cfg: Config, generator=None,
-                 choose_first: bool = True):  # fmt: skip
-    """The method's loss on one micro batch of B questions -> (scalar loss, its parts as floats).
+@dataclass(frozen=True)
+class StudentBatch:
+    """One micro batch of B questions as every method's loss sees it: the label CE, computed for all, and a way
+    to score rationales on the ``explain:`` path."""
 
-    ``model`` is a transformers student (or ``EngineView``); ``generator`` drives the ``sampling`` aggregation.
-    ``choose_first``: with a picking aggregation, choose QCRD's rationales without a gradient first (above);
-    False backpropagates through every rationale (the reference the tests compare with).
-    """
-    from qcrd_ray.losses import PICKING_AGGREGATIONS, contrastive_terms, dss_loss
-    from qcrd_ray.models import is_seq2seq
-    from qcrd_ray.scoring import encode_batch, rationale_ce
-    from qcrd_ray.tasks import EXPLAIN, PREDICT
+    items: list[TrainItem]
+    label_ce: torch.Tensor  # [B]: CE of each question's label on the predict: path
+    explain_ce: Callable  # rationales [B][R] -> (ce [B, R], mask [B, R]), 0 / False at empty slots
+    cfg: Config
+    generator: torch.Generator | None = None  # drives the ``sampling`` aggregation
+    choose_first: bool = True  # QCRD picks its rationales without a gradient first (above)
 
-    causal = not is_seq2seq(model)
-    limits = (cfg.student.max_input_length, cfg.student.max_target_length)
 
-    def explain_ce(rationales: list[list[str]]):  # [B, R], 0 at empty slots
-        enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in batch], rationales, *limits, causal)
+def student_batch(
+    model, tokenizer, items: list[TrainItem], cfg: Config, *, generator=None, choose_first: bool = True
+) -> StudentBatch:
+    """Encode ``items``' labels and score them (the CE every method's loss starts from)."""
+    limits = {
+        "max_input": cfg.student.max_input_length,
+        "max_target": cfg.student.max_target_length,
+        "causal": not is_seq2seq(model),
+    }
+
+    def explain_ce(rationales: list[list[str]]):
+        enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in items], rationales, **limits)
         return rationale_ce(model, enc), enc["rationale_mask"]
 
-    enc = encode_batch(tokenizer, [PREDICT + it.input for it in batch], [[it.label] for it in batch], *limits, causal)
-    label_ce = rationale_ce(model, enc)[:, 0]  # [B]
-    parts = {"loss_pred": float(label_ce.mean().detach())}
-    if method == "finetune":
-        loss = label_ce.mean()
-    elif method == "dss":
-        ce, _ = explain_ce([list(it.positives[:1]) for it in batch])
-        loss = dss_loss(label_ce, ce[:, 0], cfg.loss.dss_alpha)
-        parts["loss_rationale"] = float(ce[:, 0].mean().detach())
-    elif method == "qcrd":
-        silent = None
-        if choose_first and cfg.loss.aggregation in PICKING_AGGREGATIONS:
-            import torch
-
-            with torch.no_grad():
-                ce, mask = explain_ce([[*c.positives, *c.negatives] for c in map(scored_sides, batch)])
-            batch, silent = chosen_rationales(batch, ce, mask, cfg.loss.aggregation, cfg.loss.delta)
-        ce, mask = explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
-        pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
-        if silent is not None:  # the silent negatives back in, with their no-grad CE: their term is 0 either way
-            neg_ce, neg_mask, neg_s = _with_silent(silent, neg_ce, neg_mask, neg_s)
-        terms = contrastive_terms(
-            pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s,
-            cfg.loss.beta, cfg.loss.delta, cfg.loss.aggregation, generator,
-        )  # fmt: skip
-        loss = cfg.loss.alpha_pred * label_ce.mean() + cfg.loss.alpha_cl * terms.loss
-        parts["loss_cl"] = float(terms.loss.detach())
-        parts.update(contrastive_figures(terms))
-    else:
-        raise ValueError(f"student_loss: method must be one of {METHODS}, got {method!r}")
-    parts["loss"] = float(loss.detach())
-    return loss, parts
+    enc = encode_batch(tokenizer, [PREDICT + it.input for it in items], [[it.label] for it in items], **limits)
+    label_ce = rationale_ce(model, enc)[:, 0]
+    return StudentBatch(items, label_ce, explain_ce, cfg, generator, choose_first)
 
 
-def encoded_length(item: TrainItem, method: str) -> int:
-    """How long (in characters) the longest text the method encodes for ``item`` is: the input and its longest
-    target (the label for fine-tuning, the first positive for DSS, any rationale for QCRD), the padding a batch
-    of it would set."""
-    if method == "finetune":
-        targets = (item.label,)
-    elif method == "dss":
-        targets = item.positives[:1]
-    else:
-        targets = (*item.positives, *item.negatives)
-    return len(item.input) + max(map(len, targets), default=0)
+def label_loss(b: StudentBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Fine-tuning: ``CE(label)``."""
+    return b.label_ce.mean(), {}
+
+
+def rationale_loss(b: StudentBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """DSS: ``a * CE(label) + (1 - a) * CE(first positive)``."""
+    ce, _ = b.explain_ce([list(it.positives[:1]) for it in b.items])
+    loss = dss_loss(b.label_ce, ce[:, 0], b.cfg.loss.dss_alpha)
+    return loss, {"loss_rationale": float(ce[:, 0].mean().detach())}
+
+
+def contrastive_student_loss(b: StudentBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """QCRD: ``a1 * L_pred + a2 * L_cl``, with the contrastive figures of its terms."""
+    cfg, batch, silent = b.cfg.loss, b.items, None
+    if b.choose_first and cfg.aggregation in PICKING_AGGREGATIONS:
+        with torch.no_grad():
+            ce, mask = b.explain_ce([[*c.positives, *c.negatives] for c in map(scored_sides, batch)])
+        batch, silent = chosen_rationales(batch, ce, mask, cfg.aggregation, cfg.delta)
+    ce, mask = b.explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
+    pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
+    if silent is not None:  # the silent negatives back in, with their no-grad CE: their term is 0 either way
+        neg_ce, neg_mask, neg_s = _with_silent(silent, neg_ce, neg_mask, neg_s)
+    positives, negatives = Slots(pos_ce, pos_mask, pos_s), Slots(neg_ce, neg_mask, neg_s)
+    terms = contrastive_terms(
+        positives, negatives, beta=cfg.beta, delta=cfg.delta, aggregation=cfg.aggregation, generator=b.generator
+    )
+    loss = cfg.alpha_pred * b.label_ce.mean() + cfg.alpha_cl * terms.loss
+    return loss, {"loss_cl": float(terms.loss.detach()), **contrastive_figures(terms)}
 
 
 CONTRASTIVE_FIGURES = (
@@ -100,8 +103,6 @@ CONTRASTIVE_FIGURES = (
     "weight_positive",
     "weight_negative",
 )
-# What ``student_loss`` returns in its parts beside ``loss`` and ``loss_pred``, per method.
-METHOD_METRICS = {"qcrd": ("loss_cl", *CONTRASTIVE_FIGURES), "dss": ("loss_rationale",), "finetune": ()}
 
 
 def contrastive_figures(terms) -> dict[str, float]:
@@ -141,14 +142,13 @@ def scored_sides(item: TrainItem) -> TrainItem:
     return replace(item, positives=item.positives if pos else (), positive_scores=item.positive_scores if pos else ())
 
 
-def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str,
-                      delta: float) -> tuple[list[TrainItem], list[SilentNegative | None]]:  # fmt: skip
+def chosen_rationales(
+    batch: list[TrainItem], ce, mask, aggregation: str, delta: float
+) -> tuple[list[TrainItem], list[SilentNegative | None]]:
     """Each item cut down to the positive and the negative ``aggregation`` picks by their CE, each with its judge
     score (the pick ``contrastive_terms`` makes), but without a chosen negative that is silent (l > delta);
     and, per item, that silent negative, else None. ce, mask: [B, R] over ``scored_sides(item)``'s slots, its
     positives then its negatives; a side with a single positive picks it without a score."""
-    from qcrd_ray.losses import SIDE_MODES, pick_by_ce
-
     pos_mode, neg_mode = SIDE_MODES[aggregation]
     pos_ce, pos_mask, _, neg_ce, neg_mask, _ = _split_slots([scored_sides(it) for it in batch], ce.detach(), mask)
     pos_picks = pick_by_ce(pos_ce, pos_mask, pos_mode).tolist()
@@ -160,17 +160,21 @@ def chosen_rationales(batch: list[TrainItem], ce, mask, aggregation: str,
         is_silent = bool(it.negatives) and n_ce > delta
         silent.append(SilentNegative(n_ce, it.negative_scores[n]) if is_silent else None)
         n = [n] if it.negatives and not is_silent else []
-        chosen.append(TrainItem(it.id, it.input, it.label, tuple(it.positives[j] for j in p),
-                                tuple(it.positive_scores[j] for j in p), tuple(it.negatives[j] for j in n),
-                                tuple(it.negative_scores[j] for j in n)))  # fmt: skip
+        chosen.append(
+            replace(
+                it,
+                positives=tuple(it.positives[j] for j in p),
+                positive_scores=tuple(it.positive_scores[j] for j in p),
+                negatives=tuple(it.negatives[j] for j in n),
+                negative_scores=tuple(it.negative_scores[j] for j in n),
+            )
+        )
     return chosen, silent
 
 
 def _with_silent(silent: list[SilentNegative | None], neg_ce, neg_mask, neg_s):
     """[B, 1] negative slots of the differentiable pass (silent ones left out) -> the same with the silent
     negatives in, as constants: their CE from the no-grad pass, valid, with their judge score."""
-    import torch
-
     device = neg_ce.device
     is_silent = torch.tensor([s is not None for s in silent], device=device)[:, None]  # [B, 1]
     ce = torch.tensor([[s.ce if s else 0.0] for s in silent], dtype=neg_ce.dtype, device=device)
@@ -180,8 +184,6 @@ def _with_silent(silent: list[SilentNegative | None], neg_ce, neg_mask, neg_s):
 
 def _split_slots(batch: list[TrainItem], ce, mask):
     """Question i's slots are its positives then its negatives: [B, R] -> [B, P] and [B, M] with masks, scores."""
-    import torch
-
     mask = mask.to(ce.device)  # encode_batch leaves it on the CPU
 
     def gather(offsets: list[int], counts: list[int], scores: list[tuple[float, ...]]):

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "bos_token": "<s>"}
 
 
@@ -19,9 +22,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digits: b
     The pad token has id 0 (what T5's ``decoder_start_token_id`` expects); every encoding ends in ``</s>``.
     ``split_digits``: every digit is a token of its own, so "57" and "75" share what a model computes with.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     specials = list(SPECIAL_TOKENS.values())
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -46,6 +46,4 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digits: b
 
 def load_tokenizer(name_or_path: str | Path):
     """A tokenizer from a local directory or hub name (``AutoTokenizer``)."""
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(str(name_or_path))

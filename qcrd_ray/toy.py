@@ -33,14 +33,39 @@ _SPLIT_BUCKETS = {"train": range(0, 80), "validation": range(80, 90), "test": ra
 MAX_VALUE = 99
 
 _PEOPLE = (
-    ("Tom", "He"), ("Mia", "She"), ("Sam", "He"), ("Ana", "She"), ("Leo", "He"), ("Zoe", "She"),
-    ("Max", "He"), ("Eva", "She"), ("Ben", "He"), ("Lily", "She"), ("Omar", "He"), ("Nora", "She"),
-    ("Jack", "He"), ("Ruby", "She"), ("Ivan", "He"), ("Emma", "She"),
-)  # fmt: skip
+    ("Tom", "He"),
+    ("Mia", "She"),
+    ("Sam", "He"),
+    ("Ana", "She"),
+    ("Leo", "He"),
+    ("Zoe", "She"),
+    ("Max", "He"),
+    ("Eva", "She"),
+    ("Ben", "He"),
+    ("Lily", "She"),
+    ("Omar", "He"),
+    ("Nora", "She"),
+    ("Jack", "He"),
+    ("Ruby", "She"),
+    ("Ivan", "He"),
+    ("Emma", "She"),
+)
 _OBJECTS = (
-    "apples", "marbles", "stickers", "cookies", "books", "pencils", "coins", "cards",
-    "shells", "stamps", "eggs", "toys", "candies", "flowers",
-)  # fmt: skip
+    "apples",
+    "marbles",
+    "stickers",
+    "cookies",
+    "books",
+    "pencils",
+    "coins",
+    "cards",
+    "shells",
+    "stamps",
+    "eggs",
+    "toys",
+    "candies",
+    "flowers",
+)
 # Story sentences per operation; {p} pronoun, {k} amount, {o} another person, {obj} the objects.
 _ADD = ("{p} buys {k} more", "{p} finds {k} more", "{o} gives {p_obj} {k} more")
 _SUB = ("{p} gives {k} to {o}", "{p} loses {k}", "{p} sells {k}")

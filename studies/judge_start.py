@@ -48,10 +48,17 @@ def held_out_rationales(cfg, examples, votes, student_dir: str, seed: int) -> di
         extra = balance_negatives(positives, [], rng, cfg.judge.mask_probability)
         kinds["corrupted"] += [(ex.input, r) for r in extra[:1]]
     model, tokenizer = load_student(student_dir)
-    samples = generate(model, tokenizer, [EXPLAIN + ex.input for ex in examples],
-                       max_new_tokens=cfg.negatives.max_new_tokens, do_sample=True,
-                       temperature=cfg.negatives.temperature, batch_size=cfg.negatives.batch_size, seed=seed,
-                       max_input_length=cfg.student.max_input_length)  # fmt: skip
+    samples = generate(
+        model,
+        tokenizer,
+        [EXPLAIN + ex.input for ex in examples],
+        max_new_tokens=cfg.negatives.max_new_tokens,
+        do_sample=True,
+        temperature=cfg.negatives.temperature,
+        batch_size=cfg.negatives.batch_size,
+        seed=seed,
+        max_input_length=cfg.student.max_input_length,
+    )
     kinds["student"] = [(ex.input, s[0]) for ex, s in zip(examples, samples, strict=True)]
     return kinds
 
@@ -76,15 +83,19 @@ def main(argv: list[str] | None = None) -> None:
     train, task = load_examples(cfg.data, cfg.data.train_split), get_task(cfg.data.task)
     cache = SampleCache(cfg.teacher.cache_dir, CacheKey.for_teacher(cfg.teacher, prompt_template_sha(task.prompt)))
     if len(cache.done_ids({ex.id: task.prompt(ex.input) for ex in train})) < len(train):
-        raise SystemExit(f"{cache.path}: not every training question's teacher samples are cached; run "
-                         f"python -m jobs.distill (with the same --set) here first")  # fmt: skip
+        raise SystemExit(
+            f"{cache.path}: not every training question's teacher samples are cached; run "
+            f"python -m jobs.distill (with the same --set) here first"
+        )
     votes = run_teacher_phase(cfg, train, task).votes
     cut = int(0.8 * len(train))
     student_dir = student_path(cfg.student.model)
     held_out = held_out_rationales(cfg, train[cut:], votes[cut:], student_dir, seed=0)
     print("held out: " + ", ".join(f"{len(v)} {k}" for k, v in held_out.items()))
-    print(f"{'variant':<18} seed  secs  " + "  ".join(f"{k:>9}" for k in held_out) + "   AUC vs: minority "
-          "corrupted student")  # fmt: skip
+    print(
+        f"{'variant':<18} seed  secs  " + "  ".join(f"{k:>9}" for k in held_out) + "   AUC vs: minority "
+        "corrupted student"
+    )
     for name in args.variants.split(","):
         overrides = {k: student_dir if v == "student" else v for k, v in VARIANTS[name].items()}
         variant = cfg.replace(overrides)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.snapshots:
         model, tokenizer = load_student(path)
         model.eval()
-        result = evaluate_student(model, tokenizer, test, "arith", EvalConfig(), False, 128)
+        result = evaluate_student(model, tokenizer, test, "arith", EvalConfig(), explains=False, max_input_length=128)
         wrong = [(ex, p) for ex, p in zip(test, result["predictions"], strict=True) if not task.is_correct(p, ex.label)]
         print(f"{path}: predict {100 * result['accuracy']:.1f}%, {len(wrong)} wrong")
         for ex, prediction in wrong[: args.show]:

@@ -47,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             identical += text.strip() == gold.text.strip()
             prefix_share.append(shared_prefix(text, gold.text) / len(gold.text))
         n = len(train)
-        print(f"{snapshot}: right answer {100 * right / n:.1f}%, identical to the gold {100 * identical / n:.1f}%, "
-              f"shared prefix {100 * statistics.mean(prefix_share):.0f}% of the gold (median "
-              f"{100 * statistics.median(prefix_share):.0f}%); e.g. {samples[train[0].id][0]!r}", flush=True)  # fmt: skip
+        print(
+            f"{snapshot}: right answer {100 * right / n:.1f}%, identical to the gold {100 * identical / n:.1f}%, "
+            f"shared prefix {100 * statistics.mean(prefix_share):.0f}% of the gold (median "
+            f"{100 * statistics.median(prefix_share):.0f}%); e.g. {samples[train[0].id][0]!r}",
+            flush=True,
+        )
     return 0
 
 

@@ -15,9 +15,9 @@ import time
 
 from benchmarks.qcrd_step import qcrd_items
 from qcrd_ray.config import Config
+from qcrd_ray.methods import encoded_length, student_loss
 from qcrd_ray.models import build_student, build_tokenizer
 from qcrd_ray.student_iteration import batch_indices
-from qcrd_ray.student_loss import encoded_length, student_loss
 
 
 def padding_share(lengths: list[int], batches: list[list[int]]) -> float:
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         random_ms = ms_per_step(batch_indices(len(items), batch_size, args.steps, torch.Generator().manual_seed(1)))
         grouped = batch_indices(len(items), batch_size, args.steps, torch.Generator().manual_seed(1), lengths)
         grouped_ms = ms_per_step(grouped)
-        print(f"  batch {batch_size:>2}: {random_ms:5.0f} ms random ({1000 * batch_size / random_ms:5.1f} questions/s), "
-              f"{grouped_ms:5.0f} ms grouped by length ({random_ms / grouped_ms:.2f}x)")  # fmt: skip
+        print(
+            f"  batch {batch_size:>2}: {random_ms:5.0f} ms random ({1000 * batch_size / random_ms:5.1f} questions/s), "
+            f"{grouped_ms:5.0f} ms grouped by length ({random_ms / grouped_ms:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

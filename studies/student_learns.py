@@ -29,10 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--schedule", choices=["constant", "linear"], default="constant",
-                        help="linear: the learning rate decays to 0 over --steps")  # fmt: skip
-    parser.add_argument("--warmup-ratio", type=float, default=0.0,
-                        help="the share of --steps the rate rises over (0: the results in studies/README.md)")  # fmt: skip
+    parser.add_argument(
+        "--schedule",
+        choices=["constant", "linear"],
+        default="constant",
+        help="linear: the learning rate decays to 0 over --steps",
+    )
+    parser.add_argument(
+        "--warmup-ratio",
+        type=float,
+        default=0.0,
+        help="the share of --steps the rate rises over (0: the results in studies/README.md)",
+    )
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--methods", default="finetune,dss")
@@ -43,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from qcrd_ray.config import Config
+    from qcrd_ray.methods import student_loss
     from qcrd_ray.models import build_student, build_tokenizer
-    from qcrd_ray.student_loss import student_loss
 
     train, test = generate_split("train", args.train, seed=0), generate_split("test", args.test, seed=0)
     items = [TrainItem(ex.id, ex.input, ex.label, (ex.rationales[0].text,), (1.0,)) for ex in train]
@@ -72,12 +80,17 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.zero_grad(set_to_none=True)
             if (step + 1) % 100 == 0 or step + 1 == args.steps:
                 model.eval()
-                result = evaluate_student(model, tokenizer, test, "arith", EvalConfig(), method != "finetune", 128)
+                result = evaluate_student(
+                    model, tokenizer, test, "arith", EvalConfig(), explains=method != "finetune", max_input_length=128
+                )
                 model.train()
                 rationale = result["rationale_accuracy"]
-                print(f"{method} seed {seed} step {step + 1}: loss {loss.item():.3f}, predict {100 * result['accuracy']:.1f}%"
-                      + (f", from its rationale {100 * rationale:.1f}%" if rationale is not None else "")
-                      + f" ({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+                print(
+                    f"{method} seed {seed} step {step + 1}: loss {loss.item():.3f}, predict {100 * result['accuracy']:.1f}%"
+                    + (f", from its rationale {100 * rationale:.1f}%" if rationale is not None else "")
+                    + f" ({time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
         print("  e.g.", result["examples"][0])
         wrong = [(ex, p) for ex, p in zip(test, result["predictions"], strict=True) if not task.is_correct(p, ex.label)]
         for ex, prediction in wrong[: args.errors]:

@@ -32,8 +32,13 @@ def _init_ray(attempts: int = 3):
     for attempt in range(1, attempts + 1):
         try:
             # address="local": a new instance even where `ray start` left one running (tests stay independent).
-            ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     namespace=TEST_NAMESPACE)  # fmt: skip
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                namespace=TEST_NAMESPACE,
+            )
             return
         except Exception as err:  # Ray raises a bare Exception here
             if "timed out during startup" not in str(err) or attempt == attempts:
@@ -72,12 +77,12 @@ def tiny_causal_lm(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from qcrd_ray.builtin_teacher import build_tokenizer
+    from qcrd_ray.builtin_teacher import train_teacher_tokenizer
     from qcrd_ray.toy import generate_split, prompt_text
 
     out = tmp_path_factory.mktemp("tiny_causal_lm")
     texts = [prompt_text(ex.input) + " So the answer is 5." for ex in generate_split("train", 200, seed=0)]
-    tokenizer = build_tokenizer(texts, vocab_size=300)
+    tokenizer = train_teacher_tokenizer(texts, vocab_size=300)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

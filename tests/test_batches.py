@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from qcrd_ray.methods import encoded_length
 from qcrd_ray.records import TrainItem
 from qcrd_ray.student_iteration import GROUP_BATCHES, batch_indices, iteration_seed
-from qcrd_ray.student_loss import encoded_length
 
 
 def test_batches_are_deterministic_permutations_of_the_shard():

@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from qcrd_ray import builtin_student
-from qcrd_ray.builtin_student import NAME, chain_text, pretraining_pairs, random_chain, resolve_student
+from qcrd_ray import builtin_student, shipped_student
+from qcrd_ray.builtin_student import chain_text, pretraining_pairs, random_chain
+from qcrd_ray.shipped_student import NAME, resolve_student
 from qcrd_ray.toy import generate_split
 
 # The task's sentences (toy.py's opening, operations and question): the student knows the words, never these
@@ -47,7 +48,7 @@ def test_other_names_pass_through():
     assert resolve_student("google-t5/t5-small") == "google-t5/t5-small"
 
 
-@pytest.mark.skipif(not (builtin_student.SHIPPED_DIR / builtin_student.DONE_MARKER).is_file(), reason="not built")
+@pytest.mark.skipif(not (shipped_student.SHIPPED_DIR / shipped_student.DONE_MARKER).is_file(), reason="not built")
 def test_the_shipped_student_loads_by_name_and_computes():
     from qcrd_ray.config import StudentConfig
     from qcrd_ray.models import build_student, build_tokenizer, generate

@@ -119,7 +119,13 @@ print("addresses", sorted({ray.util.get_node_ip_address(), ray.get(worker_ip.rem
 def test_a_local_run_stays_on_loopback_without_any_setting():
     """With nothing exported, the driver's local Ray, its node and its workers all use 127.0.0.1."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-    proc = subprocess.run([sys.executable, "-c", LOOPBACK_PROBE], cwd=ROOT, env={**env, "RAY_ADDRESS": ""},
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", LOOPBACK_PROBE],
+        cwd=ROOT,
+        env={**env, "RAY_ADDRESS": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "addresses ['127.0.0.1']" in proc.stdout

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from qcrd_ray.losses import AGGREGATIONS, contrastive_loss, dss_loss, judge_level_loss, judge_loss, sequence_ce
+from qcrd_ray.losses import AGGREGATIONS, Slots, contrastive_loss, dss_loss, judge_level_loss, judge_loss, sequence_ce
 
 
 def test_sequence_ce_ignores_padding():
@@ -24,7 +24,9 @@ def test_one_positive_unit_score_zero_beta_is_exactly_the_dss_rationale_loss():
     ones = torch.ones(3, 1)
     neg = torch.rand(3, 2) * 5
     cl = contrastive_loss(
-        ce.unsqueeze(1), ones.bool(), ones, neg, torch.ones(3, 2, dtype=torch.bool), torch.rand(3, 2), beta=0.0
+        Slots(ce.unsqueeze(1), ones.bool(), ones),
+        Slots(neg, torch.ones(3, 2, dtype=torch.bool), torch.rand(3, 2)),
+        beta=0.0,
     )
     assert torch.equal(cl, dss_loss(torch.zeros(3), ce, alpha=0.0))
 
@@ -37,10 +39,12 @@ def test_minmax_by_hand():
     mask2, mask3 = torch.ones(1, 2, dtype=torch.bool), torch.tensor([[True, True, False]])
     # easiest positive: CE 1.0 with s 0.5; hardest valid negative: CE 2.0 -> min(2 - 3, 0) = -1 with s 0.4
     expected = 0.5 * 1.0 - 0.2 * (1 - 0.4) * (-1.0)
-    got = contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, beta=0.2, delta=3.0)
+    got = contrastive_loss(Slots(pos, mask2, pos_s), Slots(neg, mask3, neg_s), beta=0.2, delta=3.0)
     assert got.item() == pytest.approx(expected)
     maxmin = 0.9 * 2.0 - 0.2 * (1 - 0.2) * (0.5 - 3.0)
-    assert contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, aggregation="maxmin").item() == pytest.approx(maxmin)
+    assert contrastive_loss(
+        Slots(pos, mask2, pos_s), Slots(neg, mask3, neg_s), aggregation="maxmin"
+    ).item() == pytest.approx(maxmin)
 
 
 def test_mean_is_unweighted_and_weighted_mean_uses_the_judge():
@@ -50,12 +54,14 @@ def test_mean_is_unweighted_and_weighted_mean_uses_the_judge():
     mask2, mask3 = torch.ones(1, 2, dtype=torch.bool), torch.tensor([[True, True, False]])
     # positives: mean CE (2 + 1) / 2; valid negatives clip to 0.5 - 3 = -2.5 and 2 - 3 = -1
     mean = (2 + 1) / 2 - 0.2 * (-2.5 + -1.0) / 2
-    assert contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, aggregation="mean").item() == pytest.approx(mean)
-    other_scores = contrastive_loss(pos, mask2, 1 - pos_s, neg, mask3, 1 - neg_s, aggregation="mean")
+    assert contrastive_loss(
+        Slots(pos, mask2, pos_s), Slots(neg, mask3, neg_s), aggregation="mean"
+    ).item() == pytest.approx(mean)
+    other_scores = contrastive_loss(Slots(pos, mask2, 1 - pos_s), Slots(neg, mask3, 1 - neg_s), aggregation="mean")
     assert other_scores.item() == pytest.approx(mean)  # the judge plays no part
     # weights s = 0.9, 0.5 on positives, 1 - s = 0.8, 0.6 on negatives
     weighted = (0.9 * 2 + 0.5 * 1) / 1.4 - 0.2 * ((0.8 * -2.5) + (0.6 * -1.0)) / 1.4
-    got = contrastive_loss(pos, mask2, pos_s, neg, mask3, neg_s, aggregation="weighted_mean")
+    got = contrastive_loss(Slots(pos, mask2, pos_s), Slots(neg, mask3, neg_s), aggregation="weighted_mean")
     assert got.item() == pytest.approx(weighted)
 
 
@@ -66,7 +72,7 @@ def test_sampling_picks_valid_slots_only():
     g = torch.Generator().manual_seed(0)
     for _ in range(10):
         got = contrastive_loss(
-            pos, mask, torch.ones(1, 2), neg, mask, torch.zeros(1, 2), aggregation="sampling", generator=g
+            Slots(pos, mask, torch.ones(1, 2)), Slots(neg, mask, torch.zeros(1, 2)), aggregation="sampling", generator=g
         )
         assert got.item() == pytest.approx(1.0 - 0.2 * (0.0 - 3.0))
 
@@ -80,12 +86,8 @@ def test_negative_beyond_the_margin_gives_no_gradient(aggregation):
     neg_ce = sequence_ce(neg_logits, labels)
     assert neg_ce.item() > 3.0
     loss = contrastive_loss(
-        torch.ones(1, 1),
-        torch.ones(1, 1, dtype=torch.bool),
-        torch.ones(1, 1),
-        neg_ce.view(1, 1),
-        torch.ones(1, 1, dtype=torch.bool),
-        torch.zeros(1, 1),
+        Slots(torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1)),
+        Slots(neg_ce.view(1, 1), torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1)),
         aggregation=aggregation,
     )
     loss.backward()
@@ -98,7 +100,9 @@ def test_mean_clips_each_negative_before_aggregating():
     neg = torch.tensor([[5.0, 1.0]], requires_grad=True)
     mask = torch.ones(1, 2, dtype=torch.bool)
     one = torch.ones(1, 1)
-    loss = contrastive_loss(one, one.bool(), one, neg, mask, torch.zeros(1, 2), beta=0.2, aggregation="mean")
+    loss = contrastive_loss(
+        Slots(one, one.bool(), one), Slots(neg, mask, torch.zeros(1, 2)), beta=0.2, aggregation="mean"
+    )
     assert loss.item() == pytest.approx(1.0 - 0.2 * (0.0 + (1.0 - 3.0)) / 2)
     loss.backward()
     assert neg.grad[0, 0] == 0 and neg.grad[0, 1] == pytest.approx(-0.1)  # descent raises its CE
@@ -108,7 +112,7 @@ def test_no_gradient_reaches_the_judge_through_the_weights():
     scores = torch.rand(2, 3, requires_grad=True)
     ce = torch.rand(2, 3, requires_grad=True)
     mask = torch.ones(2, 3, dtype=torch.bool)
-    loss = contrastive_loss(ce, mask, scores, ce * 0.5, mask, scores)
+    loss = contrastive_loss(Slots(ce, mask, scores), Slots(ce * 0.5, mask, scores))
     loss.backward()
     assert scores.grad is None and ce.grad is not None
 
@@ -116,7 +120,7 @@ def test_no_gradient_reaches_the_judge_through_the_weights():
 def test_questions_without_negatives_or_positives_drop_their_term():
     pos, neg = torch.tensor([[2.0], [3.0]]), torch.tensor([[1.0], [1.0]])
     pos_mask, neg_mask = torch.tensor([[True], [False]]), torch.tensor([[False], [True]])
-    got = contrastive_loss(pos, pos_mask, torch.ones(2, 1), neg, neg_mask, torch.zeros(2, 1))
+    got = contrastive_loss(Slots(pos, pos_mask, torch.ones(2, 1)), Slots(neg, neg_mask, torch.zeros(2, 1)))
     assert got.item() == pytest.approx((2.0 + (-0.2 * -2.0)) / 2)
 
 

@@ -109,8 +109,10 @@ def test_checkpoint_files_are_hashed_and_checked_and_load_only_from_the_run_dir(
     (ckpt / "deepspeed" / "mp_rank_00_model_states.pt").write_bytes(b"weights")
     (ckpt / "qcrd_train_state.json").write_text("{}")
     files = file_hashes(tmp_path, [str(ckpt)])
-    assert sorted(files) == ["seed_0/ray_train/checkpoint_0001/deepspeed/mp_rank_00_model_states.pt",
-                             "seed_0/ray_train/checkpoint_0001/qcrd_train_state.json"]  # fmt: skip
+    assert sorted(files) == [
+        "seed_0/ray_train/checkpoint_0001/deepspeed/mp_rank_00_model_states.pt",
+        "seed_0/ray_train/checkpoint_0001/qcrd_train_state.json",
+    ]
     manifest = make_manifest(0, optimizer_state=str(ckpt), files=files)
     verify_files(tmp_path, manifest, [manifest.optimizer_state])
     state = (

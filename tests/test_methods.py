@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qcrd_ray.config import Config
-from qcrd_ray.losses import contrastive_terms
+from qcrd_ray.losses import Slots, contrastive_terms
 from qcrd_ray.methods import (
     build_items,
     dss_rationale,
@@ -67,8 +67,10 @@ def test_without_the_judge_every_term_weighs_one_and_a_negative_pushes():
     pos_ce = torch.tensor([[1.0, 1.5]], requires_grad=True)
     neg_ce = torch.tensor([[2.0, 1.0]], requires_grad=True)  # both within delta = 3
     ones = torch.ones(1, 2, dtype=torch.bool)
-    terms = contrastive_terms(pos_ce, ones, torch.tensor([item.positive_scores]),
-                              neg_ce, ones, torch.tensor([item.negative_scores]))  # fmt: skip
+    terms = contrastive_terms(
+        Slots(pos_ce, ones, torch.tensor([item.positive_scores])),
+        Slots(neg_ce, ones, torch.tensor([item.negative_scores])),
+    )
     terms.loss.backward()
     assert neg_ce.grad[0, 0] == pytest.approx(-0.2)  # the hardest negative, weight 1, pushed at -beta
     assert pos_ce.grad[0, 0] == pytest.approx(1.0)  # the easiest positive, weight 1
@@ -100,12 +102,29 @@ def test_contrastive_figures_say_when_one_far_negative_silences_a_question():
     neg_ce = torch.tensor([[1.0, 5.0], [1.0, 2.0]])  # question 0: a far negative (5 > 3); question 1: none
     neg_s = torch.tensor([[0.5, 0.25], [0.5, 0.25]])
     ones = torch.ones(2, 2, dtype=torch.bool)
-    figures = contrastive_figures(contrastive_terms(pos_ce, ones, pos_s, neg_ce, ones, neg_s))
+    figures = contrastive_figures(contrastive_terms(Slots(pos_ce, ones, pos_s), Slots(neg_ce, ones, neg_s)))
     assert figures["negative_term_active"] == pytest.approx(0.5)
     assert figures["ce_chosen_positive"] == pytest.approx(1.0)
     assert figures["ce_chosen_negative"] == pytest.approx((5.0 + 2.0) / 2)
     assert figures["weight_positive"] == pytest.approx(0.8)
     assert figures["weight_negative"] == pytest.approx(0.75)
     none = torch.zeros(2, 2, dtype=torch.bool)
-    empty = contrastive_figures(contrastive_terms(pos_ce, ones, pos_s, neg_ce, none, neg_s))
+    empty = contrastive_figures(contrastive_terms(Slots(pos_ce, ones, pos_s), Slots(neg_ce, none, neg_s)))
     assert all(empty[k] != empty[k] for k in ("negative_term_active", "ce_chosen_negative"))  # NaN: no negatives
+
+
+def test_every_method_reports_exactly_its_metrics_and_explains_as_it_trains(tmp_path):
+    """The registry is the one place a method is described: each entry's loss returns the parts it declares,
+    and a method that explains trains on rationales (its items carry some) while one that does not never does."""
+    from qcrd_ray.methods import METHODS, student_loss
+    from qcrd_ray.models import load_student
+    from tests.test_student_train import make_cfg, make_items, make_student
+
+    cfg, items = make_cfg(), make_items()
+    model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
+    for name, method in METHODS.items():
+        _, parts = student_loss(model, tokenizer, items, name, cfg)
+        assert set(parts) == {"loss", "loss_pred", *method.metrics}, name
+        (item,) = items_for(name)
+        assert bool(item.positives) == method.explains, name
+        assert bool(item.negatives) == method.contrastive, name

@@ -13,7 +13,7 @@ from qcrd_ray.models import (
     build_tokenizer,
     generate,
     is_seq2seq,
-    judge_text,  # fmt: skip
+    judge_text,
     load_judge,
     load_student,
     save_judge,
@@ -79,12 +79,32 @@ def test_student_saves_reloads_and_generates(tmp_path, architecture):
 
     prompts = [causal_prompt(p) for p in PROMPTS] if architecture == "causal" else PROMPTS
     rng_before = torch.get_rng_state()
-    sampled = generate(model2, tokenizer2, prompts, max_new_tokens=6, do_sample=True, temperature=1.5,
-                       num_return_sequences=2, batch_size=2, seed=0, max_input_length=64)  # fmt: skip
+    sampled = generate(
+        model2,
+        tokenizer2,
+        prompts,
+        max_new_tokens=6,
+        do_sample=True,
+        temperature=1.5,
+        num_return_sequences=2,
+        batch_size=2,
+        seed=0,
+        max_input_length=64,
+    )
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
     assert len(sampled) == 3 and all(len(o) == 2 and all(isinstance(t, str) for t in o) for o in sampled)
-    again = generate(model2, tokenizer2, prompts, max_new_tokens=6, do_sample=True, temperature=1.5,
-                     num_return_sequences=2, batch_size=2, seed=0, max_input_length=64)  # fmt: skip
+    again = generate(
+        model2,
+        tokenizer2,
+        prompts,
+        max_new_tokens=6,
+        do_sample=True,
+        temperature=1.5,
+        num_return_sequences=2,
+        batch_size=2,
+        seed=0,
+        max_input_length=64,
+    )
     assert again == sampled
     assert model2.training is False
 
@@ -123,8 +143,12 @@ def test_a_prompt_longer_than_the_limit_is_cut_before_it_reaches_the_model(archi
     model = build_student(cfg, tokenizer)
     huge = "explain: " + "Tom has 3 apples. " * 450
     out = generate(model, tokenizer, [huge], max_new_tokens=4, max_input_length=16)
-    cut = tokenizer.decode(tokenizer(huge, add_special_tokens=False)["input_ids"][-16:] if architecture == "causal"
-                           else tokenizer(huge, truncation=True, max_length=16)["input_ids"], skip_special_tokens=True)  # fmt: skip
+    cut = tokenizer.decode(
+        tokenizer(huge, add_special_tokens=False)["input_ids"][-16:]
+        if architecture == "causal"
+        else tokenizer(huge, truncation=True, max_length=16)["input_ids"],
+        skip_special_tokens=True,
+    )
     assert out == generate(model, tokenizer, [cut], max_new_tokens=4, max_input_length=16)
     # A decoder-only model's positions hold the prompt and the new tokens (64 here: 32 + 32).
     assert input_limit(model, 8, 4096) == (4096 if architecture == "seq2seq" else 56)

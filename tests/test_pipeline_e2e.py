@@ -11,9 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from qcrd_ray.toy import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -49,10 +52,14 @@ def distill(args: list[str], timeout: float = 900) -> subprocess.CompletedProces
     return proc
 
 
-def final_history(out: Path, method: str = "qcrd", seed: int = 0) -> list[dict]:
+def seed_summary(out: Path, seed: int = 0) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     summaries = summary["summaries"] if isinstance(summary, dict) else summary
-    return next(s for s in summaries if s["seed"] == seed)["methods"][method]["history"]
+    return next(s for s in summaries if s["seed"] == seed)
+
+
+def final_history(out: Path, method: str = "qcrd", seed: int = 0) -> list[dict]:
+    return seed_summary(out, seed)["methods"][method]["history"]
 
 
 def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, teacher_cache):
@@ -79,8 +86,14 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
         assert method.lower() in text.lower()
     assert "| always the most frequent training answer (" in text  # the floor every student must clear
     # Both ways of reading an answer, for every student that explains; fine-tuning only predicts.
-    for row in ("| DSS, from its rationale |", "| DSS, predict: |", "| QCRD, from its rationale |", "| QCRD, predict: |",
-                "| fine-tuning, predict: |", "| of which Ray Train start-up (workers, set-up) |"):  # fmt: skip
+    for row in (
+        "| DSS, from its rationale |",
+        "| DSS, predict: |",
+        "| QCRD, from its rationale |",
+        "| QCRD, predict: |",
+        "| fine-tuning, predict: |",
+        "| of which Ray Train start-up (workers, set-up) |",
+    ):
         assert row in text, row
     assert "fine-tuning, from its rationale" not in text
     assert list(out.glob("*.png"))
@@ -93,14 +106,47 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     qcrd_iterations = [m for m in metrics if m["event"] == "iteration" and m["method"] == "qcrd"]
     assert len(qcrd_iterations) == 2 and all(set(CONTRASTIVE_FIGURES) <= set(m) for m in qcrd_iterations)
     assert "## The contrastive term" in text and "| negative term active |" in text
-    history = final_history(out)
-    assert len(history) == 2 and all(0.0 <= h["accuracy"] <= 1.0 and 0.0 <= h["rationale_accuracy"] <= 1.0
-                                      for h in history)  # fmt: skip
+    # What the students learnt cannot be held here: 2 x 6 steps of 8 questions are far too few to learn the
+    # task (studies/README.md: the default's students reach 52-75% on `predict:` only after 160 steps of 16).
+    # On 24 test questions this run's students score 0-3 right (fine-tuning 12.5%, DSS 0%, QCRD 4.2% at
+    # 1acbe25), noise around the floor of 4.2% (1 of 24): no margin above it is reliable. That every student
+    # clears the floor is what the full default's recorded runs show (README.md, Results). Held here instead:
+    # the floor is the hand-computed one, every method trained (its loss fell), and the saved student is the
+    # one that was evaluated.
+    summary = seed_summary(out)
+    train_answers = Counter(ex.rationales[0].answer for ex in generate_split("train", 48, seed=0))
+    most_frequent = train_answers.most_common(1)[0][0]  # "12": 4 of the 48 training questions
+    test = generate_split("test", 24, seed=0)
+    floor = sum(ex.rationales[0].answer == most_frequent for ex in test) / len(test)
+    assert summary["majority_label"] == {"label": most_frequent, "accuracy": pytest.approx(floor)}
+    assert f"| always the most frequent training answer ({most_frequent}) | {100 * floor:.2f} |" in text
+    for method in ("finetune", "dss", "qcrd"):
+        history = summary["methods"][method]["history"]
+        assert [h["iteration"] for h in history] == [0, 1], method
+        # The mean training loss of the second iteration against the first: 0.35 (fine-tuning), 0.44 (DSS)
+        # and 0.44 (QCRD) at 1acbe25; below 0.75 leaves half the fall as slack for another machine's floats.
+        assert history[1]["loss"] < 0.75 * history[0]["loss"], (method, [h["loss"] for h in history])
+        assert history[-1]["accuracy"] == summary["methods"][method]["final_accuracy"]
 
-    from transformers import AutoModelForSeq2SeqLM
+    # The saved QCRD student, reloaded here, decodes what the run evaluated: the same accuracies both ways
+    # and the same predictions and rationales for the report's examples.
+    from qcrd_ray.config import from_dict
+    from qcrd_ray.evaluation import evaluate_student
+    from qcrd_ray.models import load_student
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(final_student(out))
-    assert model.num_parameters() > 0
+    cfg = from_dict(json.loads((out / "config.json").read_text()))  # the run's own
+    model, tokenizer = load_student(final_student(out))
+    model.eval()
+    result = evaluate_student(
+        model, tokenizer, test, "arith", cfg.eval, explains=True, max_input_length=cfg.student.max_input_length
+    )
+    qcrd = summary["methods"]["qcrd"]
+    assert (result["accuracy"], result["rationale_accuracy"]) == (
+        qcrd["final_accuracy"],
+        qcrd["final_rationale_accuracy"],
+    )
+    decoded = [(e["prediction"], e["rationale"]) for e in result["examples"]]
+    assert decoded == [(e["prediction"], e["rationale"]) for e in qcrd["examples"]]
 
 
 def final_student(out: Path) -> str:
@@ -164,9 +210,21 @@ def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     )
     try:
         out = tmp_path / "run"
-        submit = [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
-                  "--runtime-env", "cluster/runtime_env.yaml", "--",
-                  "python", "-m", "jobs.distill", *TINY, *overrides(out, teacher_cache)]  # fmt: skip
+        submit = [
+            ray,
+            "job",
+            "submit",
+            "--address",
+            f"http://127.0.0.1:{dashboard}",
+            "--runtime-env",
+            "cluster/runtime_env.yaml",
+            "--",
+            "python",
+            "-m",
+            "jobs.distill",
+            *TINY,
+            *overrides(out, teacher_cache),
+        ]
         client_env = {**head_env, "RAY_AUTH_MODE": "token"}
         deadline = time.monotonic() + 180
         while True:

@@ -46,8 +46,9 @@ def two_nodes():
     was_running = ray.is_initialized()
     if was_running:
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
-                      "include_dashboard": False})  # fmt: skip
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+    )
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     ray.init(address=cluster.address, namespace=TEST_NAMESPACE)
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
@@ -70,8 +71,10 @@ def data(tmp_path_factory):
     votes = []
     for i, ex in enumerate(train):
         answer = int(ex.rationales[0].answer)
-        right = [Rationale(f"{ex.input} gives {answer} so the answer is {answer}", str(answer)),
-                 Rationale(f"we work it out to {answer}", str(answer))]  # fmt: skip
+        right = [
+            Rationale(f"{ex.input} gives {answer} so the answer is {answer}", str(answer)),
+            Rationale(f"we work it out to {answer}", str(answer)),
+        ]
         wrong = [Rationale(f"it is {answer + 1} so the answer is {answer + 1}", str(answer + 1))]
         votes.append(Vote(ex.id, str(answer), tuple(right), tuple(wrong[: i % 2]), 3, 3, 2 / 3, True, (*right, *wrong)))
     texts = [ex.input for ex in train + evals] + [r.text for v in votes for r in v.samples]
@@ -89,16 +92,30 @@ def run_steps(replicas: int, data) -> dict:
     from jobs.method_run import MethodContext, QcrdRun, SeedServices, evaluate_and_record
     from qcrd_ray.methods import build_items
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
+    from qcrd_ray.records import FitResult
 
     train, evals, votes, run_dir, snapshot = data
-    cfg = Config().replace({**OVERRIDES, "run.name": f"pool{replicas}", "sampler.num_replicas": replicas,
-                            "judge.num_replicas": replicas})  # fmt: skip
+    cfg = Config().replace(
+        {**OVERRIDES, "run.name": f"pool{replicas}", "sampler.num_replicas": replicas, "judge.num_replicas": replicas}
+    )
     seed_dir = run_dir / f"replicas_{replicas}"
     metrics = MetricsLogger(seed_dir / "metrics.jsonl", ray_metrics=False)
     services = SeedServices.start(cfg, SEED)
     try:
-        ctx = MethodContext(cfg, SEED, train, evals, votes, seed_dir, services, None, PhaseTimer(metrics), metrics)
+        ctx = MethodContext(
+            cfg=cfg,
+            seed=SEED,
+            train=train,
+            eval=evals,
+            votes=votes,
+            seed_dir=seed_dir,
+            services=services,
+            fit=None,
+            timer=PhaseTimer(metrics),
+            metrics=metrics,
+        )
         qcrd = QcrdRun(ctx, snapshot, seed_dir / "qcrd")
+        snapshot_0 = FitResult(student_dir=str(snapshot), checkpoint="", metrics={})  # evaluated as a fit's
         assert len(services.samplers) == len(services.judges) == replicas
         qcrd.pretrain_judge()
         samples = qcrd.negatives(0)
@@ -111,8 +128,8 @@ def run_steps(replicas: int, data) -> dict:
             "scored": scored,
             "rescored": rescored,
             "versions": broadcast(services.judges, "version"),
-            "qcrd_eval": evaluate_and_record(ctx, "qcrd", 0, {"student_dir": str(snapshot)}, []),
-            "finetune_eval": evaluate_and_record(ctx, "finetune", 0, {"student_dir": str(snapshot)}, []),
+            "qcrd_eval": evaluate_and_record(ctx, "qcrd", 0, snapshot_0, []),
+            "finetune_eval": evaluate_and_record(ctx, "finetune", 0, snapshot_0, []),
             # did every replica do its share: a snapshot loaded, pairs scored
             "sampler_loads": broadcast(services.samplers, "num_loads"),
             "judge_scored": [len(s["last_scores"]) for s in broadcast(services.judges, "state")],

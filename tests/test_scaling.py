@@ -14,8 +14,15 @@ from qcrd_ray.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "esnli_t5_base.yaml"
 COSTS = ROOT / "cluster" / "measured_costs.json"
-PHASES = ("teacher sampling", "judge pretraining", "student negatives", "judge scoring", "judge online update",
-          "student training (qcrd)", "evaluation")  # fmt: skip
+PHASES = (
+    "teacher sampling",
+    "judge pretraining",
+    "student negatives",
+    "judge scoring",
+    "judge online update",
+    "student training (qcrd)",
+    "evaluation",
+)
 LENGTHS = scaling_work.Lengths(*scaling_work.LENGTHS["esnli"], source="the script's table")
 
 

@@ -67,8 +67,13 @@ def test_merge_scores_over_all_examples_not_per_chunk():
         "rationale_answer": None,
     }
     # without explaining: rationales for the report's examples only, and no rationale accuracy
-    short = merge_evaluations([{"predictions": ["1", "2", "9"], "rationales": ["r"]}, {"predictions": ["4"],
-                               "rationales": []}], examples, "arith", False, 3)  # fmt: skip
+    short = merge_evaluations(
+        [{"predictions": ["1", "2", "9"], "rationales": ["r"]}, {"predictions": ["4"], "rationales": []}],
+        examples,
+        "arith",
+        False,
+        3,
+    )
     assert short["rationale_accuracy"] is None and short["accuracy"] == 0.75 and len(short["examples"]) == 1
     with pytest.raises(ValueError, match="3 predictions for 4 examples"):
         merge_evaluations(parts[:1], examples, "arith", False, 2)
@@ -92,10 +97,10 @@ def test_chunks_decoded_in_any_order_merge_into_one_evaluation(tiny_student, exp
     """What a pool does: each chunk decoded on its own (here last chunk first), merged in chunk order."""
     model, tokenizer = tiny_student
     cfg = EvalConfig(batch_size=3, max_new_tokens=4, rationale_max_new_tokens=6, num_examples_in_report=4)
-    whole = evaluate_student(model, tokenizer, EXAMPLES, "arith", cfg, explains, 64)
+    whole = evaluate_student(model, tokenizer, EXAMPLES, "arith", cfg, explains=explains, max_input_length=64)
     spans = evaluation_chunks(len(EXAMPLES), cfg, explains)
     decoded = {
-        c: decode_evaluation(model, tokenizer, EXAMPLES[start:stop], cfg, 64, explained)
+        c: decode_evaluation(model, tokenizer, EXAMPLES[start:stop], cfg, max_input_length=64, explained=explained)
         for c, (start, stop, explained) in reversed(list(enumerate(spans)))
     }
     merged = merge_evaluations([decoded[c] for c in range(len(spans))], EXAMPLES, "arith", explains, 4)

@@ -77,10 +77,10 @@ def test_evaluate_decodes_greedily_from_the_cached_snapshot(sampler, snapshot):
     examples = [Example(qid, text, "7") for qid, text in QUESTIONS]
     ray.get(sampler.sample.remote(snapshot, QUESTIONS, neg(1, 4, 3), 0, 64))  # the snapshot is now cached
     loads = ray.get(sampler.num_loads.remote())
-    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", EVAL, True, 64))
+    result = ray.get(sampler.evaluate.remote(snapshot, examples, "arith", EVAL, explains=True, max_input_length=64))
     assert ray.get(sampler.num_loads.remote()) == loads
     model, tokenizer = load_student(snapshot)
-    local = evaluate_student(model, tokenizer, examples, "arith", EVAL, True, 64)
+    local = evaluate_student(model, tokenizer, examples, "arith", EVAL, explains=True, max_input_length=64)
     assert result["predictions"] == local["predictions"] and len(result["predictions"]) == 3
     assert result["accuracy"] == accuracy("arith", result["predictions"], ["7"] * 3)
     assert [e["input"] for e in result["examples"]] == [text for _, text in QUESTIONS[:2]]
@@ -159,8 +159,9 @@ def test_the_seed_services_ask_for_what_the_sampler_and_judge_sections_say(_ray_
     from jobs.method_run import SeedServices
     from qcrd_ray.config import Config
 
-    cfg = Config().replace({"run.name": "res", "sampler.num_cpus": 0.25, "judge.num_cpus": 0.5,
-                            "judge.num_replicas": 2})  # fmt: skip
+    cfg = Config().replace(
+        {"run.name": "res", "sampler.num_cpus": 0.25, "judge.num_cpus": 0.5, "judge.num_replicas": 2}
+    )
     services = SeedServices.start(cfg, seed=3)
     try:
         group = ray.util.get_placement_group("res/seed_3/services")

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from actors.student_train import deepspeed_config, train_student
+from actors.student_train import Stage, deepspeed_config, train_student
 from qcrd_ray.config import Config
-from qcrd_ray.records import TrainItem
+from qcrd_ray.methods import student_loss
+from qcrd_ray.records import FitResult, TrainItem
 from qcrd_ray.student_iteration import Slot, train_iteration
-from qcrd_ray.student_loss import _split_slots, student_loss
+from qcrd_ray.student_loss import _split_slots
 
 
 def make_items() -> list[TrainItem]:
@@ -28,20 +29,34 @@ def make_items() -> list[TrainItem]:
         bad = [f"{a} plus {b} makes {a + b + 2}", f"{a} times {b} is {a * b}"][: i % 3]
         if i == 7:
             good = []
-        items.append(TrainItem(
-            id=f"q{i}", input=f"what is {a} plus {b}?", label=str(a + b),
-            positives=tuple(good), positive_scores=tuple(0.9 - 0.2 * j for j in range(len(good))),
-            negatives=tuple(bad), negative_scores=tuple(0.1 + 0.2 * j for j in range(len(bad))),
-        ))  # fmt: skip
+        items.append(
+            TrainItem(
+                id=f"q{i}",
+                input=f"what is {a} plus {b}?",
+                label=str(a + b),
+                positives=tuple(good),
+                positive_scores=tuple(0.9 - 0.2 * j for j in range(len(good))),
+                negatives=tuple(bad),
+                negative_scores=tuple(0.1 + 0.2 * j for j in range(len(bad))),
+            )
+        )
     return items
 
 
 def make_cfg(**overrides) -> Config:
     base = {
-        "run.name": "st", "student.model": None, "train.steps_per_iteration": 6, "train.batch_size": 4, "train.lr": 3e-3,
-        "student.max_input_length": 32, "student.max_target_length": 24,
-        "student.tiny.d_model": 32, "student.tiny.d_ff": 64, "student.tiny.num_layers": 1, "student.tiny.num_heads": 2,
-    }  # fmt: skip
+        "run.name": "st",
+        "student.model": None,
+        "train.steps_per_iteration": 6,
+        "train.batch_size": 4,
+        "train.lr": 3e-3,
+        "student.max_input_length": 32,
+        "student.max_target_length": 24,
+        "student.tiny.d_model": 32,
+        "student.tiny.d_ff": 64,
+        "student.tiny.num_layers": 1,
+        "student.tiny.num_heads": 2,
+    }
     return Config().replace({**base, **overrides})
 
 
@@ -60,6 +75,11 @@ def weights(student_dir: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(Path(student_dir) / "model.safetensors"))
+
+
+def flat(result: FitResult) -> dict:
+    """A stage's result as one mapping: its metrics, student_dir and checkpoint."""
+    return {**result.metrics, "student_dir": result.student_dir, "checkpoint": result.checkpoint}
 
 
 @torch.no_grad()
@@ -137,8 +157,14 @@ def test_negatives_past_the_margin_skip_the_backward_and_change_nothing(t5):
 
     cfg, items, model, tokenizer = t5
     model.eval()
-    enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in items], [list(it.negatives) for it in items],
-                       cfg.student.max_input_length, cfg.student.max_target_length, False)  # fmt: skip
+    enc = encode_batch(
+        tokenizer,
+        [EXPLAIN + it.input for it in items],
+        [list(it.negatives) for it in items],
+        max_input=cfg.student.max_input_length,
+        max_target=cfg.student.max_target_length,
+        causal=False,
+    )
     ce = rationale_ce(model, enc).masked_fill(~enc["rationale_mask"], float("-inf"))
     chosen = sorted(c for c in ce.max(dim=1).values.tolist() if c > float("-inf"))  # minmax: the largest CE
     delta = (chosen[1] + chosen[2]) / 2  # two of the five chosen negatives push, three are silent
@@ -150,8 +176,18 @@ def test_negatives_past_the_margin_skip_the_backward_and_change_nothing(t5):
 
 def test_qcrd_with_one_positive_scored_one_and_beta_zero_is_exactly_dss(t5):
     cfg, items, model, tokenizer = t5
-    items = [TrainItem(it.id, it.input, it.label, it.positives[:1], (1.0,) * len(it.positives[:1]),
-                       it.negatives, it.negative_scores) for it in items]  # fmt: skip
+    items = [
+        TrainItem(
+            it.id,
+            it.input,
+            it.label,
+            it.positives[:1],
+            (1.0,) * len(it.positives[:1]),
+            it.negatives,
+            it.negative_scores,
+        )
+        for it in items
+    ]
     a = 0.3
     qcrd_cfg = cfg.replace({"loss.beta": 0.0, "loss.alpha_pred": a, "loss.alpha_cl": 1 - a})
     dss_cfg = cfg.replace({"loss.dss_alpha": a})
@@ -243,17 +279,21 @@ def test_deepspeed_config_follows_the_train_section():
 
 def test_train_student_rejects_bad_input_before_starting(tmp_path):
     cfg, items = make_cfg(), make_items()
-    args = {"out_dir": str(tmp_path / "out"), "storage_path": str(tmp_path), "seed": 0}
+    args = {"storage_path": str(tmp_path), "seed": 0}
+
+    def stage(method: str, init: str) -> Stage:
+        return Stage(method, 0, init, str(tmp_path / "out"))
+
     with pytest.raises(FileNotFoundError, match="init_dir"):
-        train_student(cfg, "qcrd", items, str(tmp_path / "nothing"), **args)
+        train_student(cfg, stage("qcrd", str(tmp_path / "nothing")), items, **args)
     init = make_student(cfg, items, tmp_path / "init")
     with pytest.raises(ValueError, match="method must be one of"):
-        train_student(cfg, "sft", items, str(init), **args)
+        train_student(cfg, stage("sft", str(init)), items, **args)
     bad = [TrainItem("x", "q", "1", ("r",), (0.5, 0.5))]
     with pytest.raises(ValueError, match="item 'x' has 1 positives"):
-        train_student(cfg, "qcrd", bad, str(init), **args)
+        train_student(cfg, stage("qcrd", str(init)), bad, **args)
     with pytest.raises(ValueError, match="num_workers=2"):
-        train_student(make_cfg(**{"train.num_workers": 2}), "qcrd", items[:1], str(init), **args)
+        train_student(make_cfg(**{"train.num_workers": 2}), stage("qcrd", str(init)), items[:1], **args)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -274,14 +314,14 @@ def ray_session(_ray_session):
 def qcrd_fit(ray_session, tmp_path_factory):
     """One QCRD iteration handed to a streaming fit (as the driver does), 1 worker, ZeRO-0 fp32: the fit the
     fast tests share."""
-    from actors.student_train import Stage, StreamingFit
+    from actors.student_train import StreamingFit
 
     root = tmp_path_factory.mktemp("qcrd_fit")
     cfg, items = make_cfg(), make_items()
     init = make_student(cfg, items, root / "init")
     with StreamingFit(cfg, 0, str(root / "ray")) as fit:
         result = fit.train(Stage("qcrd", 0, str(init), str(root / "snapshots")), items)
-    return cfg, items, init, root, result
+    return cfg, items, init, root, flat(result)
 
 
 def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
@@ -306,7 +346,10 @@ def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
     assert (ckpt / "deepspeed" / "iter_0001" / "mp_rank_00_model_states.pt").is_file()
     state = json.loads((ckpt / "qcrd_train_state.json").read_text())
     assert {k: state[k] for k in ("completed", "method", "checkpoint")} == {
-        "completed": 1, "method": "qcrd", "checkpoint": ckpt.name}  # fmt: skip
+        "completed": 1,
+        "method": "qcrd",
+        "checkpoint": ckpt.name,
+    }
     assert state["metrics"]["steps"] == 6  # what a restarted worker hands the driver if the feed never got it
 
 
@@ -314,18 +357,18 @@ def test_one_qcrd_iteration_trains_saves_a_student_and_a_checkpoint(qcrd_fit):
 def test_methods_share_a_fit_and_adam_state_carries_across_fits(qcrd_fit):
     """A fit that trains fine-tuning, then two QCRD iterations == the fixture's QCRD iteration (a method change
     starts afresh from its init_dir) + a second fit resumed from its checkpoint (Adam's moments carry over)."""
-    from actors.student_train import Stage, StreamingFit
+    from actors.student_train import StreamingFit
 
     cfg, items, init, root, first = qcrd_fit
     with StreamingFit(cfg, 0, str(root / "ray_both")) as fit:
-        tuned = fit.train(Stage("finetune", 0, str(init), str(root / "finetune")), items)
-        both = [fit.train(Stage("qcrd", t, str(init), str(root / "both")), items) for t in range(2)]
+        tuned = flat(fit.train(Stage("finetune", 0, str(init), str(root / "finetune")), items))
+        both = [flat(fit.train(Stage("qcrd", t, str(init), str(root / "both")), items)) for t in range(2)]
     assert "worker_start_seconds" in tuned and "worker_start_seconds" not in both[0] and "setup_seconds" in both[0]
     assert [h["iteration"] for h in both] == [0, 1] and both[1]["student_dir"] == str(root / "both" / "iter_0002")
     one = weights(both[0]["student_dir"])
     assert all(torch.equal(v, weights(first["student_dir"])[k]) for k, v in one.items())  # same seed, same weights
-    second = train_student(cfg, "qcrd", items, first["student_dir"], str(root / "second"), str(root / "ray_second"),
-                           seed=0, optimizer_state=first["checkpoint"], first_iteration=1)  # fmt: skip
+    resumed = Stage("qcrd", 1, first["student_dir"], str(root / "second"), optimizer_state=first["checkpoint"])
+    second = flat(train_student(cfg, resumed, items, str(root / "ray_second"), seed=0)[-1])
     two = weights(second["student_dir"])
     assert all(torch.equal(v, weights(both[1]["student_dir"])[k]) for k, v in two.items())
     assert not all(torch.equal(v, one[k]) for k, v in two.items())  # the second iteration did train
@@ -338,15 +381,19 @@ def test_two_workers_zero2_dss_runs_every_iteration_in_one_fit(ray_session, tmp_
     cfg = make_cfg(**{"train.num_workers": 2, "train.zero_stage": 2, "train.steps_per_iteration": 3})
     items = make_items()
     init = make_student(cfg, items, tmp_path / "init")
-    result = train_student(cfg, "dss", items, str(init), str(tmp_path / "students"), str(tmp_path / "ray"), seed=1,
-                           iterations=2)  # fmt: skip
+    stages = train_student(
+        cfg, Stage("dss", 0, str(init), str(tmp_path / "students")), items, str(tmp_path / "ray"), seed=1, iterations=2
+    )
+    result = {**flat(stages[-1]), "iterations": [flat(h) for h in stages]}
     assert [Path(h["student_dir"]).name for h in result["iterations"]] == ["iter_0001", "iter_0002"]
     assert "loss_rationale" in result and "loss_cl" not in result and result["samples"] == 12
     for h in result["iterations"]:
         AutoModelForSeq2SeqLM.from_pretrained(h["student_dir"])
     shards = sorted(p.name for p in (Path(result["checkpoint"]) / "deepspeed" / "iter_0002").iterdir())
     assert [s for s in shards if "optim_states" in s] == [
-        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]  # fmt: skip
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    ]
     assert dataset_loss(result["student_dir"], items, "dss", cfg) < dataset_loss(init, items, "dss", cfg)
 
 
@@ -357,12 +404,20 @@ def test_causal_student_trains_under_zero3_bf16_and_finetune_runs(ray_session, t
     cfg = make_cfg(**{"student.architecture": "causal", "train.zero_stage": 3, "train.precision": "bf16"})
     items = make_items()
     init = make_student(cfg, items, tmp_path / "init")
-    result = train_student(cfg, "qcrd", items, str(init), str(tmp_path / "llama"), str(tmp_path / "ray"), seed=0)
+    result = flat(
+        train_student(cfg, Stage("qcrd", 0, str(init), str(tmp_path / "llama")), items, str(tmp_path / "ray"), seed=0)[
+            -1
+        ]
+    )
     model = AutoModelForCausalLM.from_pretrained(result["student_dir"])  # gathered from ZeRO-3 shards
     assert next(model.parameters()).dtype == torch.float32
     assert dataset_loss(result["student_dir"], items, "qcrd", cfg) < dataset_loss(init, items, "qcrd", cfg)
-    tuned = train_student(make_cfg(), "finetune", items, str(make_student(make_cfg(), items, tmp_path / "t5")),
-                          str(tmp_path / "ft"), str(tmp_path / "ray_ft"), seed=0)  # fmt: skip
+    t5 = str(make_student(make_cfg(), items, tmp_path / "t5"))
+    tuned = flat(
+        train_student(
+            make_cfg(), Stage("finetune", 0, t5, str(tmp_path / "ft")), items, str(tmp_path / "ray_ft"), seed=0
+        )[-1]
+    )
     assert set(tuned) >= {"loss", "loss_pred"} and tuned["loss"] == pytest.approx(tuned["loss_pred"])
     assert tuned["loss_last"] < tuned["loss_first"]
 
@@ -370,7 +425,7 @@ def test_causal_student_trains_under_zero3_bf16_and_finetune_runs(ray_session, t
 @pytest.mark.slow
 def test_a_streaming_fit_stops_when_the_driver_fails_between_iterations(ray_session, tmp_path):
     """Leaving the block on an error stops the waiting workers: the fit ends, nothing is left running."""
-    from actors.student_train import Stage, StreamingFit
+    from actors.student_train import StreamingFit
 
     cfg, items = make_cfg(), make_items()
     init = make_student(cfg, items, tmp_path / "init")

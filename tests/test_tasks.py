@@ -76,13 +76,6 @@ def test_is_correct():
     )
 
 
-def test_answer_key_groups_svamp_answers_by_value():
-    svamp = get_task("svamp")
-    assert svamp.answer_key("(84 / 2)") == svamp.answer_key("( 2.0 * 21.0 )") == "42"
-    assert svamp.answer_key("( some - 8 )") == "( some - 8 )"
-    assert get_task("cqa").answer_key("Zoo.") == "zoo"
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_prompt_ends_with_the_question(name):
     task = get_task(name)

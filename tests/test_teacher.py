@@ -17,14 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors.pool import kill_pool, submit_chunks
 from actors.teacher import (
     OpenAIBackend,
     TeacherError,
     TransformersBackend,
-    create_teacher_pool,
     derive_seed,
-    fan_out,
-    kill_pool,
+    reserve_teachers,
+    start_teachers,
+    teacher_pool_name,
 )
 from jobs.teacher_phase import TeacherPhaseError, run_teacher_phase
 from qcrd_ray.config import TeacherConfig, from_dict
@@ -51,10 +52,24 @@ def start_server(model: str, log_path: Path, timeout_s: float = 600.0):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "QCRD_TEST_SERVER_KEY": SERVER_KEY}
     log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until the fixture ends
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.serve_teacher", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-         "--api-key-env", "QCRD_TEST_SERVER_KEY"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "jobs.serve_teacher",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--api-key-env",
+            "QCRD_TEST_SERVER_KEY",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -126,8 +141,15 @@ def test_openai_backend_completions_and_chat_give_k(tiny_server, monkeypatch):
     url, _ = tiny_server
     monkeypatch.setenv("QCRD_TEST_CLIENT_KEY", SERVER_KEY)
     for chat in (False, True):
-        cfg = TeacherConfig(backend="openai", endpoint=url, chat=chat, api_key_env="QCRD_TEST_CLIENT_KEY",
-                            num_samples=3, max_new_tokens=8, max_concurrency=2)  # fmt: skip
+        cfg = TeacherConfig(
+            backend="openai",
+            endpoint=url,
+            chat=chat,
+            api_key_env="QCRD_TEST_CLIENT_KEY",
+            num_samples=3,
+            max_new_tokens=8,
+            max_concurrency=2,
+        )
         backend = OpenAIBackend(cfg)
         out = backend.sample(PROMPTS)
         assert [len(o) for o in out] == [3] * len(PROMPTS)
@@ -137,8 +159,9 @@ def test_openai_backend_completions_and_chat_give_k(tiny_server, monkeypatch):
 def test_api_key_never_appears_in_errors_or_logs(tiny_server, monkeypatch, caplog):
     url, server_log = tiny_server
     monkeypatch.setenv("QCRD_TEST_CLIENT_KEY", WRONG_KEY)
-    cfg = TeacherConfig(backend="openai", endpoint=url + "/v1", api_key_env="QCRD_TEST_CLIENT_KEY", num_samples=2,
-                        max_new_tokens=4)  # fmt: skip
+    cfg = TeacherConfig(
+        backend="openai", endpoint=url + "/v1", api_key_env="QCRD_TEST_CLIENT_KEY", num_samples=2, max_new_tokens=4
+    )
     with caplog.at_level(logging.DEBUG), pytest.raises(TeacherError, match=r"HTTP 401.*QCRD_TEST_CLIENT_KEY") as err:
         OpenAIBackend(cfg).sample(PROMPTS[:1])
     for secret in (WRONG_KEY, SERVER_KEY):
@@ -261,8 +284,11 @@ def test_a_garbage_endpoint_stops_the_phase_with_the_share_and_examples(ray_loca
     """Every answer is "sample N.i": no sample parses, so the phase stops instead of training on fallbacks."""
     url, _, _ = flaky_server
     cfg = phase_cfg(tmp_path, Path("garbage-model"), "garbage", backend="openai", endpoint=url, min_parsed_share=0.5)
-    with pytest.raises(TeacherPhaseError, match=r"0\.0% of 8 samples from garbage-model parse, below "
-                       r"teacher.min_parsed_share 50% .*for example 'sample \d\.\d'; 'sample .* delete it to sample them again"):  # fmt: skip
+    with pytest.raises(
+        TeacherPhaseError,
+        match=r"0\.0% of 8 samples from garbage-model parse, below "
+        r"teacher.min_parsed_share 50% .*for example 'sample \d\.\d'; 'sample .* delete it to sample them again",
+    ):
         run_teacher_phase(cfg, generate_split("train", 4, seed=3), ARITH, progress=lambda line: None)
 
 
@@ -270,8 +296,15 @@ def test_a_garbage_endpoint_stops_the_phase_with_the_share_and_examples(ray_loca
 
 
 def phase_cfg(tmp_path: Path, model: Path, name: str, **teacher):
-    teacher = {"model": str(model), "num_samples": 2, "max_new_tokens": 16, "batch_size": 2,
-               "cache_dir": str(tmp_path / "cache"), "min_parsed_share": 0.0, **teacher}  # a random LM parses nothing  # fmt: skip
+    teacher = {
+        "model": str(model),
+        "num_samples": 2,
+        "max_new_tokens": 16,
+        "batch_size": 2,
+        "cache_dir": str(tmp_path / "cache"),
+        "min_parsed_share": 0.0,
+        **teacher,
+    }  # a random LM parses nothing
     return from_dict({"run": {"name": name}, "teacher": teacher})
 
 
@@ -281,17 +314,18 @@ def cached_ids(cache_path: str) -> Counter:
 
 def test_pool_actors_are_named_and_fan_out_batches(ray_local, tiny_causal_lm, tmp_path):
     cfg = phase_cfg(tmp_path, tiny_causal_lm, "pool", num_actors=2).teacher
-    pool = create_teacher_pool(cfg, "pool")
+    reserved = reserve_teachers(cfg, "pool")
+    pool = start_teachers(cfg, "pool", reserved)
     try:
         assert [ray_local.get_actor(f"pool/teacher_{i}") for i in range(2)]
         group = ray_local.util.get_placement_group("pool/teachers")  # the actors run in its two bundles
         assert group.bundle_specs == [{"CPU": 1.0}, {"CPU": 1.0}]
-        refs = fan_out(pool, [PROMPTS[:2], PROMPTS[2:3], PROMPTS[3:]])
+        refs = submit_chunks(pool, "sample", [(PROMPTS[:2],), (PROMPTS[2:3],), (PROMPTS[3:],)])
         results = ray_local.get(refs)
         assert [[len(c) for c in r] for r in results] == [[2, 2], [2], [2]]
         assert sorted(info["batches"] for info in ray_local.get([a.info.remote() for a in pool])) == [1, 2]
     finally:
-        kill_pool(pool, "pool")
+        kill_pool(pool, teacher_pool_name("pool"), numbered=True, group=reserved)
     with pytest.raises(ValueError):
         ray_local.get_actor("pool/teacher_0")
     with pytest.raises(ValueError):
@@ -316,8 +350,11 @@ def test_killed_teacher_loses_and_duplicates_no_sample(ray_local, tiny_causal_lm
     result = run_teacher_phase(cfg, examples, ARITH, progress=progress)
     assert kills and kills[0] < 16 and any("resubmitting" in line for line in lines), lines
     ids = {ex.id for ex in examples}  # the line names the batch by its questions
-    assert any(re.search(r"batch \d+ \(questions (\S+), (\S+)\)", ln) and ln.split("questions ")[1].split(",")[0] in ids
-               for ln in lines if "resubmitting" in ln), lines  # fmt: skip
+    assert any(
+        re.search(r"batch \d+ \(questions (\S+), (\S+)\)", ln) and ln.split("questions ")[1].split(",")[0] in ids
+        for ln in lines
+        if "resubmitting" in ln
+    ), lines
     assert result.num_sampled == 16 and result.num_cached == 0
     counts = cached_ids(result.cache_path)
     assert counts == Counter({ex.id: 1 for ex in examples})  # none lost, none written twice
@@ -349,6 +386,6 @@ def test_a_pool_no_node_can_hold_fails_before_any_actor_starts(ray_local, tiny_c
 
     cfg = phase_cfg(tmp_path, tiny_causal_lm, "nowhere", resource="teacher_gpu").teacher
     with pytest.raises(InfeasibleResources, match=r"teacher: no node can hold the bundle .*'teacher_gpu': 1"):
-        create_teacher_pool(cfg, "nowhere")
+        reserve_teachers(cfg, "nowhere")
     with pytest.raises(ValueError):
         ray_local.get_actor("nowhere/teacher_0")

@@ -20,7 +20,8 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 vllm = pytest.importorskip("vllm", reason="vllm is not installed (run .ci/vllm.sh)")
 
-from actors.teacher import VLLMBackend, create_teacher_pool, fan_out, kill_pool  # noqa: E402
+from actors.pool import kill_pool, submit_chunks  # noqa: E402
+from actors.teacher import VLLMBackend, reserve_teachers, start_teachers, teacher_pool_name  # noqa: E402
 from qcrd_ray.config import TeacherConfig  # noqa: E402
 from qcrd_ray.tasks import get_task  # noqa: E402
 from qcrd_ray.toy import generate_split  # noqa: E402
@@ -58,10 +59,11 @@ def test_vllm_backend_samples_k_parseable_completions(builtin_teacher_dir):
 
 def test_vllm_backend_inside_a_teacher_actor(ray_local, builtin_teacher_dir):
     cfg = TeacherConfig(backend="vllm", model=str(builtin_teacher_dir), num_samples=2, vllm_engine_args=ENGINE_ARGS)
-    pool = create_teacher_pool(cfg, "vllm")
+    group = reserve_teachers(cfg, "vllm")
+    pool = start_teachers(cfg, "vllm", group)
     try:
-        (result,) = ray_local.get(fan_out(pool, [PROMPTS]))
+        (result,) = ray_local.get(submit_chunks(pool, "sample", [(PROMPTS,)]))
     finally:
-        kill_pool(pool, "vllm")
+        kill_pool(pool, teacher_pool_name("vllm"), numbered=True, group=group)
     assert [len(o) for o in result] == [2] * len(PROMPTS)
     assert parse_rate(result) >= 0.8, result

@@ -43,11 +43,11 @@ def _reported(root, name: str, completed: int, metrics: dict):
 
     import ray.train
 
-    from actors.student_train import STATE_FILE
+    from actors.student_train import TRAIN_STATE_FILE
 
     (root / name).mkdir()
     state = {"completed": completed, "method": "qcrd", "checkpoint": name, "metrics": metrics}
-    (root / name / STATE_FILE).write_text(json.dumps(state))
+    (root / name / TRAIN_STATE_FILE).write_text(json.dumps(state))
     return ray.train.Checkpoint(str(root / name))
 
 

@@ -43,8 +43,15 @@ def test_voter_votes_each_batch_and_reports_accuracies(ray_local):
 
 
 def phase_cfg(tmp_path, model, name: str, **teacher):
-    teacher = {"model": str(model), "num_samples": 2, "max_new_tokens": 24, "batch_size": 2,
-               "cache_dir": str(tmp_path / "cache"), "min_parsed_share": 0.0, **teacher}  # a random LM parses nothing  # fmt: skip
+    teacher = {
+        "model": str(model),
+        "num_samples": 2,
+        "max_new_tokens": 24,
+        "batch_size": 2,
+        "cache_dir": str(tmp_path / "cache"),
+        "min_parsed_share": 0.0,
+        **teacher,
+    }  # a random LM parses nothing
     return from_dict({"run": {"name": name}, "teacher": teacher})
 
 

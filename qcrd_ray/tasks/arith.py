@@ -103,11 +103,6 @@ class SvampTask(ArithTask):
             return canonical_number(float(tokens[0]))
         return " ".join(canonical_number(float(t)) if _NUMBER.fullmatch(t) else t.lower() for t in tokens)
 
-    def answer_key(self, answer: str) -> str:
-        # Different equations with the same value are the same answer, as in self-consistency's vote.
-        value = self.value(answer)
-        return self.normalize(answer) if value is None else canonical_number(value)
-
     def extract_answer(self, raw: str, question: str | None = None) -> str | None:
         candidates = []
         group = re.search(r"\(.*\)", raw)  # DSS's rule: the parenthesised equation, greedy

@@ -80,10 +80,6 @@ class Task:
         """Text answers: stripped, lower case, single spaces, no final period."""
         return _strip_period(" ".join(answer.split()).lower())
 
-    def answer_key(self, answer: str) -> str:
-        """What two answers must share to count as the same vote in self-consistency."""
-        return self.normalize(answer)
-
     def is_correct(self, pred: str, gold: str) -> bool:
         return self.normalize(pred) == self.normalize(gold)
 
