@@ -79,32 +79,11 @@ def test_student_saves_reloads_and_generates(tmp_path, architecture):
 
     prompts = [causal_prompt(p) for p in PROMPTS] if architecture == "causal" else PROMPTS
     rng_before = torch.get_rng_state()
-    sampled = generate(
-        model2,
-        tokenizer2,
-        prompts,
-        max_new_tokens=6,
-        do_sample=True,
-        temperature=1.5,
-        num_return_sequences=2,
-        batch_size=2,
-        seed=0,
-        max_input_length=64,
-    )
+    sampling = {"max_new_tokens": 6, "do_sample": True, "temperature": 1.5, "num_return_sequences": 2}
+    sampled = generate(model2, tokenizer2, prompts, **sampling, batch_size=2, seed=0, max_input_length=64)
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
     assert len(sampled) == 3 and all(len(o) == 2 and all(isinstance(t, str) for t in o) for o in sampled)
-    again = generate(
-        model2,
-        tokenizer2,
-        prompts,
-        max_new_tokens=6,
-        do_sample=True,
-        temperature=1.5,
-        num_return_sequences=2,
-        batch_size=2,
-        seed=0,
-        max_input_length=64,
-    )
+    again = generate(model2, tokenizer2, prompts, **sampling, batch_size=2, seed=0, max_input_length=64)
     assert again == sampled
     assert model2.training is False
 
