@@ -61,6 +61,9 @@ from qcrd_ray.sharding import chunk_bounds, chunk_seed, chunks, concat, merge_sa
 from qcrd_ray.tasks import EXPLAIN, PREDICT
 
 JUDGE_SCORES_FILE = "judge_scores.json"  # in a QCRD method dir: the last iteration's scores, by kind
+# An iteration's record keys that hold one value per evaluation example: kept for the last iteration's summary,
+# never logged nor put in the summary's history.
+PER_EXAMPLE = ("examples", "correct", "rationale_correct")
 
 
 @dataclass
@@ -210,11 +213,13 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
         "iteration": t,
         "accuracy": evaluation["accuracy"],
         "examples": evaluation["examples"],
+        "correct": evaluation["correct"],
     }
     if evaluation["rationale_accuracy"] is not None:
         record["rationale_accuracy"] = evaluation["rationale_accuracy"]
+        record["rationale_correct"] = evaluation["rationale_correct"]
     history.append(record)
-    ctx.metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k != "examples"})
+    ctx.metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k not in PER_EXAMPLE})
     from_rationale = (
         f", from its rationale {record['rationale_accuracy']:.3f}" if "rationale_accuracy" in record else ""
     )
@@ -227,14 +232,17 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
 
 
 def _summary(history: list[dict], student_dir: str) -> MethodSummary:
-    """A method's result for the report from its iterations' records."""
-    explains = "rationale_accuracy" in history[-1]
+    """A method's result for the report from its iterations' records; the last one's per-example results."""
+    last = history[-1]
+    explains = "rationale_accuracy" in last
     return MethodSummary(
         accuracy_per_iteration=[h["accuracy"] for h in history],
-        examples=history[-1]["examples"],
+        examples=last["examples"],
         student_dir=student_dir,
-        history=[{k: v for k, v in h.items() if k != "examples"} for h in history],
+        history=[{k: v for k, v in h.items() if k not in PER_EXAMPLE} for h in history],
         rationale_accuracy_per_iteration=[h["rationale_accuracy"] for h in history] if explains else None,
+        correct=last.get("correct"),  # absent from the manifests of runs before it was recorded
+        rationale_correct=last.get("rationale_correct"),
     )
 
 

@@ -51,7 +51,8 @@ def evaluate_student(
     ``explains`` (DSS, QCRD), also its greedy ``explain:`` rationale of each, and the answer read from it.
     Inputs longer than ``max_input_length`` tokens (``student.max_input_length``) are truncated.
 
-    Returns {"accuracy" (predict path), "rationale_accuracy" (None unless ``explains``), "predictions",
+    Returns {"accuracy" (predict path), "rationale_accuracy" (None unless ``explains``), "correct" and
+    "rationale_correct" (per example; None unless ``explains``), "predictions",
     "examples": [{"input", "label", "prediction", "rationale", "rationale_answer"}]} (the first
     ``cfg.num_examples_in_report``).
 
@@ -122,10 +123,16 @@ def merge_evaluations(
     if explains and len(rationales) != len(examples):
         raise ValueError(f"merge_evaluations: {len(rationales)} rationales for {len(examples)} examples")
     labels = [ex.label for ex in examples]
+    if not labels:
+        raise ValueError("accuracy of an empty evaluation set is undefined: no labels were given")
     answers = [task.answer_from_rationale(r) for r in rationales]
+    correct = per_example_correct(task, predictions, labels)
+    rationale_correct = per_example_correct(task, [a or "" for a in answers], labels) if explains else None
     return {
-        "accuracy": accuracy(task, predictions, labels),
-        "rationale_accuracy": accuracy(task, [a or "" for a in answers], labels) if explains else None,
+        "accuracy": sum(correct) / len(correct),
+        "rationale_accuracy": sum(rationale_correct) / len(rationale_correct) if explains else None,
+        "correct": correct,  # per example: what the paired differences between methods resample
+        "rationale_correct": rationale_correct,
         "predictions": predictions,
         "examples": [
             {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat, "rationale_answer": ans}

@@ -100,6 +100,9 @@ class MethodSummary:
     student_dir: str
     history: list[dict[str, Any]]  # every iteration's training figures and accuracies
     rationale_accuracy_per_iteration: list[float] | None = None
+    # The last student's result on each evaluation example, in the split's order: the paired differences.
+    correct: list[bool] | None = None
+    rationale_correct: list[bool] | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -120,6 +123,8 @@ class MethodSummary:
             "examples": self.examples,
             "student_dir": self.student_dir,
             "history": self.history,
+            **({"correct": self.correct} if self.correct is not None else {}),
+            **({"rationale_correct": self.rationale_correct} if self.rationale_correct is not None else {}),
         }
 
     @classmethod
@@ -130,6 +135,8 @@ class MethodSummary:
             student_dir=row["student_dir"],
             history=row["history"],
             rationale_accuracy_per_iteration=row.get("rationale_accuracy_per_iteration"),
+            correct=row.get("correct"),
+            rationale_correct=row.get("rationale_correct"),
         )
 
 

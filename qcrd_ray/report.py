@@ -1,4 +1,5 @@
-"""The run report: ``report.md`` with PNG plots next to it, and ``summary.json`` with every seed's summary.
+"""The run report: ``report.md`` with PNG plots next to it, ``summary.json`` with every seed's summary, and
+``differences.json`` with every paired difference between two methods and its 95% interval.
 
 One summary per seed (see ``write_report``). The report compares the students (fine-tuning, DSS, QCRD and
 any other method present, such as ablations) with the teacher, shows where the wall time went, the accuracy
@@ -20,6 +21,7 @@ from typing import Any
 
 from qcrd_ray.methods import METHODS
 from qcrd_ray.plots import plot_accuracy, plot_judge_scores
+from qcrd_ray.report_differences import differences_markdown, method_differences
 from qcrd_ray.report_judge import SCORE_KINDS, contrastive_markdown, judge_markdown, pooled_scores
 from qcrd_ray.tasks import get_task
 
@@ -29,6 +31,7 @@ METRICS = {
     "rationale": ("final_rationale_accuracy", "rationale_accuracy_per_iteration", "from its rationale"),
 }
 ACCURACY_PLOT = "accuracy_per_iteration.png"
+DIFFERENCES_FILE = "differences.json"  # every method-pair difference, as the report's table
 JUDGE_PLOT = "judge_scores.png"
 MAX_EXAMPLE_CHARS = 600
 
@@ -289,6 +292,8 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_text(run_dir / "summary.json", json.dumps(summaries, indent=2) + "\n")
+    differences = method_differences(summaries, _methods(summaries), _metrics(summaries))
+    _write_text(run_dir / DIFFERENCES_FILE, json.dumps([d.to_dict() for d in differences], indent=2) + "\n")
     first = summaries[0]
     seeds = ", ".join(str(s["seed"]) for s in summaries)
     teacher_model = first.get("teacher", {}).get("model", "-")
@@ -302,6 +307,8 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
         "sit to the right of the negatives.\n",
         "## Results\n",
         results_table_markdown(summaries),
+        "### Paired differences\n",
+        differences_markdown(differences, _label, {m: label for m, (_, _, label) in METRICS.items()}),
     ]
     if any(s.get("teacher") for s in summaries):
         out += ["### Teacher sampling\n", _teacher_markdown(summaries)]

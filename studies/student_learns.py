@@ -2,6 +2,10 @@
 
     python -m studies.student_learns [--student builtin:arith-student] [--steps 300] [--train 500] [--seeds 0,1,2]
         [--lr 1e-3] [--schedule constant|linear] [--warmup-ratio 0.0]
+        [--task piles|stories [--kinds change,compare,...] [--distractor-share 0.5] [--max-events 2]]
+
+``--task stories`` draws the two-person story task (``qcrd_ray.stories``) of the given design instead of the
+default's piles (``qcrd_ray.toy``).
 
 Trains each method from the same student on the same questions and batches, then prints the predict-path
 accuracy and (DSS) the accuracy of the answer read from its own rationale on the toy test split, next to the
@@ -15,6 +19,7 @@ import os
 import random
 import time
 
+from qcrd_ray import stories
 from qcrd_ray.config import EvalConfig, StudentConfig, TrainConfig
 from qcrd_ray.evaluation import evaluate_student, majority_label_baseline
 from qcrd_ray.records import TrainItem
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="finetune,dss")
     parser.add_argument("--seeds", default="0", help="training seeds (batch order, dropout), e.g. 0,1,2")
     parser.add_argument("--errors", type=int, default=0, help="print this many wrong predict: answers at the end")
+    parser.add_argument("--task", choices=["piles", "stories"], default="piles")
+    parser.add_argument("--kinds", default=",".join(stories.KINDS), help="stories: the structures drawn")
+    parser.add_argument("--distractor-share", type=float, default=0.5, help="stories: problems with a distractor")
+    parser.add_argument("--max-events", type=int, default=2, help="stories: events beside a structure's own")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -54,13 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     from qcrd_ray.methods import student_loss
     from qcrd_ray.models import build_student, build_tokenizer
 
-    train, test = generate_split("train", args.train, seed=0), generate_split("test", args.test, seed=0)
+    if args.task == "stories":
+        design = stories.StoryDesign(tuple(args.kinds.split(",")), args.distractor_share, args.max_events)
+        train, test = (
+            stories.generate_split(split, n, 0, design) for split, n in (("train", args.train), ("test", args.test))
+        )
+    else:
+        train, test = generate_split("train", args.train, seed=0), generate_split("test", args.test, seed=0)
     items = [TrainItem(ex.id, ex.input, ex.label, (ex.rationales[0].text,), (1.0,)) for ex in train]
     task = get_task("arith")
     schedule = TrainConfig(lr=args.lr, lr_schedule=args.schedule, warmup_ratio=args.warmup_ratio)
     floor = majority_label_baseline(task, [ex.label for ex in train], [ex.label for ex in test])
     print(f"floor (always {floor['label']}): {100 * floor['accuracy']:.1f}%")
-    cfg = Config().replace({"student.model": args.student, "student.max_input_length": 128})
+    cfg = Config().replace({"student.model": args.student, "student.max_input_length": 256})
     for method, seed in [(m, int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]:
         torch.manual_seed(seed)
         tokenizer = build_tokenizer(cfg.student, None)
@@ -81,7 +96,13 @@ def main(argv: list[str] | None = None) -> int:
             if (step + 1) % 100 == 0 or step + 1 == args.steps:
                 model.eval()
                 result = evaluate_student(
-                    model, tokenizer, test, "arith", EvalConfig(), explains=method != "finetune", max_input_length=128
+                    model,
+                    tokenizer,
+                    test,
+                    "arith",
+                    EvalConfig(rationale_max_new_tokens=160),
+                    explains=method != "finetune",
+                    max_input_length=256,
                 )
                 model.train()
                 rationale = result["rationale_accuracy"]

@@ -233,3 +233,20 @@ def test_separation_auc():
     assert separation_auc([0.5, 0.5], [0.5]) == 0.5
     assert separation_auc([0.6, 0.2], [0.4]) == 0.5
     assert separation_auc([], [0.1]) is None
+
+
+def test_paired_differences_in_the_report_and_differences_json(tmp_path):
+    summaries = _two_seeds()
+    for s in summaries:
+        s["methods"]["finetune"]["correct"] = [True] * 60 + [False] * 40
+        s["methods"]["dss"]["correct"] = [True] * 70 + [False] * 30
+    text = write_report(tmp_path, summaries).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| DSS - fine-tuning, predict: |"))
+    points, interval, excludes, size = (cell.strip() for cell in row.split("|")[2:6])
+    assert (points, excludes, size) == ("+10.00", "yes", "2 x 100")
+    # 10 of 200 question-seeds differ: the normal approximation's interval is 10 +- 4.2 points
+    low, high = (float(x) for x in interval.strip("[]").split(", "))
+    assert low == pytest.approx(5.8, abs=1.0) and high == pytest.approx(14.2, abs=1.0)
+    (row,) = json.loads((tmp_path / "differences.json").read_text())
+    assert (row["later"], row["earlier"], row["metric"]) == ("dss", "finetune", "predict")
+    assert row["difference"]["mean"] == pytest.approx(0.1) and row["difference"]["excludes_zero"]

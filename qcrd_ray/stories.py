@@ -1,0 +1,299 @@
+"""A built-in task with SVAMP's kinds of difficulty: stories about two people, where the equation has to be
+understood from the story, not copied from it (issue 32; the ``arith`` task's piles are copied).
+
+Each problem is one of these structures (``KINDS``), the structures SVAMP was built from:
+
+- ``change``: one person's pile changed by 1-3 events, asked for the end ("how many does Tom have?");
+- ``compare``: two piles, asked how many more one has than the other (a subtraction the story never states);
+- ``given``: a pile before and after, asked how many were given away (the change, not the end);
+- ``inverse``: a pile after 1-2 events, asked how many there were at first (each event undone, in reverse);
+- ``groups``: "3 bags of 4", then 0-2 events (a product the story states as groups);
+- ``before``: the story told out of order: the end first, then "before that, ..." events to undo.
+
+Any problem may also carry a number that does not matter to the question (``distractor``: the other person's
+pile, or a count of something else). The label is the equation scored by its value, as SVAMP's; the gold
+rationale says which numbers it uses and why, one computation ``a op b = c`` per step, ending on the answer,
+so ``tasks.arith`` reads it as it reads the ``arith`` task's. ``check_rationale`` grades any rationale exactly
+against the problem's gold steps: every computation right, only the numbers that matter, the right answer.
+
+Splits are disjoint by construction, as in ``qcrd_ray.toy``: a question belongs to the split its text hashes to.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from qcrd_ray.records import Example, Rationale
+from qcrd_ray.toy import _OBJECT_PRONOUN, _OBJECTS, _PEOPLE, SPLITS, computations, split_of
+
+KINDS = ("change", "compare", "given", "inverse", "groups", "before")
+MAX_VALUE = 99
+MAX_AMOUNT = 9
+_CONTAINERS = ("bags", "boxes", "jars", "packs", "baskets")
+_GAIN = ("{p} buys {k} more {obj}", "{p} finds {k} more {obj}", "{o} gives {p_obj} {k} {obj}")
+_LOSS = ("{p} gives {k} {obj} to {o}", "{p} loses {k} {obj}", "{p} sells {k} {obj}")
+
+
+@dataclass(frozen=True)
+class StoryDesign:
+    """What a generated problem may contain: the task's difficulty knobs (issue 32: chosen by fine-tuning)."""
+
+    kinds: tuple[str, ...] = KINDS
+    distractor_share: float = 0.5  # problems that also state a number that does not matter
+    max_events: int = 2  # events beside a structure's own (each adds a step)
+
+
+@dataclass
+class _Problem:
+    sentences: list[str]
+    question: str
+    steps: list[tuple[int, str, int, int]]  # the gold computations (a, op, b, c), in order
+    reasons: list[str]  # one per step: why it is computed (the rationale's sentence before it)
+    equation: str
+    distractors: list[tuple[int, str]] = field(default_factory=list)  # (number, what it counts): they do not matter
+
+    @property
+    def answer(self) -> int:
+        return self.steps[-1][3]
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return {"+": a + b, "-": a - b, "*": a * b}[op]
+
+
+class _Story:
+    """One draw: the people, the objects, and a running pile with its gold steps and equation."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        (self.name, self.pronoun), (self.other, _) = rng.sample(_PEOPLE, 2)
+        self.obj = rng.choice(_OBJECTS)
+        self.steps: list[tuple[int, str, int, int]] = []
+        self.reasons: list[str] = []
+
+    def fill(self, template: str, k: int) -> str:
+        p_obj = _OBJECT_PRONOUN[self.pronoun]
+        return template.format(p=self.pronoun, p_obj=p_obj, k=k, o=self.other, obj=self.obj)
+
+    def compute(self, a: int, op: str, b: int, reason: str) -> int:
+        c = _apply(a, op, b)
+        self.steps.append((a, op, b, c))
+        self.reasons.append(reason)
+        return c
+
+    def events(self, value: int, count: int) -> tuple[list[tuple[str, str, int]], int]:
+        """Up to ``count`` gains or losses that keep the pile in 1..MAX_VALUE: [(sentence, op, k)], end value."""
+        out = []
+        for _ in range(count):
+            ops = [op for op, ok in (("+", value < MAX_VALUE), ("-", value > 1)) if ok]
+            op = self.rng.choice(ops)
+            k = self.rng.randint(1, min(MAX_AMOUNT, MAX_VALUE - value if op == "+" else value - 1))
+            out.append((self.fill(self.rng.choice(_GAIN if op == "+" else _LOSS), k), op, k))
+            value = _apply(value, op, k)
+        return out, value
+
+
+def _chain(start: int, ops: list[tuple[str, int]]) -> str:
+    text = str(start)
+    for op, k in ops:
+        text = f"({text}) {op} {k}" if op == "*" and (" + " in text or " - " in text) else f"{text} {op} {k}"
+    return text
+
+
+def _change(s: _Story, design: StoryDesign) -> _Problem:
+    start = s.rng.randint(2, 30)
+    events, _ = s.events(start, s.rng.randint(1, 1 + design.max_events))
+    value = start
+    for sentence, op, k in events:
+        value = s.compute(value, op, k, f"{sentence}:")
+    return _Problem(
+        [f"{s.name} has {start} {s.obj}.", *(f"{e[0]}." for e in events)],
+        f"How many {s.obj} does {s.name} have now?",
+        s.steps,
+        s.reasons,
+        _chain(start, [(op, k) for _, op, k in events]),
+    )
+
+
+def _compare(s: _Story, design: StoryDesign) -> _Problem:
+    start = s.rng.randint(20, 40)  # at least 2 after two losses of 9: the other has fewer
+    events, mine = s.events(start, s.rng.randint(0, design.max_events))
+    theirs = s.rng.randint(1, mine - 1)
+    value = start
+    for sentence, op, k in events:
+        value = s.compute(value, op, k, f"{sentence}:")
+    s.compute(mine, "-", theirs, f"{s.name} has {mine} and {s.other} has {theirs}, so the difference is")
+    equation = _chain(start, [(op, k) for _, op, k in events])
+    return _Problem(
+        [f"{s.name} has {start} {s.obj}.", *(f"{e[0]}." for e in events), f"{s.other} has {theirs} {s.obj}."],
+        f"How many more {s.obj} does {s.name} have than {s.other}?",
+        s.steps,
+        s.reasons,
+        f"({equation}) - {theirs}" if events else f"{equation} - {theirs}",
+    )
+
+
+def _given(s: _Story, design: StoryDesign) -> _Problem:
+    before = s.rng.randint(10, 60)
+    given = s.rng.randint(1, min(before - 1, 30))
+    after = before - given
+    s.compute(before, "-", after, f"{s.name} had {before} and has {after} left, so {s.pronoun.lower()} gave away")
+    return _Problem(
+        [
+            f"{s.name} had {before} {s.obj}.",
+            f"{s.pronoun} gave some of them to {s.other}.",
+            f"Now {s.pronoun.lower()} has {after} {s.obj}.",
+        ],
+        f"How many {s.obj} did {s.name} give to {s.other}?",
+        s.steps,
+        s.reasons,
+        f"{before} - {after}",
+    )
+
+
+def _undo(s: _Story, end: int, events: list[tuple[str, str, int]]) -> tuple[int, str]:
+    """Undo ``events`` from the end value, last first: (the start, its equation)."""
+    value, equation = end, str(end)
+    for sentence, op, k in reversed(events):
+        undo = "-" if op == "+" else "+"
+        value = s.compute(value, undo, k, f"Before {sentence[0].lower() + sentence[1:]}, {s.pronoun.lower()} had")
+        equation = f"{equation} {undo} {k}"
+    return value, equation
+
+
+def _inverse(s: _Story, design: StoryDesign) -> _Problem:
+    start = s.rng.randint(2, 40)
+    events, end = s.events(start, s.rng.randint(1, 1 + design.max_events))
+    _, equation = _undo(s, end, events)
+    return _Problem(
+        [f"{s.name} had some {s.obj}.", *(f"{e[0]}." for e in events), f"Now {s.pronoun.lower()} has {end} {s.obj}."],
+        f"How many {s.obj} did {s.name} have at first?",
+        s.steps,
+        s.reasons,
+        equation,
+    )
+
+
+def _before(s: _Story, design: StoryDesign) -> _Problem:
+    start = s.rng.randint(2, 40)
+    events, end = s.events(start, s.rng.randint(1, 1 + design.max_events))
+    _, equation = _undo(s, end, events)
+    told = [f"Before that, {events[-1][0][0].lower() + events[-1][0][1:]}."]
+    told += [f"Before that, {e[0][0].lower() + e[0][1:]}." for e in reversed(events[:-1])]
+    return _Problem(
+        [f"{s.name} has {end} {s.obj} now.", *told],
+        f"How many {s.obj} did {s.name} have before all that?",
+        s.steps,
+        s.reasons,
+        equation,
+    )
+
+
+def _groups(s: _Story, design: StoryDesign) -> _Problem:
+    container = s.rng.choice(_CONTAINERS)
+    groups, each = s.rng.randint(2, 9), s.rng.randint(2, 9)
+    value = s.compute(groups, "*", each, f"{groups} {container} of {each}:")
+    events, _ = s.events(value, s.rng.randint(0, design.max_events))
+    for sentence, op, k in events:
+        value = s.compute(value, op, k, f"{sentence}:")
+    return _Problem(
+        [f"{s.name} has {groups} {container} with {each} {s.obj} in each.", *(f"{e[0]}." for e in events)],
+        f"How many {s.obj} does {s.name} have now?",
+        s.steps,
+        s.reasons,
+        _chain(groups, [("*", each), *((op, k) for _, op, k in events)]),
+    )
+
+
+_BUILDERS: dict[str, Callable[[_Story, StoryDesign], _Problem]] = {
+    "change": _change,
+    "compare": _compare,
+    "given": _given,
+    "inverse": _inverse,
+    "groups": _groups,
+    "before": _before,
+}
+
+
+def _with_distractor(s: _Story, problem: _Problem) -> None:
+    """A number the question does not need: the other person's pile, in the story before the question."""
+    k = s.rng.randint(2, 30)
+    while k in {v for step in problem.steps for v in step}:  # its number must tell it apart from every step's
+        k += 1
+    if problem.question.endswith(f"than {s.other}?"):  # compare: the other's pile matters; a third count does not
+        what = f"{s.rng.choice(_CONTAINERS)}"
+        sentence, said = f"{s.name} also has {k} {what}.", f"The {k} {what}"
+    else:
+        sentence, said = f"{s.other} has {k} {s.obj}.", f"{s.other}'s {k} {s.obj}"
+    # First or last: anywhere between, it would stand between a pronoun and the person it names.
+    problem.sentences.insert(s.rng.choice((0, len(problem.sentences))), sentence)
+    problem.distractors.append((k, said))
+
+
+def random_problem(rng: random.Random, design: StoryDesign = StoryDesign()) -> _Problem:
+    """One problem of ``design``: its sentences, question, gold steps and equation."""
+    s = _Story(rng)
+    problem = _BUILDERS[rng.choice(design.kinds)](s, design)
+    if rng.random() < design.distractor_share:
+        _with_distractor(s, problem)
+    return problem
+
+
+def gold_rationale(problem: _Problem) -> str:
+    """Each step with why it is computed, then ``a op b = c``; the numbers that do not matter said so first."""
+    parts = [f"{said} do not matter to the question." for _, said in problem.distractors]
+    parts += [
+        f"{reason} {a} {op} {b} = {c}." for reason, (a, op, b, c) in zip(problem.reasons, problem.steps, strict=True)
+    ]
+    return " ".join(parts)
+
+
+def generate_split(split: str, size: int, seed: int = 0, design: StoryDesign = StoryDesign()) -> list[Example]:
+    """``size`` distinct problems of ``split``, deterministic in ``(split, seed, design)``, labelled with their
+    equation, each with its gold rationale."""
+    if split not in SPLITS:
+        raise ValueError(f"stories.py: split must be one of {SPLITS}, got {split!r}")
+    rng = random.Random(f"qcrd-stories/{split}/{seed}/{design}")
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for _ in range(50 * size + 1000):
+        if len(examples) == size:
+            return examples
+        problem = random_problem(rng, design)
+        question = " ".join([*problem.sentences, problem.question])
+        if question in seen or split_of(question) != split:
+            continue
+        seen.add(question)
+        gold = Rationale(text=gold_rationale(problem), answer=str(problem.answer), source="gold")
+        examples.append(Example(f"stories-{split}-{seed}-{len(examples)}", question, problem.equation, (gold,)))
+    raise RuntimeError(f"stories.py: could not draw {size} distinct {split!r} questions")
+
+
+@dataclass(frozen=True)
+class RationaleGrade:
+    """How a rationale compares with its problem's gold steps (the paper's Table 7, exact)."""
+
+    computations_right: bool  # every ``a op b = c`` it writes is arithmetically right
+    only_numbers_that_matter: bool  # it never computes with a number that does not matter
+    answer_right: bool  # its last computation ends on the gold answer
+
+    @property
+    def fully_correct(self) -> bool:
+        return self.computations_right and self.only_numbers_that_matter and self.answer_right
+
+
+def check_rationale(rationale: str, gold: str, question: str) -> RationaleGrade:
+    """Grade ``rationale`` against the ``gold`` rationale of its ``question``: its computations, whether it uses
+    a number of the question that the gold steps never use (a distractor), and its answer."""
+    question_numbers = {int(n) for n in re.findall(r"\d+", question)}
+    steps, gold_steps = computations(rationale), computations(gold)
+    used = {v for a, _, b, _ in steps for v in (a, b)}
+    needed = {v for a, _, b, c in gold_steps for v in (a, b, c)}
+    return RationaleGrade(
+        computations_right=bool(steps) and all(_apply(a, op, b) == c for a, op, b, c in steps),
+        only_numbers_that_matter=not (used & (question_numbers - needed)),
+        answer_right=bool(steps) and steps[-1][3] == gold_steps[-1][3],
+    )
