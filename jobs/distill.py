@@ -1,7 +1,7 @@
 """The QCRD driver job: ``python -m jobs.distill [--config FILE] [--set KEY=VALUE ...] [--seeds 0,1,2] [--resume]``.
 
 With no cluster it starts a local Ray on 127.0.0.1 and, with no ``--config``, runs the embedded default (the
-built-in arithmetic task, the project's tiny teacher at T = 1.0, its pretrained tiny T5 student, QCRD against the
+built-in story task, the project's tiny teacher for it at T = 1.0, its pretrained tiny T5 student, QCRD against the
 DSS and fine-tuning baselines) end to end, for ``run.seed`` or each of ``--seeds``, and writes
 ``{run.output_dir}/report.md``. Under ``ray job submit`` it joins the cluster named by ``RAY_ADDRESS``.
 

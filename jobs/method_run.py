@@ -63,7 +63,7 @@ from qcrd_ray.tasks import EXPLAIN, PREDICT
 JUDGE_SCORES_FILE = "judge_scores.json"  # in a QCRD method dir: the last iteration's scores, by kind
 # An iteration's record keys that hold one value per evaluation example: kept for the last iteration's summary,
 # never logged nor put in the summary's history.
-PER_EXAMPLE = ("examples", "correct", "rationale_correct")
+PER_EXAMPLE = ("examples", "correct", "rationale_correct", "rationale_fully_correct")
 
 
 @dataclass
@@ -198,16 +198,19 @@ def run_method(ctx: MethodContext, method: str) -> MethodResult:
 
 def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult, history: list[dict]) -> dict:
     """Evaluate iteration t's student over the sampler pool (a chunk of ``eval.batch_size`` examples per call,
-    merged as one evaluation), log the iteration to metrics.jsonl, append it to ``history``."""
+    merged as one evaluation), log the iteration to metrics.jsonl, append it to ``history``. Before the last
+    iteration only the split's first ``eval.curve_size`` examples are evaluated (whole chunks of it)."""
     cfg, explains = ctx.cfg, METHODS[method].explains
-    spans = evaluation_chunks(len(ctx.eval), cfg.eval, explains)
+    last = t == cfg.run.iterations - 1
+    examples = ctx.eval if last or cfg.eval.curve_size is None else ctx.eval[: cfg.eval.curve_size]
+    spans = evaluation_chunks(len(examples), cfg.eval, explains)
     with ctx.timer.phase("evaluate", method=method, iteration=t):
         calls = [
             (fit.student_dir, ref, cfg.eval, cfg.student.max_input_length, explained)
-            for ref, (_, _, explained) in zip(ctx.eval_refs(), spans, strict=True)
+            for ref, (_, _, explained) in zip(ctx.eval_refs()[: len(spans)], spans, strict=True)
         ]
         parts = map_chunks(ctx.services.samplers, "decode_evaluation", calls)
-        evaluation = merge_evaluations(parts, ctx.eval, cfg.data.task, explains, cfg.eval.num_examples_in_report)
+        evaluation = merge_evaluations(parts, examples, cfg.data.task, explains, cfg.eval.num_examples_in_report)
     record = {
         **{k: v for k, v in fit.metrics.items() if isinstance(v, (int, float))},
         "iteration": t,
@@ -218,6 +221,9 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
     if evaluation["rationale_accuracy"] is not None:
         record["rationale_accuracy"] = evaluation["rationale_accuracy"]
         record["rationale_correct"] = evaluation["rationale_correct"]
+    if evaluation["rationale_quality"] is not None:
+        record["rationale_quality"] = evaluation["rationale_quality"]
+        record["rationale_fully_correct"] = evaluation["rationale_fully_correct"]
     history.append(record)
     ctx.metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k not in PER_EXAMPLE})
     from_rationale = (
@@ -243,6 +249,8 @@ def _summary(history: list[dict], student_dir: str) -> MethodSummary:
         rationale_accuracy_per_iteration=[h["rationale_accuracy"] for h in history] if explains else None,
         correct=last.get("correct"),  # absent from the manifests of runs before it was recorded
         rationale_correct=last.get("rationale_correct"),
+        rationale_quality=last.get("rationale_quality"),
+        rationale_fully_correct=last.get("rationale_fully_correct"),
     )
 
 

@@ -4,7 +4,7 @@
 
 Answers ``POST /v1/completions`` and ``POST /v1/chat/completions`` with ``n`` samples, ``temperature``,
 ``top_p``, ``max_tokens``, ``seed`` and ``stop``, plus ``GET /v1/models`` and ``GET /health``. ``--model``
-also takes ``builtin:arith`` (the project's tiny teacher). With ``--api-key-env`` every request must carry
+also takes ``builtin:stories`` or ``builtin:arith`` (the project's tiny teachers). With ``--api-key-env`` every request must carry
 ``Authorization: Bearer <the value of that variable>``. Requests are generated one at a time (the model is
 not thread-safe); a teacher pool with several actors queues here, so give a busy server more replicas.
 """
@@ -196,7 +196,7 @@ def create_app(model: str, api_key_env: str | None = None):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="qcrd serve-teacher", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="model directory, hub name, or builtin:arith")
+    parser.add_argument("--model", required=True, help="model directory, hub name, or builtin:<name>")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--api-key-env", help="require 'Authorization: Bearer $NAME' on every request")

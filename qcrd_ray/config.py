@@ -73,9 +73,11 @@ class DataConfig:
     validation_fraction: float = 0.1
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
-    # Sizes of the generated toy task (source: toy).
+    # The built-in task (source: toy): "piles" (qcrd_ray/toy.py: one person's pile, the equation copied from
+    # the story) or "stories" (qcrd_ray/stories.py: two people in SVAMP's structures), and its sizes.
+    toy_task: Literal["piles", "stories"] = "stories"
     toy_train_size: int = 1000  # 500 leave DSS's and QCRD's label path bimodal over seeds (studies/README.md)
-    toy_eval_size: int = 200
+    toy_eval_size: int = 1000  # 200 give a standard error of 3.4 points at 65%; the curve uses eval.curve_size
     # A longer record (a line of a JSONL file, a teacher output) fails at load, naming its file and line.
     max_record_chars: int = 100_000
 
@@ -103,7 +105,7 @@ class NegativesConfig:
     include_teacher_minority: bool = True
     max_per_question: int = 4
     batch_size: int = 128
-    max_new_tokens: int = 96
+    max_new_tokens: int = 160  # the stories' rationales run to ~110 of the student's tokens
 
     def validate(self, p: str) -> None:
         check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)
@@ -262,15 +264,24 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 64
     max_new_tokens: int = 32  # the label on the predict: path
-    rationale_max_new_tokens: int = 96  # a student's own rationale, and the answer read from it
+    rationale_max_new_tokens: int = 160  # a student's own rationale, and the answer read from it
     num_examples_in_report: int = 3
     # Which way of reading a student's answer the report leads with: the predict: path (the paper's, and the one
     # fine-tuning shares), or the answer its own rationale reaches (docs/METHOD.md section 9). Both are measured.
     lead_metric: Literal["predict", "rationale"] = "predict"
+    # Every iteration but the last is evaluated on the split's first curve_size examples (the curve); the last
+    # on all of them (the result). null: all of them every time.
+    curve_size: int | None = 256
 
     def validate(self, p: str) -> None:
         for key in ("batch_size", "max_new_tokens", "rationale_max_new_tokens"):
             check(getattr(self, key) >= 1, f"{p}.{key}", "an integer >= 1", getattr(self, key))
+        check(
+            self.curve_size is None or (self.curve_size >= 1 and self.curve_size % self.batch_size == 0),
+            f"{p}.curve_size",
+            f"null or a positive multiple of eval.batch_size ({self.batch_size}): whole chunks of the split",
+            self.curve_size,
+        )
         check(
             self.num_examples_in_report >= 0,
             f"{p}.num_examples_in_report",

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from qcrd_ray import stories, toy
 from qcrd_ray.config import DataConfig
 from qcrd_ray.errors import DataError
 from qcrd_ray.hf_data import load_hf
 from qcrd_ray.records import Example, Rationale
 from qcrd_ray.tasks import get_task
-from qcrd_ray.toy import generate_split
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def load_examples(cfg: DataConfig, split: str, seed: int = 0) -> list[Example]:
     elif cfg.source == "toy":
         size = cfg.toy_train_size if split == cfg.train_split else cfg.toy_eval_size
         try:
-            examples = generate_split(split, size, seed)
+            examples = (stories if cfg.toy_task == "stories" else toy).generate_split(split, size, seed)
         except ValueError as err:  # an unknown split name
             raise DataError(f"data.source toy: {err}") from None
     else:

@@ -8,6 +8,7 @@ from collections import Counter
 
 from qcrd_ray.config import EvalConfig
 from qcrd_ray.models import generate
+from qcrd_ray.rationale_check import grade_rationales, grade_shares
 from qcrd_ray.records import Example
 from qcrd_ray.scoring import causal_prompt, is_seq2seq
 from qcrd_ray.sharding import chunk_bounds
@@ -128,11 +129,15 @@ def merge_evaluations(
     answers = [task.answer_from_rationale(r) for r in rationales]
     correct = per_example_correct(task, predictions, labels)
     rationale_correct = per_example_correct(task, [a or "" for a in answers], labels) if explains else None
+    grades = grade_rationales(examples, rationales) if explains else None
     return {
         "accuracy": sum(correct) / len(correct),
         "rationale_accuracy": sum(rationale_correct) / len(rationale_correct) if explains else None,
         "correct": correct,  # per example: what the paired differences between methods resample
         "rationale_correct": rationale_correct,
+        # Exact grades against the gold steps (the built-in tasks only): shares, and per example fully correct.
+        "rationale_quality": grade_shares(grades) if grades else None,
+        "rationale_fully_correct": [g.fully_correct for g in grades] if grades else None,
         "predictions": predictions,
         "examples": [
             {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat, "rationale_answer": ans}

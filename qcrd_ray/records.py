@@ -90,6 +90,10 @@ class FitResult:
     metrics: dict[str, float]  # loss, loss_pred, the method's parts, steps, samples_per_s, seconds, ...
 
 
+# MethodSummary's fields written to summary.json only when recorded (runs from before them have none).
+OPTIONAL_PER_EXAMPLE = ("correct", "rationale_correct", "rationale_quality", "rationale_fully_correct")
+
+
 @dataclass(frozen=True)
 class MethodSummary:
     """A method's result on one seed: accuracy on the ``predict:`` path per iteration and, for a student that
@@ -103,6 +107,9 @@ class MethodSummary:
     # The last student's result on each evaluation example, in the split's order: the paired differences.
     correct: list[bool] | None = None
     rationale_correct: list[bool] | None = None
+    # Its rationales graded exactly against the gold steps (built-in tasks): shares, and per example.
+    rationale_quality: dict[str, float] | None = None
+    rationale_fully_correct: list[bool] | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -123,8 +130,7 @@ class MethodSummary:
             "examples": self.examples,
             "student_dir": self.student_dir,
             "history": self.history,
-            **({"correct": self.correct} if self.correct is not None else {}),
-            **({"rationale_correct": self.rationale_correct} if self.rationale_correct is not None else {}),
+            **{key: value for key in OPTIONAL_PER_EXAMPLE if (value := getattr(self, key)) is not None},
         }
 
     @classmethod
@@ -135,8 +141,7 @@ class MethodSummary:
             student_dir=row["student_dir"],
             history=row["history"],
             rationale_accuracy_per_iteration=row.get("rationale_accuracy_per_iteration"),
-            correct=row.get("correct"),
-            rationale_correct=row.get("rationale_correct"),
+            **{key: row.get(key) for key in OPTIONAL_PER_EXAMPLE},
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from qcrd_ray.methods import METHODS
 from qcrd_ray.plots import plot_accuracy, plot_judge_scores
-from qcrd_ray.report_differences import differences_markdown, method_differences
+from qcrd_ray.report_differences import differences_markdown, method_differences, quality_markdown
 from qcrd_ray.report_judge import SCORE_KINDS, contrastive_markdown, judge_markdown, pooled_scores
 from qcrd_ray.tasks import get_task
 
@@ -292,7 +292,7 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_text(run_dir / "summary.json", json.dumps(summaries, indent=2) + "\n")
-    differences = method_differences(summaries, _methods(summaries), _metrics(summaries))
+    differences = method_differences(summaries, _methods(summaries), [*_metrics(summaries), "quality"])
     _write_text(run_dir / DIFFERENCES_FILE, json.dumps([d.to_dict() for d in differences], indent=2) + "\n")
     first = summaries[0]
     seeds = ", ".join(str(s["seed"]) for s in summaries)
@@ -308,7 +308,13 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
         "## Results\n",
         results_table_markdown(summaries),
         "### Paired differences\n",
-        differences_markdown(differences, _label, {m: label for m, (_, _, label) in METRICS.items()}),
+        differences_markdown(
+            differences,
+            _label,
+            {**{m: label for m, (_, _, label) in METRICS.items()}, "quality": "fully correct rationale"},
+        ),
+        "### Rationale quality\n",
+        quality_markdown(summaries, _methods(summaries), _label),
     ]
     if any(s.get("teacher") for s in summaries):
         out += ["### Teacher sampling\n", _teacher_markdown(summaries)]

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 from qcrd_ray.stats import Difference, paired_difference
 
-# metric -> the per-example key of a method's summary
-PER_EXAMPLE_KEYS = {"predict": "correct", "rationale": "rationale_correct"}
+# metric -> the per-example key of a method's summary ("quality": its rationale fully correct, step by step)
+PER_EXAMPLE_KEYS = {"predict": "correct", "rationale": "rationale_correct", "quality": "rationale_fully_correct"}
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,35 @@ def differences_markdown(differences: list[MethodDifference], label, metric_labe
         "resamples the seeds, then the questions within each (the same questions for both methods).\n\n"
     )
     return note + "\n".join(rows) + "\n"
+
+
+def quality_markdown(summaries: list[dict], methods: list[str], label) -> str:
+    """Each explaining method's rationales graded against the gold steps (mean share over seeds), then, for each
+    pair of them, on how many questions the later one's rationale is fully correct where the earlier one's is
+    not (wins), the reverse (losses), or both alike (ties), over every seed."""
+    graded = [m for m in methods if all(s["methods"].get(m, {}).get("rationale_quality") for s in summaries)]
+    if not graded:
+        return "No rationale was graded (a task without gold steps, or no method that explains).\n"
+    names = list(summaries[0]["methods"][graded[0]]["rationale_quality"])
+    rows = ["| method | " + " | ".join(n.replace("_", " ") + " (%)" for n in names) + " |"]
+    rows.append("| --- |" + " ---: |" * len(names))
+    for m in graded:
+        shares = [[s["methods"][m]["rationale_quality"][n] for s in summaries] for n in names]
+        rows.append(f"| {label(m)} | " + " | ".join(f"{100 * sum(v) / len(v):.2f}" for v in shares) + " |")
+    pairs = []
+    for j, later in enumerate(graded):
+        for earlier in graded[:j]:
+            tally = [0, 0, 0]  # wins, ties, losses of ``later``
+            for s in summaries:
+                a = s["methods"][earlier].get("rationale_fully_correct") or []
+                b = s["methods"][later].get("rationale_fully_correct") or []
+                for x, y in zip(a, b, strict=False):
+                    tally[0 if y > x else 2 if x > y else 1] += 1
+            pairs.append(
+                f"- {label(later)} against {label(earlier)}: {tally[0]} wins, {tally[1]} ties, {tally[2]} losses"
+            )
+    head = (
+        "Each student's greedy rationale checked against the gold steps: every computation right, no number "
+        "that does not matter used, the right answer; fully correct is all three.\n\n"
+    )
+    return head + "\n".join(rows) + "\n\nQuestion by question, fully correct or not:\n\n" + "\n".join(pairs) + "\n"

@@ -13,8 +13,8 @@ Each problem is one of these structures (``KINDS``), the structures SVAMP was bu
 Any problem may also carry a number that does not matter to the question (``distractor``: the other person's
 pile, or a count of something else). The label is the equation scored by its value, as SVAMP's; the gold
 rationale says which numbers it uses and why, one computation ``a op b = c`` per step, ending on the answer,
-so ``tasks.arith`` reads it as it reads the ``arith`` task's. ``check_rationale`` grades any rationale exactly
-against the problem's gold steps: every computation right, only the numbers that matter, the right answer.
+so ``tasks.arith`` reads it as it reads the ``arith`` task's, and ``qcrd_ray.rationale_check`` grades a student's
+rationale against it exactly. ``slipped_rationale`` makes the built-in teacher's mistakes: an LLM's on SVAMP.
 
 Splits are disjoint by construction, as in ``qcrd_ray.toy``: a question belongs to the split its text hashes to.
 """
@@ -22,12 +22,19 @@ Splits are disjoint by construction, as in ``qcrd_ray.toy``: a question belongs 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qcrd_ray.records import Example, Rationale
-from qcrd_ray.toy import _OBJECT_PRONOUN, _OBJECTS, _PEOPLE, SPLITS, computations, split_of
+from qcrd_ray.toy import (
+    _OBJECT_PRONOUN,
+    _OBJECTS,
+    _PEOPLE,
+    SPLITS,
+    completion_text,
+    prompt_text,
+    split_of,
+)
 
 KINDS = ("change", "compare", "given", "inverse", "groups", "before")
 MAX_VALUE = 99
@@ -272,28 +279,58 @@ def generate_split(split: str, size: int, seed: int = 0, design: StoryDesign = S
     raise RuntimeError(f"stories.py: could not draw {size} distinct {split!r} questions")
 
 
-@dataclass(frozen=True)
-class RationaleGrade:
-    """How a rationale compares with its problem's gold steps (the paper's Table 7, exact)."""
-
-    computations_right: bool  # every ``a op b = c`` it writes is arithmetically right
-    only_numbers_that_matter: bool  # it never computes with a number that does not matter
-    answer_right: bool  # its last computation ends on the gold answer
-
-    @property
-    def fully_correct(self) -> bool:
-        return self.computations_right and self.only_numbers_that_matter and self.answer_right
+SLIPS = ("distractor", "operation", "arithmetic")
+MAX_SLIPPED_VALUE = 199  # a slipped chain may leave 1..99, never the digits the teacher has seen
 
 
-def check_rationale(rationale: str, gold: str, question: str) -> RationaleGrade:
-    """Grade ``rationale`` against the ``gold`` rationale of its ``question``: its computations, whether it uses
-    a number of the question that the gold steps never use (a distractor), and its answer."""
-    question_numbers = {int(n) for n in re.findall(r"\d+", question)}
-    steps, gold_steps = computations(rationale), computations(gold)
-    used = {v for a, _, b, _ in steps for v in (a, b)}
-    needed = {v for a, _, b, c in gold_steps for v in (a, b, c)}
-    return RationaleGrade(
-        computations_right=bool(steps) and all(_apply(a, op, b) == c for a, op, b, c in steps),
-        only_numbers_that_matter=not (used & (question_numbers - needed)),
-        answer_right=bool(steps) and steps[-1][3] == gold_steps[-1][3],
-    )
+def slipped_rationale(problem: _Problem, rng: random.Random) -> tuple[str, int] | None:
+    """The gold rationale with one mistake of the kinds an LLM makes on SVAMP, carried through the later steps:
+    ``distractor`` (it also computes with a number that does not matter), ``operation`` (a step adds where it
+    should subtract or the reverse: a comparison, an undone event) or ``arithmetic`` (a result off by 1, 2 or 10).
+    -> (text, its final answer), or None when no slip keeps the values in range and changes the answer."""
+    kinds = [k for k in SLIPS if k != "distractor" or problem.distractors]
+    rng.shuffle(kinds)
+    for kind in kinds:
+        steps, reasons, notes = list(problem.steps), list(problem.reasons), list(problem.distractors)
+        if kind == "distractor":
+            (k, said), notes = notes[0], notes[1:]
+            last = steps[-1][3]
+            op = "-" if last > k and rng.random() < 0.5 else "+"
+            steps.append((last, op, k, _apply(last, op, k)))
+            reasons.append(f"With {said}:")
+        else:
+            i = rng.randrange(len(steps))
+            a, op, b, c = steps[i]
+            if kind == "operation":
+                if op == "*":
+                    continue
+                op = "+" if op == "-" else "-"
+                c = _apply(a, op, b)
+            else:
+                c += rng.choice((-10, -2, -1, 1, 2, 10))
+            steps[i] = (a, op, b, c)
+            for j in range(i + 1, len(steps)):  # each step starts from the one before
+                _, op_j, b_j, _ = steps[j]
+                steps[j] = (steps[j - 1][3], op_j, b_j, _apply(steps[j - 1][3], op_j, b_j))
+        values = [v for a, _, b, c in steps for v in (a, b, c)]
+        if steps[-1][3] != problem.answer and all(0 <= v <= MAX_SLIPPED_VALUE for v in values):
+            slipped = _Problem(problem.sentences, problem.question, steps, reasons, problem.equation, notes)
+            return gold_rationale(slipped), steps[-1][3]
+    return None
+
+
+def teacher_training_texts(count: int, seed: int, error_rate: float, design: StoryDesign = StoryDesign()) -> list[str]:
+    """``count`` prompt + completion texts of "train" questions for the built-in teacher (``qcrd_ray.toy``'s
+    format); a share ``error_rate`` of them carries a slip (``slipped_rationale``) and the answer it leads to."""
+    rng = random.Random(f"qcrd-stories-teacher/{seed}/{design}")
+    texts = []
+    while len(texts) < count:
+        problem = random_problem(rng, design)
+        question = " ".join([*problem.sentences, problem.question])
+        if split_of(question) != "train":
+            continue
+        text, answer = gold_rationale(problem), problem.answer
+        if rng.random() < error_rate:
+            text, answer = slipped_rationale(problem, rng) or (text, answer)
+        texts.append(prompt_text(question) + completion_text(text, str(answer)))
+    return texts

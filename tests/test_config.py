@@ -70,6 +70,7 @@ def test_dotted_overrides_parse_yaml_scalars():
         (["loss.delta=.nan"], "loss.delta: expected a finite number"),
         (["eval.batch_size=0"], "eval.batch_size: expected an integer >= 1"),
         (["eval.max_new_tokens=0"], "eval.max_new_tokens: expected an integer >= 1"),
+        (["eval.curve_size=100"], "eval.curve_size: expected null or a positive multiple of eval.batch_size"),
         (["student.tiny.d_model=0"], "student.tiny.d_model: expected an integer >= 1"),
         (["judge.tiny.num_heads=3"], "judge.tiny.d_model: expected a multiple of num_heads"),
         (["student.max_input_length=1"], "student.max_input_length: expected an integer >= 2"),

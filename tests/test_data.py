@@ -257,7 +257,9 @@ def test_load_examples_jsonl(tmp_path):
 
 def test_load_examples_toy():
     pytest.importorskip("qcrd_ray.toy")
-    cfg = DataConfig(source="toy", task="arith", toy_train_size=12, toy_eval_size=5, max_eval_examples=3)
+    cfg = DataConfig(
+        source="toy", task="arith", toy_task="piles", toy_train_size=12, toy_eval_size=5, max_eval_examples=3
+    )
     train, test = load_examples(cfg, "train"), load_examples(cfg, "test")
     assert (len(train), len(test)) == (12, 3)
     assert train == load_examples(cfg, "train")  # deterministic
@@ -265,6 +267,9 @@ def test_load_examples_toy():
     assert all(arith.check_label(ex.label) == ex.label for ex in train + test)
     with pytest.raises(DataError, match="data.source toy"):
         load_examples(cfg, "no-such-split")
+    stories = load_examples(replace(cfg, toy_task="stories"), "train")
+    assert len(stories) == 12 and stories[0].id.startswith("stories-") and stories[0].input != train[0].input
+    assert all(arith.is_correct(ex.label, ex.rationales[0].answer) for ex in stories)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -250,3 +250,16 @@ def test_paired_differences_in_the_report_and_differences_json(tmp_path):
     (row,) = json.loads((tmp_path / "differences.json").read_text())
     assert (row["later"], row["earlier"], row["metric"]) == ("dss", "finetune", "predict")
     assert row["difference"]["mean"] == pytest.approx(0.1) and row["difference"]["excludes_zero"]
+
+
+def test_rationale_quality_table_and_wins_ties_losses(tmp_path):
+    summaries = _two_seeds()
+    for s in summaries:
+        s["methods"]["dss"]["rationale_quality"] = {"fully_correct": 0.2, "answer_right": 0.3}
+        s["methods"]["dss"]["rationale_fully_correct"] = [True, False, False, True]
+        s["methods"]["qcrd"]["rationale_quality"] = {"fully_correct": 0.4, "answer_right": 0.5}
+        s["methods"]["qcrd"]["rationale_fully_correct"] = [True, True, True, False]
+    text = write_report(tmp_path, summaries).read_text()
+    assert "| DSS | 20.00 | 30.00 |" in text and "| QCRD | 40.00 | 50.00 |" in text
+    assert "- QCRD against DSS: 4 wins, 2 ties, 2 losses" in text  # 2 seeds x (2 wins, 1 tie, 1 loss)
+    assert "| QCRD - DSS, fully correct rationale | +25.00 |" in text

@@ -64,7 +64,7 @@ def test_key_from_teacher_config_and_template_hash():
     assert prompt_template_sha(arith.prompt) != prompt_template_sha(svamp.prompt)
     key = CacheKey.for_teacher(TeacherConfig(num_samples=5, temperature=0.7, seed=3), "t")
     assert (key.model, key.num_samples, key.temperature, key.seed, key.template_sha) == (
-        "builtin:arith",
+        "builtin:stories",  # the default teacher
         5,
         0.7,
         3,

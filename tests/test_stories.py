@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from qcrd_ray.stories import KINDS, StoryDesign, check_rationale, generate_split, gold_rationale, random_problem
+from qcrd_ray.rationale_check import check_rationale
+from qcrd_ray.stories import KINDS, StoryDesign, generate_split, gold_rationale, random_problem
 from qcrd_ray.tasks import get_task
 from qcrd_ray.toy import split_of
 
@@ -63,3 +64,17 @@ def test_the_checker_grades_computations_distractors_and_answers_apart():
     assert (distracted.computations_right, distracted.only_numbers_that_matter) == (True, False)
     assert distracted.answer_right and not distracted.fully_correct
     assert not check_rationale("Tom has fifteen.", gold, question).answer_right
+
+
+def test_grade_rationales_of_the_built_in_tasks_and_nothing_else():
+    from qcrd_ray.rationale_check import grade_rationales, grade_shares
+    from qcrd_ray.records import Example, Rationale
+    from qcrd_ray.toy import generate_split as piles
+
+    for examples in (generate_split("test", 20), piles("test", 20)):
+        golds = [ex.rationales[0].text for ex in examples]
+        grades = grade_rationales(examples, golds)
+        assert grade_shares(grades)["fully_correct"] == 1.0
+        assert grade_shares(grade_rationales(examples, [""] * 20))["answer_right"] == 0.0
+    cqa = [Example("q", "Where is a fish? (a) sea (b) sky", "sea", (Rationale("Fish swim.", "sea", "gold"),))]
+    assert grade_rationales(cqa, ["Fish swim in the sea."]) is None
