@@ -1,12 +1,12 @@
 """A built-in task with SVAMP's kinds of difficulty: stories about two people, where the equation has to be
-understood from the story, not copied from it (issue 32; the ``arith`` task's piles are copied).
+understood from the story, not copied off it as on the piles task (``qcrd_ray.toy``; issue 32).
 
 Each problem is one of these structures (``KINDS``), the structures SVAMP was built from:
 
 - ``change``: one person's pile changed by 1-3 events, asked for the end ("how many does Tom have?");
 - ``compare``: two piles, asked how many more one has than the other (a subtraction the story never states);
 - ``given``: a pile before and after, asked how many were given away (the change, not the end);
-- ``inverse``: a pile after 1-2 events, asked how many there were at first (each event undone, in reverse);
+- ``inverse``: a pile after 1-3 events, asked how many there were at first (each event undone, in reverse);
 - ``groups``: "3 bags of 4", then 0-2 events (a product the story states as groups);
 - ``before``: the story told out of order: the end first, then "before that, ..." events to undo.
 
@@ -31,6 +31,7 @@ from qcrd_ray.toy import (
     _OBJECTS,
     _PEOPLE,
     SPLITS,
+    _apply,
     completion_text,
     prompt_text,
     split_of,
@@ -54,7 +55,7 @@ class StoryDesign:
 
 
 @dataclass
-class _Problem:
+class Problem:
     sentences: list[str]
     question: str
     steps: list[tuple[int, str, int, int]]  # the gold computations (a, op, b, c), in order
@@ -65,10 +66,6 @@ class _Problem:
     @property
     def answer(self) -> int:
         return self.steps[-1][3]
-
-
-def _apply(a: int, op: str, b: int) -> int:
-    return {"+": a + b, "-": a - b, "*": a * b}[op]
 
 
 class _Story:
@@ -110,13 +107,13 @@ def _chain(start: int, ops: list[tuple[str, int]]) -> str:
     return text
 
 
-def _change(s: _Story, design: StoryDesign) -> _Problem:
+def _change(s: _Story, design: StoryDesign) -> Problem:
     start = s.rng.randint(2, 30)
     events, _ = s.events(start, s.rng.randint(1, 1 + design.max_events))
     value = start
     for sentence, op, k in events:
         value = s.compute(value, op, k, f"{sentence}:")
-    return _Problem(
+    return Problem(
         [f"{s.name} has {start} {s.obj}.", *(f"{e[0]}." for e in events)],
         f"How many {s.obj} does {s.name} have now?",
         s.steps,
@@ -125,7 +122,7 @@ def _change(s: _Story, design: StoryDesign) -> _Problem:
     )
 
 
-def _compare(s: _Story, design: StoryDesign) -> _Problem:
+def _compare(s: _Story, design: StoryDesign) -> Problem:
     start = s.rng.randint(20, 40)  # at least 2 after two losses of 9: the other has fewer
     events, mine = s.events(start, s.rng.randint(0, design.max_events))
     theirs = s.rng.randint(1, mine - 1)
@@ -134,7 +131,7 @@ def _compare(s: _Story, design: StoryDesign) -> _Problem:
         value = s.compute(value, op, k, f"{sentence}:")
     s.compute(mine, "-", theirs, f"{s.name} has {mine} and {s.other} has {theirs}, so the difference is")
     equation = _chain(start, [(op, k) for _, op, k in events])
-    return _Problem(
+    return Problem(
         [f"{s.name} has {start} {s.obj}.", *(f"{e[0]}." for e in events), f"{s.other} has {theirs} {s.obj}."],
         f"How many more {s.obj} does {s.name} have than {s.other}?",
         s.steps,
@@ -143,12 +140,12 @@ def _compare(s: _Story, design: StoryDesign) -> _Problem:
     )
 
 
-def _given(s: _Story, design: StoryDesign) -> _Problem:
+def _given(s: _Story, design: StoryDesign) -> Problem:
     before = s.rng.randint(10, 60)
     given = s.rng.randint(1, min(before - 1, 30))
     after = before - given
     s.compute(before, "-", after, f"{s.name} had {before} and has {after} left, so {s.pronoun.lower()} gave away")
-    return _Problem(
+    return Problem(
         [
             f"{s.name} had {before} {s.obj}.",
             f"{s.pronoun} gave some of them to {s.other}.",
@@ -171,11 +168,11 @@ def _undo(s: _Story, end: int, events: list[tuple[str, str, int]]) -> tuple[int,
     return value, equation
 
 
-def _inverse(s: _Story, design: StoryDesign) -> _Problem:
+def _inverse(s: _Story, design: StoryDesign) -> Problem:
     start = s.rng.randint(2, 40)
     events, end = s.events(start, s.rng.randint(1, 1 + design.max_events))
     _, equation = _undo(s, end, events)
-    return _Problem(
+    return Problem(
         [f"{s.name} had some {s.obj}.", *(f"{e[0]}." for e in events), f"Now {s.pronoun.lower()} has {end} {s.obj}."],
         f"How many {s.obj} did {s.name} have at first?",
         s.steps,
@@ -184,13 +181,13 @@ def _inverse(s: _Story, design: StoryDesign) -> _Problem:
     )
 
 
-def _before(s: _Story, design: StoryDesign) -> _Problem:
+def _before(s: _Story, design: StoryDesign) -> Problem:
     start = s.rng.randint(2, 40)
     events, end = s.events(start, s.rng.randint(1, 1 + design.max_events))
     _, equation = _undo(s, end, events)
     told = [f"Before that, {events[-1][0][0].lower() + events[-1][0][1:]}."]
     told += [f"Before that, {e[0][0].lower() + e[0][1:]}." for e in reversed(events[:-1])]
-    return _Problem(
+    return Problem(
         [f"{s.name} has {end} {s.obj} now.", *told],
         f"How many {s.obj} did {s.name} have before all that?",
         s.steps,
@@ -199,14 +196,14 @@ def _before(s: _Story, design: StoryDesign) -> _Problem:
     )
 
 
-def _groups(s: _Story, design: StoryDesign) -> _Problem:
+def _groups(s: _Story, design: StoryDesign) -> Problem:
     container = s.rng.choice(_CONTAINERS)
     groups, each = s.rng.randint(2, 9), s.rng.randint(2, 9)
     value = s.compute(groups, "*", each, f"{groups} {container} of {each}:")
     events, _ = s.events(value, s.rng.randint(0, design.max_events))
     for sentence, op, k in events:
         value = s.compute(value, op, k, f"{sentence}:")
-    return _Problem(
+    return Problem(
         [f"{s.name} has {groups} {container} with {each} {s.obj} in each.", *(f"{e[0]}." for e in events)],
         f"How many {s.obj} does {s.name} have now?",
         s.steps,
@@ -215,7 +212,7 @@ def _groups(s: _Story, design: StoryDesign) -> _Problem:
     )
 
 
-_BUILDERS: dict[str, Callable[[_Story, StoryDesign], _Problem]] = {
+_BUILDERS: dict[str, Callable[[_Story, StoryDesign], Problem]] = {
     "change": _change,
     "compare": _compare,
     "given": _given,
@@ -225,7 +222,7 @@ _BUILDERS: dict[str, Callable[[_Story, StoryDesign], _Problem]] = {
 }
 
 
-def _with_distractor(s: _Story, problem: _Problem) -> None:
+def _with_distractor(s: _Story, problem: Problem) -> None:
     """A number the question does not need: the other person's pile, in the story before the question."""
     k = s.rng.randint(2, 30)
     while k in {v for step in problem.steps for v in step}:  # its number must tell it apart from every step's
@@ -240,7 +237,7 @@ def _with_distractor(s: _Story, problem: _Problem) -> None:
     problem.distractors.append((k, said))
 
 
-def random_problem(rng: random.Random, design: StoryDesign = StoryDesign()) -> _Problem:
+def random_problem(rng: random.Random, design: StoryDesign = StoryDesign()) -> Problem:
     """One problem of ``design``: its sentences, question, gold steps and equation."""
     s = _Story(rng)
     problem = _BUILDERS[rng.choice(design.kinds)](s, design)
@@ -249,7 +246,7 @@ def random_problem(rng: random.Random, design: StoryDesign = StoryDesign()) -> _
     return problem
 
 
-def gold_rationale(problem: _Problem) -> str:
+def gold_rationale(problem: Problem) -> str:
     """Each step with why it is computed, then ``a op b = c``; the numbers that do not matter said so first."""
     parts = [f"{said} do not matter to the question." for _, said in problem.distractors]
     parts += [
@@ -283,7 +280,7 @@ SLIPS = ("distractor", "operation", "arithmetic")
 MAX_SLIPPED_VALUE = 199  # a slipped chain may leave 1..99, never the digits the teacher has seen
 
 
-def slipped_rationale(problem: _Problem, rng: random.Random) -> tuple[str, int] | None:
+def slipped_rationale(problem: Problem, rng: random.Random) -> tuple[str, int] | None:
     """The gold rationale with one mistake of the kinds an LLM makes on SVAMP, carried through the later steps:
     ``distractor`` (it also computes with a number that does not matter), ``operation`` (a step adds where it
     should subtract or the reverse: a comparison, an undone event) or ``arithmetic`` (a result off by 1, 2 or 10).
@@ -314,7 +311,7 @@ def slipped_rationale(problem: _Problem, rng: random.Random) -> tuple[str, int] 
                 steps[j] = (steps[j - 1][3], op_j, b_j, _apply(steps[j - 1][3], op_j, b_j))
         values = [v for a, _, b, c in steps for v in (a, b, c)]
         if steps[-1][3] != problem.answer and all(0 <= v <= MAX_SLIPPED_VALUE for v in values):
-            slipped = _Problem(problem.sentences, problem.question, steps, reasons, problem.equation, notes)
+            slipped = Problem(problem.sentences, problem.question, steps, reasons, problem.equation, notes)
             return gold_rationale(slipped), steps[-1][3]
     return None
 
