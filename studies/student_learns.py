@@ -8,8 +8,9 @@
 default's piles (``qcrd_ray.toy``).
 
 Trains each method from the same student on the same questions and batches, then prints the predict-path
-accuracy and (DSS) the accuracy of the answer read from its own rationale on the toy test split, next to the
-floor of always giving the most frequent training answer. Results are in studies/README.md.
+accuracy and (DSS) the accuracy of the answer read from its own rationale on the toy test split (or
+``--split validation``), next to the floor of always giving the most frequent training answer. Results are in
+studies/README.md.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         help="the share of --steps the rate rises over (0: the results in studies/README.md)",
     )
     parser.add_argument("--train", type=int, default=500)
-    parser.add_argument("--test", type=int, default=200)
+    parser.add_argument("--test", type=int, default=200, help="questions of --split to evaluate on")
+    parser.add_argument("--split", choices=["test", "validation"], default="test")
     parser.add_argument("--methods", default="finetune,dss")
     parser.add_argument("--seeds", default="0", help="training seeds (batch order, dropout), e.g. 0,1,2")
     parser.add_argument("--errors", type=int, default=0, help="print this many wrong predict: answers at the end")
@@ -66,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.task == "stories":
         design = stories.StoryDesign(tuple(args.kinds.split(",")), args.distractor_share, args.max_events)
         train, test = (
-            stories.generate_split(split, n, 0, design) for split, n in (("train", args.train), ("test", args.test))
+            stories.generate_split(split, n, 0, design) for split, n in (("train", args.train), (args.split, args.test))
         )
     else:
-        train, test = generate_split("train", args.train, seed=0), generate_split("test", args.test, seed=0)
+        train, test = generate_split("train", args.train, seed=0), generate_split(args.split, args.test, seed=0)
     items = [TrainItem(ex.id, ex.input, ex.label, (ex.rationales[0].text,), (1.0,)) for ex in train]
     task = get_task("arith")
     schedule = TrainConfig(lr=args.lr, lr_schedule=args.schedule, warmup_ratio=args.warmup_ratio)
