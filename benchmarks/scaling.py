@@ -12,7 +12,7 @@ How a phase spreads over N GPUs, as the code is today:
 - teacher: vllm / transformers actors scale with N (one per GPU); an openai endpoint does not (its
   concurrency and rate limit do);
 - student negatives, judge scoring, evaluation: pools of ``sampler.num_replicas`` and ``judge.num_replicas``
-  actors (jobs/method_run.py SeedServices), a placement-group bundle each. A pass is cut into chunks
+  actors (jobs/seed_services.py SeedServices), a placement-group bundle each. A pass is cut into chunks
   (``negatives.batch_size`` questions, ``judge.score_batch_size`` pairs, ``eval.batch_size`` examples) and chunk
   c goes to replica c % R: a pass takes ceil(chunks / R) chunks' time of one replica;
 - judge pretraining and online updates: replica 0 alone (the others then load its weights: not counted);

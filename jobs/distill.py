@@ -149,7 +149,8 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     init_ray(cfg.cluster)
     # Late: they import ray, which reads its network settings when imported (init_ray set them).
     from actors.student_train import StreamingFit
-    from jobs.method_run import MethodContext, SeedServices, run_method
+    from jobs.method_run import MethodContext, run_method
+    from jobs.seed_services import SeedServices
     from jobs.teacher_phase import run_teacher_phase
 
     started = time.perf_counter()

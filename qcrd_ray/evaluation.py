@@ -25,9 +25,13 @@ def per_example_correct(task: Task | str, predictions: list[str], labels: list[s
 
 def accuracy(task: Task | str, predictions: list[str], labels: list[str]) -> float:
     """Fraction of predictions that match their gold label (a float in [0, 1])."""
-    if not labels:
+    return share(per_example_correct(task, predictions, labels))
+
+
+def share(correct: list[bool]) -> float:
+    """The fraction of ``correct`` that is True."""
+    if not correct:
         raise ValueError("accuracy of an empty evaluation set is undefined: no labels were given")
-    correct = per_example_correct(task, predictions, labels)
     return sum(correct) / len(correct)
 
 
@@ -124,15 +128,13 @@ def merge_evaluations(
     if explains and len(rationales) != len(examples):
         raise ValueError(f"merge_evaluations: {len(rationales)} rationales for {len(examples)} examples")
     labels = [ex.label for ex in examples]
-    if not labels:
-        raise ValueError("accuracy of an empty evaluation set is undefined: no labels were given")
     answers = [task.answer_from_rationale(r) for r in rationales]
     correct = per_example_correct(task, predictions, labels)
     rationale_correct = per_example_correct(task, [a or "" for a in answers], labels) if explains else None
     grades = grade_rationales(examples, rationales) if explains else None
     return {
-        "accuracy": sum(correct) / len(correct),
-        "rationale_accuracy": sum(rationale_correct) / len(rationale_correct) if explains else None,
+        "accuracy": share(correct),
+        "rationale_accuracy": share(rationale_correct) if explains else None,
         "correct": correct,  # per example: what the paired differences between methods resample
         "rationale_correct": rationale_correct,
         # Exact grades against the gold steps (the built-in tasks only): shares, and per example fully correct.

@@ -8,7 +8,7 @@ pickle cheaply through Ray's object store and round-trip through the project's J
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Source = Literal["teacher", "student", "gold"]
@@ -161,6 +161,6 @@ class SeedSummary:
     total_seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        row = asdict(self)
+        row = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict would copy every list
         row["methods"] = {name: m.to_dict() for name, m in self.methods.items()}
         return row

@@ -1,6 +1,7 @@
-"""The report's paired differences between methods: each later method minus each earlier one (the registry's
-order: fine-tuning, DSS, QCRD, then ablations), on both ways of reading an answer, with a 95% paired bootstrap
-interval over questions and seeds (``qcrd_ray.stats``). Written to the report and to ``differences.json``."""
+"""The report's comparisons of methods question by question: paired differences, each later method minus each
+earlier one (the registry's order: fine-tuning, DSS, QCRD, then ablations), on both ways of reading an answer and
+on fully correct rationales, with a 95% paired bootstrap interval over questions and seeds (``qcrd_ray.stats``;
+also written to ``differences.json``); and the rationales' exact grades with wins / ties / losses."""
 
 from __future__ import annotations
 

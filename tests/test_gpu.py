@@ -178,8 +178,9 @@ def test_the_judge_scores_and_updates_on_the_gpu(tmp_path):
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_zero_bf16_on_cuda_through_ray_train(ray_local, tmp_path, zero_stage):
-    from test_student_train import dataset_loss, make_cfg, make_items, make_student
     from transformers import AutoModelForSeq2SeqLM
+
+    from tests.student_fixtures import dataset_loss, make_cfg, make_items, make_student
 
     cfg = make_cfg(
         **{

@@ -118,7 +118,7 @@ def test_every_method_reports_exactly_its_metrics_and_explains_as_it_trains(tmp_
     and a method that explains trains on rationales (its items carry some) while one that does not never does."""
     from qcrd_ray.methods import METHODS, student_loss
     from qcrd_ray.models import load_student
-    from tests.test_student_train import make_cfg, make_items, make_student
+    from tests.student_fixtures import make_cfg, make_items, make_student
 
     cfg, items = make_cfg(), make_items()
     model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))

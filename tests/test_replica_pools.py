@@ -89,7 +89,8 @@ def data(tmp_path_factory):
 def run_steps(replicas: int, data) -> dict:
     """The driver's steps with pools of ``replicas`` samplers and judges; what each returned."""
     from actors.pool import broadcast
-    from jobs.method_run import MethodContext, QcrdRun, SeedServices, evaluate_and_record
+    from jobs.method_run import MethodContext, QcrdRun, evaluate_and_record
+    from jobs.seed_services import SeedServices
     from qcrd_ray.methods import build_items
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer
     from qcrd_ray.records import FitResult

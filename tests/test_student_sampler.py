@@ -156,7 +156,7 @@ def test_bad_arguments_raise(tmp_path, snapshot):
 def test_the_seed_services_ask_for_what_the_sampler_and_judge_sections_say(_ray_session):
     """Nothing hard-codes a resource: the services' placement group has a bundle per replica of each section,
     the samplers' first (no GPU here); the judges' wait for QCRD to start them."""
-    from jobs.method_run import SeedServices
+    from jobs.seed_services import SeedServices
     from qcrd_ray.config import Config
 
     cfg = Config().replace(
