@@ -36,6 +36,7 @@ from qcrd_ray.toy import (
     prompt_text,
     split_of,
 )
+from qcrd_ray.toy import equation as equation_of
 
 KINDS = ("change", "compare", "given", "inverse", "groups", "before")
 MAX_VALUE = 99
@@ -100,13 +101,6 @@ class _Story:
         return out, value
 
 
-def _chain(start: int, ops: list[tuple[str, int]]) -> str:
-    text = str(start)
-    for op, k in ops:
-        text = f"({text}) {op} {k}" if op == "*" and (" + " in text or " - " in text) else f"{text} {op} {k}"
-    return text
-
-
 def _change(s: _Story, design: StoryDesign) -> Problem:
     start = s.rng.randint(2, 30)
     events, _ = s.events(start, s.rng.randint(1, 1 + design.max_events))
@@ -118,19 +112,20 @@ def _change(s: _Story, design: StoryDesign) -> Problem:
         f"How many {s.obj} does {s.name} have now?",
         s.steps,
         s.reasons,
-        _chain(start, [(op, k) for _, op, k in events]),
+        equation_of(start, [(op, k) for _, op, k in events]),
     )
 
 
 def _compare(s: _Story, design: StoryDesign) -> Problem:
-    start = s.rng.randint(20, 40)  # at least 2 after two losses of 9: the other has fewer
+    # At least 2 left after every event is a loss of 9, so the other can have fewer (20..40 at two events).
+    start = s.rng.randint(2 + MAX_AMOUNT * design.max_events, 20 + 10 * design.max_events)
     events, mine = s.events(start, s.rng.randint(0, design.max_events))
     theirs = s.rng.randint(1, mine - 1)
     value = start
     for sentence, op, k in events:
         value = s.compute(value, op, k, f"{sentence}:")
     s.compute(mine, "-", theirs, f"{s.name} has {mine} and {s.other} has {theirs}, so the difference is")
-    equation = _chain(start, [(op, k) for _, op, k in events])
+    equation = equation_of(start, [(op, k) for _, op, k in events])
     return Problem(
         [f"{s.name} has {start} {s.obj}.", *(f"{e[0]}." for e in events), f"{s.other} has {theirs} {s.obj}."],
         f"How many more {s.obj} does {s.name} have than {s.other}?",
@@ -208,7 +203,7 @@ def _groups(s: _Story, design: StoryDesign) -> Problem:
         f"How many {s.obj} does {s.name} have now?",
         s.steps,
         s.reasons,
-        _chain(groups, [("*", each), *((op, k) for _, op, k in events)]),
+        equation_of(groups, [("*", each), *((op, k) for _, op, k in events)]),
     )
 
 
