@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The smallest run that still trains every part (as tests/test_pipeline_e2e.py's shortened default run).
 SHORT = (
     "run.iterations=3",
-    "run.compare_baselines=false",
+    "run.baselines=[]",
     "data.toy_train_size=48",
     "data.toy_eval_size=24",
     "train.steps_per_iteration=6",

@@ -10,6 +10,7 @@ COMMANDS = {
     "build-student": "jobs.build_student",
     "serve-teacher": "jobs.serve_teacher",
     "serve-judge": "jobs.serve_judge",
+    "rate-rationales": "jobs.rate_rationales",
 }
 
 

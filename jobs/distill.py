@@ -22,7 +22,7 @@ from qcrd_ray.config import ClusterConfig, Config, ConfigError, load_config
 from qcrd_ray.data import DataError, load_examples
 from qcrd_ray.evaluation import majority_label_baseline
 from qcrd_ray.manifest import ManifestError, config_changes
-from qcrd_ray.methods import methods_of
+from qcrd_ray.methods import GREEDY_TEACHER, METHODS, methods_of
 from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
 from qcrd_ray.records import Example, SeedSummary
 from qcrd_ray.report import write_report
@@ -171,7 +171,13 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
         timer = PhaseTimer(metrics, earlier)
         with timer.phase("teacher"):
             teacher = run_teacher_phase(cfg, inputs.train, inputs.task)
-        metrics.log("teacher", **{k: v for k, v in teacher.stats.items() if isinstance(v, (int, float))})
+            greedy = None
+            if any(METHODS[m].teacher == "greedy" for m in methods_of(cfg.run)):  # DSS on its best single answer
+                greedy = run_teacher_phase(cfg.replace(GREEDY_TEACHER), inputs.train, inputs.task)
+        teacher_stats = {**teacher.stats}
+        if greedy is not None:
+            teacher_stats["greedy_accuracy"] = greedy.stats["single_sample_accuracy"]
+        metrics.log("teacher", **{k: v for k, v in teacher_stats.items() if isinstance(v, (int, float))})
         methods = {}
         judge_scores: dict[str, list[float]] = {}
         services = SeedServices.start(cfg, seed)
@@ -182,6 +188,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
                 train=inputs.train,
                 eval=inputs.eval,
                 votes=teacher.votes,
+                greedy_votes=greedy.votes if greedy is not None else None,
                 seed_dir=seed_dir,
                 services=services,
                 fit=fit,
@@ -198,7 +205,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
             seed=seed,
             task=cfg.data.task,
             student=cfg.student.model or f"tiny {cfg.student.architecture}",
-            teacher={"model": cfg.teacher.model, **teacher.stats},
+            teacher={"model": cfg.teacher.model, **teacher_stats},
             methods=methods,
             lead_metric=cfg.eval.lead_metric,
             majority_label=baseline,

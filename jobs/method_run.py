@@ -30,7 +30,8 @@ from actors.pool import broadcast, map_chunks
 from actors.student_train import Stage, StreamingFit
 from jobs.seed_services import SeedServices
 from qcrd_ray.config import Config
-from qcrd_ray.evaluation import evaluation_chunks, merge_evaluations
+from qcrd_ray.evaluation import PREDICTIONS_FILE, evaluation_chunks, merge_evaluations, prediction_records
+from qcrd_ray.judge_separation import HeldOut, held_out_ids, separation
 from qcrd_ray.manifest import (
     RunManifest,
     atomic_write_text,
@@ -73,6 +74,7 @@ class MethodContext:
     train: list[Example]
     eval: list[Example]
     votes: list[Vote]
+    greedy_votes: list[Vote] | None  # the greedy teacher phase's, when a method reads them (DSS-greedy)
     seed_dir: Path
     services: SeedServices
     fit: StreamingFit | None  # None: only the sampling and judging steps run (tests)
@@ -80,6 +82,14 @@ class MethodContext:
     metrics: MetricsLogger
     resume: bool = False
     _eval_refs: list = field(default_factory=list, repr=False)
+
+    def votes_of(self, method: str) -> list[Vote]:
+        """The teacher votes ``method`` learns from: the K samples', or the greedy answer's."""
+        if METHODS[method].teacher == "greedy":
+            if self.greedy_votes is None:
+                raise ValueError(f"{method}: reads the teacher's greedy answers, and no greedy phase ran")
+            return self.greedy_votes
+        return self.votes
 
     def eval_refs(self) -> list:
         """``eval`` in chunks of ``eval.batch_size`` (``evaluation_chunks``' cut), each ``ray.put`` once for the
@@ -151,6 +161,9 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
         record["rationale_quality"] = evaluation["rationale_quality"]
         record["rationale_fully_correct"] = evaluation["rationale_fully_correct"]
     history.append(record)
+    if last:  # every answer and rationale of the result, for a pairwise rating (jobs.rate_rationales)
+        lines = "".join(json.dumps(r) + "\n" for r in prediction_records(examples, evaluation))
+        atomic_write_text(ctx.seed_dir / method / PREDICTIONS_FILE, lines)
     ctx.metrics.log("iteration", method=method, **{k: v for k, v in record.items() if k not in PER_EXAMPLE})
     from_rationale = (
         f", from its rationale {record['rationale_accuracy']:.3f}" if "rationale_accuracy" in record else ""
@@ -189,7 +202,7 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
         if len(summary.history) == ctx.cfg.run.iterations:  # not when the resume extends the run
             print(f"[{method}] finished before the resume: {done}", flush=True)
             return MethodResult(summary)
-    items = build_items(ctx.cfg, method, ctx.train, ctx.votes, {})
+    items = build_items(ctx.cfg, method, ctx.train, ctx.votes_of(method), {})
     history: list[dict] = []
     for t in range(ctx.cfg.run.iterations):
         with ctx.timer.phase("train", method=method, iteration=t):
@@ -210,6 +223,11 @@ class QcrdRun:
         self.evicted: list[str] = []  # snapshots out of the ring, deleted once the next manifest is written
         self.files: dict[str, str] = {}  # the last manifest's file hashes, reused for the files it already had
         self.judges = ctx.services.start_judge(init_dir, ctx.seed) if self.cfg.run.use_judge else []
+        # The questions the judge never trains on, where its separation is measured every iteration.
+        judge = self.cfg.judge
+        self.held_out_ids = held_out_ids([ex.id for ex in ctx.train], judge.holdout_fraction, ctx.seed)
+        self.held_out = HeldOut.build(ctx.train, ctx.votes, self.held_out_ids, ctx.seed, judge.mask_probability)
+        self.separation: dict[str, float] = {}  # the judge's held-out AUCs in the iteration it weighs
         self.question_refs: list = []  # the training questions in chunks of negatives.batch_size, put once
         self.manifest = read_manifest(method_dir) if ctx.resume else None
         if self.manifest is not None:
@@ -245,7 +263,7 @@ class QcrdRun:
             items = self.score(t, items, student_samples)
             result = self.train(t, items)
             self.update_judge(t, items)
-            fit = replace(result, metrics={**result.metrics, "judge_lr_scale": self.lr_scale(t)})
+            fit = replace(result, metrics={**result.metrics, "judge_lr_scale": self.lr_scale(t), **self.separation})
             evaluate_and_record(self.ctx, self.method, t, fit, self.history)
             self.checkpoint(t, result.student_dir)
         self.ctx.services.stop_judges()
@@ -258,9 +276,15 @@ class QcrdRun:
         if not self.judges or self.cfg.judge.pretrain_steps == 0:
             return
         with self.ctx.timer.phase("judge_pretrain", method=self.method):
-            info = ray.get(self.judges[0].pretrain.remote(pretrain_groups(self.ctx.train, self.ctx.votes)))
+            train, votes = self.judge_training()
+            info = ray.get(self.judges[0].pretrain.remote(pretrain_groups(self.cfg, train, votes)))
             sync_replicas(self.judges)
         self.ctx.metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
+
+    def judge_training(self) -> tuple[list[Example], list[Vote]]:
+        """The training questions (and their votes) the judge may train on: all but the held-out ones."""
+        kept = [(ex, v) for ex, v in zip(self.ctx.train, self.ctx.votes, strict=True) if ex.id not in self.held_out_ids]
+        return [ex for ex, _ in kept], [v for _, v in kept]
 
     def negatives(self, t: int) -> dict[str, list[str]]:
         """Samples of snapshot t - j (the oldest one there is, early on) for every training question, over the
@@ -281,17 +305,27 @@ class QcrdRun:
             return merge_samples(map_chunks(self.ctx.services.samplers, "sample", calls))
 
     def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:
-        """The judge's score for every positive and negative (neutral without a judge), over the judge pool in
-        chunks of ``judge.score_batch_size`` pairs, concatenated in order."""
+        """The judge's score for every positive and negative (neutral without a judge), and for the held-out
+        questions' rationales of each kind (its separation), over the judge pool in chunks of
+        ``judge.score_batch_size`` pairs, concatenated in order."""
         if not self.judges:
             return items
-        calls = [(chunk,) for chunk in chunks(judge_pairs(items), self.cfg.judge.score_batch_size)]
+        item_pairs = judge_pairs(items)
+        probe = self.held_out.pairs(self.ctx.train, self.held_out_ids, student_samples)
+        pairs = [*item_pairs, *(pair for kind_pairs in probe.values() for pair in kind_pairs)]
+        calls = [(chunk,) for chunk in chunks(pairs, self.cfg.judge.score_batch_size)]
         with self.ctx.timer.phase("judge_score", method=self.method, iteration=t):
-            items = with_scores(items, concat(map_chunks(self.judges, "score", calls)))
+            scores = concat(map_chunks(self.judges, "score", calls))
+        items = with_scores(items, scores[: len(item_pairs)])
+        rest = iter(scores[len(item_pairs) :])
+        self.separation = separation({kind: [next(rest) for _ in kind_pairs] for kind, kind_pairs in probe.items()})
+        if self.separation:
+            aucs = ", ".join(f"{key.removeprefix('judge_auc_')} {auc:.2f}" for key, auc in self.separation.items())
+            print(f"[{self.method}] iteration {t + 1}: the judge's held-out AUC against {aucs}", flush=True)
         self.judge_scores = scores_by_kind(items, student_samples)
         atomic_write_text(self.method_dir / JUDGE_SCORES_FILE, json.dumps(self.judge_scores))
-        for kind, scores in self.judge_scores.items():
-            self.ctx.metrics.log_scores(kind, scores, iteration=t)
+        for kind, kind_scores in self.judge_scores.items():
+            self.ctx.metrics.log_scores(kind, kind_scores, iteration=t)
         return items
 
     def train(self, t: int, items: list[TrainItem]) -> FitResult:
@@ -311,7 +345,8 @@ class QcrdRun:
         if not self.judges or (t + 1) % self.cfg.judge.update_interval != 0:
             return
         with self.ctx.timer.phase("judge_update", method=self.method, iteration=t):
-            ray.get(self.judges[0].update.remote(update_groups(items), self.lr_scale(t)))
+            trained = [it for it in items if it.id not in self.held_out_ids]
+            ray.get(self.judges[0].update.remote(update_groups(trained), self.lr_scale(t)))
             sync_replicas(self.judges)
 
     def checkpoint(self, t: int, student_dir: str) -> None:

@@ -3,7 +3,7 @@ group. Every method of the seed uses the samplers (negatives, evaluation); QCRD 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ray  # imported once the driver has set Ray's environment up (jobs.distill.run)
@@ -14,6 +14,7 @@ from actors.placement import reserve
 from actors.pool import kill_pool, start_pool
 from actors.student_sampler import StudentSamplerActor
 from qcrd_ray.config import Config
+from qcrd_ray.models import judge_encoder
 
 
 @dataclass
@@ -56,9 +57,11 @@ class SeedServices:
             sampler.warm_up.remote()  # imports overlap the first fit's start-up instead of the first evaluation
         return cls(cfg, name, samplers, group)
 
-    def start_judge(self, tokenizer_dir: Path, seed: int) -> list:
-        """``judge.num_replicas`` judges, all built alike from ``seed`` (the same D until replica 0 trains)."""
-        judge = self.cfg.judge
+    def start_judge(self, student_dir: Path, seed: int) -> list:
+        """``judge.num_replicas`` judges on the initial student ``student_dir``, all built alike from ``seed`` (the
+        same D until replica 0 trains). ``judge.encoder`` is resolved here, where a relative path means what the
+        user meant: an actor's working directory is not the driver's."""
+        judge = replace(self.cfg.judge, encoder=judge_encoder(self.cfg.judge.encoder, student_dir))
         self.judges = start_pool(
             JudgeActor,
             f"{self.name}/judge",
@@ -66,7 +69,7 @@ class SeedServices:
             self.group,
             self.cfg.sampler.num_replicas,
             judge,
-            str(tokenizer_dir),
+            str(student_dir),
             seed,
             num_cpus=judge.num_cpus,
             num_gpus=judge.num_gpus,

@@ -8,13 +8,14 @@ key path (``train.lr``) and what was expected. Nothing is ever silently rewritte
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from qcrd_ray.methods import METHODS
+from qcrd_ray.methods import METHODS, methods_of
 from qcrd_ray.teacher_config import TeacherConfig, VotingConfig
 from qcrd_ray.typed_config import ConfigError, build, check, parse_overrides, set_dotted
 
@@ -45,8 +46,9 @@ class RunConfig:
     output_dir: str = "runs/qcrd"
     seed: int = 0
     method: str = "qcrd"  # a name of qcrd_ray.methods.METHODS
-    # Also run the DSS and fine-tuning baselines with the same student, steps and seed, for the report.
-    compare_baselines: bool = True
+    # With a contrastive method, also train these baselines on the same student, data, steps and seed, for the
+    # report ([] for none): "finetune", "dss" (the teacher's first sample), "dss_greedy" (its greedy answer).
+    baselines: tuple[str, ...] = ("finetune", "dss")
     iterations: int = 5
     # Ablations of the full method (docs/METHOD.md section 7's component ablation).
     self_consistency: bool = True
@@ -55,6 +57,10 @@ class RunConfig:
 
     def validate(self, p: str) -> None:
         check(self.method in METHODS, f"{p}.method", "one of " + ", ".join(map(repr, METHODS)), self.method)
+        baselines = [name for name, m in METHODS.items() if not m.contrastive]
+        for name in self.baselines:
+            check(name in baselines, f"{p}.baselines", "a list of " + ", ".join(map(repr, baselines)), name)
+        check(len(set(self.baselines)) == len(self.baselines), f"{p}.baselines", "no name twice", self.baselines)
         check(self.iterations >= 1, f"{p}.iterations", "an integer >= 1", self.iterations)
         check(bool(self.name) and "/" not in self.name, f"{p}.name", "a non-empty name without '/'", self.name)
 
@@ -116,22 +122,28 @@ class NegativesConfig:
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    # Encoder of D: a hub name or local directory of a T5-like model, or null for a tiny random-init T5 encoder.
-    encoder: str | None = None
+    # Encoder of D: "student" (the run's initial student: its T5 encoder, or a decoder-only student's
+    # transformer, with its tokenizer), a hub name, local directory or builtin: name, or null for a tiny
+    # random-init T5 encoder over the student's tokenizer.
+    encoder: str | None = "student"
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     hidden_size: int = 128
-    pretrain_steps: int = 60
+    # Pretraining: steps and rate chosen by the held-out AUC on the story task (studies/README.md, issue 33).
+    pretrain_steps: int = 500
+    lr: float = 3e-4
     update_interval: int = 1  # online update every this many iterations
     update_steps: int = 12
-    lr: float = 1e-4
-    batch_size: int = 16
+    update_lr: float = 1e-4  # online updates (times a3_t / a3_0): their own rate, so D drifts, not swings
+    # Share of the training questions D never trains on: its held-out AUCs per iteration are measured there.
+    holdout_fraction: float = 0.1
+    batch_size: int = 8  # groups (a question's positives and negatives) per step
     score_batch_size: int = 128
     max_length: int = 256
     loss_form: Literal["infonce", "paper_printed"] = "infonce"
     # Weight of a binary cross-entropy term (positives -> 1, negatives -> 0) added to L_D in pretraining and
-    # updates. L_D sees only differences of scores; this pins their level, which QCRD uses as its weights.
-    # 0, L_D alone, is the default: at 1 the tiny judge scores everything near 1/2 (studies/README.md).
-    level_weight: float = 0.0
+    # updates. L_D sees only differences of scores, so alone it lets their level drift (to 0.003 or 0.995 within
+    # 100 steps on the student's encoder); this pins the level, which QCRD uses as its weights.
+    level_weight: float = 1.0
     mask_probability: float = 0.15
     # What each judge actor asks of its node (half a CPU: it shares one with the student sampler on a laptop),
     # and how many score each iteration's pairs (the online update runs on the first; the others load it).
@@ -147,6 +159,8 @@ class JudgeConfig:
             self.pretrain_steps,
         )
         check(self.lr > 0, f"{p}.lr", "a float > 0", self.lr)
+        check(self.update_lr > 0, f"{p}.update_lr", "a float > 0", self.update_lr)
+        check(0.0 <= self.holdout_fraction < 1.0, f"{p}.holdout_fraction", "a float in [0, 1)", self.holdout_fraction)
         check(self.level_weight >= 0, f"{p}.level_weight", "a float >= 0", self.level_weight)
         check(0.0 <= self.mask_probability < 1.0, f"{p}.mask_probability", "a float in [0, 1)", self.mask_probability)
         for key in ("hidden_size", "update_interval", "batch_size", "score_batch_size", "max_length"):
@@ -321,8 +335,18 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
+    def validate(self, p: str) -> None:
+        greedy = [m for m in methods_of(self.run) if METHODS[m].teacher == "greedy"]
+        check(
+            not greedy or self.teacher.backend != "dataset",
+            "run.baselines",
+            "no method that reads the teacher's greedy answer with teacher.backend 'dataset' (it has none)",
+            greedy,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON data: a tuple comes out as the list config.json holds (a resume compares the two)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def replace(self, overrides: dict[str, Any]) -> Config:
         """A new config with dotted-path overrides applied (``{"train.lr": 3e-4}``), validated."""

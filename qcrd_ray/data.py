@@ -50,7 +50,7 @@ class ParseReport:
 MAX_RECORD_CHARS = 100_000  # data.max_record_chars: the longest line of the DSS release has 1,213
 
 
-def _read_json_lines(path: Path, max_chars: int = MAX_RECORD_CHARS) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json_lines(path: Path, max_chars: int = MAX_RECORD_CHARS) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON-lines file; a line that is not UTF-8, not JSON,
     not an object or longer than ``max_chars`` raises DataError naming it."""
     with path.open("rb") as handle:  # bytes: a decoding error then has a line number
@@ -131,7 +131,7 @@ def load_dss(
         raise DataError(f"{gold_path}: no such file (this DSS folder holds: {', '.join(shipped) or 'nothing'})")
 
     rows = []
-    for number, row in _read_json_lines(gold_path, max_record_chars):
+    for number, row in read_json_lines(gold_path, max_record_chars):
         try:
             rows.append((row, rules.format_input(row), rules.gold_label(row)))
         except KeyError as err:
@@ -230,7 +230,7 @@ def load_jsonl(path: str | Path, max_record_chars: int = MAX_RECORD_CHARS) -> li
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    rows = _read_json_lines(path, max_record_chars)
+    rows = read_json_lines(path, max_record_chars)
     examples = [_example_from_record(row, f"{path}:{number}") for number, row in rows]
     seen: dict[str, int] = {}
     for i, example in enumerate(examples):

@@ -14,6 +14,8 @@ from qcrd_ray.scoring import causal_prompt, is_seq2seq
 from qcrd_ray.sharding import chunk_bounds
 from qcrd_ray.tasks import EXPLAIN, PREDICT, Task, get_task
 
+PREDICTIONS_FILE = "predictions.jsonl"  # a method's final answers and rationales, in its run directory
+
 
 def per_example_correct(task: Task | str, predictions: list[str], labels: list[str]) -> list[bool]:
     """One bool per (prediction, gold label) pair, by ``task.is_correct``."""
@@ -141,8 +143,20 @@ def merge_evaluations(
         "rationale_quality": grade_shares(grades) if grades else None,
         "rationale_fully_correct": [g.fully_correct for g in grades] if grades else None,
         "predictions": predictions,
+        "rationales": rationales if explains else None,
         "examples": [
             {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat, "rationale_answer": ans}
             for ex, pred, rat, ans in zip(examples, predictions, rationales, answers, strict=False)
         ][:num_examples_in_report],
     }
+
+
+def prediction_records(examples: list[Example], evaluation: dict) -> list[dict]:
+    """One record per example of an evaluation (``merge_evaluations``' result), as a method's
+    ``predictions.jsonl`` holds them for ``jobs.rate_rationales``: id, question, gold label, the ``predict:``
+    answer, and the student's own rationale (None for a method that does not explain)."""
+    rationales = evaluation["rationales"] or [None] * len(examples)
+    return [
+        {"id": ex.id, "question": ex.input, "label": ex.label, "prediction": prediction, "rationale": rationale}
+        for ex, prediction, rationale in zip(examples, evaluation["predictions"], rationales, strict=True)
+    ]

@@ -3,7 +3,7 @@
 D reads (question, rationale) and gives s in [0, 1]. It is pretrained on the teacher's positives against its
 negatives (classes balanced by ``qcrd_ray.augment``), scores every iteration's rationales in large batches, and
 is updated online after each iteration. a3's decay acts on those updates through their learning rate
-(``lr * lr_scale``, with ``lr_scale = a3_t / a3_0``): D has an optimizer of its own, and AdamW is blind to the
+(``update_lr * lr_scale``, with ``lr_scale = a3_t / a3_0``): D has an optimizer of its own, and AdamW is blind to the
 scale of its loss, so multiplying the loss by a3 would change nothing. ``actors/judge.py`` holds D in Ray
 actors, a pool of ``judge.num_replicas`` that split the scoring while the first alone trains and hands its
 ``weights()`` to the others (and serves a saved D over HTTP); everything here is plain torch.
@@ -27,7 +27,7 @@ import torch
 from qcrd_ray.augment import balance_negatives
 from qcrd_ray.config import JudgeConfig
 from qcrd_ray.losses import judge_level_loss, judge_loss
-from qcrd_ray.models import build_judge, judge_text, load_judge, save_judge
+from qcrd_ray.models import build_judge, judge_encoder, judge_text, load_judge, save_judge
 from qcrd_ray.records import Group  # (question, positives, negatives): what D trains on
 from qcrd_ray.tokenizer import load_tokenizer
 
@@ -75,15 +75,17 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_
 class QualityJudge:
     """D with its optimizer: pretrain, score, update online, save and load. ``actors.judge.JudgeActor`` wraps it."""
 
-    def __init__(self, cfg: JudgeConfig, tokenizer_dir: str | None, seed: int):
-        if cfg.encoder is None and not tokenizer_dir:
-            raise ValueError("QualityJudge: tokenizer_dir is required when judge.encoder is null")
+    def __init__(self, cfg: JudgeConfig, student_dir: str, seed: int):
+        """D for ``cfg`` on the run's initial student ``student_dir`` (``judge.encoder: student``: its encoder and
+        tokenizer; a tiny encoder reads with its tokenizer too), its head seeded by ``seed``."""
+        if not student_dir:
+            raise ValueError("QualityJudge: student_dir (the run's initial student, or its tokenizer) is required")
         self.cfg = cfg
         self.seed = seed
         torch.manual_seed(seed)
-        # A pretrained encoder reads with its own vocabulary; a tiny one shares the student's tokenizer.
-        self.tokenizer = load_tokenizer(cfg.encoder if cfg.encoder is not None else tokenizer_dir)
-        self.model = build_judge(cfg, self.tokenizer, seed=seed)
+        encoder = judge_encoder(cfg.encoder, student_dir)
+        self.tokenizer = load_tokenizer(encoder if encoder is not None else student_dir)
+        self.model = build_judge(cfg, self.tokenizer, seed=seed, encoder=encoder)
         if cfg.num_gpus > 0 and torch.cuda.is_available():
             self.model.to("cuda")
         self.optimizer = self._new_optimizer()
@@ -124,7 +126,7 @@ class QualityJudge:
         neg_scores, neg_mask = pad(neg_index)
         return pos_scores, pos_mask, neg_scores, neg_mask
 
-    def _train(self, groups: list[Group], steps: int, lr: float) -> list[float]:
+    def train_steps(self, groups: list[Group], steps: int, lr: float) -> list[float]:
         """``steps`` AdamW steps at learning rate ``lr`` on L_D over batches of ``cfg.batch_size`` groups
         (epochs reshuffled); returns the losses."""
         for group in self.optimizer.param_groups:
@@ -171,25 +173,28 @@ class QualityJudge:
             **extra,
         }
 
-    def pretrain(self, groups: Sequence[Group]) -> dict[str, Any]:
-        """Pretrain on the teacher's (question, positives, negatives): ``cfg.pretrain_steps`` steps.
-
-        Each group's negatives are topped up to its number of positives with corrupted positives, so the
-        classes are balanced. Groups left without a positive (or a negative) are skipped.
-        """
+    def balanced(self, groups: Sequence[Group]) -> tuple[list[Group], int]:
+        """``groups`` with each one's negatives topped up to its number of positives with corrupted positives
+        (so the classes are balanced), less the groups left without a positive or a negative; and how many
+        negatives were made."""
         balanced, num_augmented = [], 0
         for question, positives, negatives in groups:
             extra = balance_negatives(list(positives), list(negatives), self.rng, self.cfg.mask_probability)
             num_augmented += len(extra)
             balanced.append((question, list(positives), [*negatives, *extra]))
-        usable = self._usable(balanced)
+        return self._usable(balanced), num_augmented
+
+    def pretrain(self, groups: Sequence[Group]) -> dict[str, Any]:
+        """Pretrain on the teacher's (question, positives, negatives), ``balanced``: ``cfg.pretrain_steps`` steps
+        at ``cfg.lr``."""
+        usable, num_augmented = self.balanced(groups)
         if not usable and self.cfg.pretrain_steps > 0:
             raise ValueError(f"QualityJudge.pretrain: none of {len(groups)} groups has a positive to learn from")
-        losses = self._train(usable, self.cfg.pretrain_steps, self.cfg.lr)
+        losses = self.train_steps(usable, self.cfg.pretrain_steps, self.cfg.lr)
         return self._finish("pretrain", losses, len(usable), {"num_augmented": num_augmented})
 
     def update(self, groups: Sequence[Group], lr_scale: float) -> dict[str, Any]:
-        """Online update after an iteration: ``cfg.update_steps`` steps at ``cfg.lr * lr_scale``
+        """Online update after an iteration: ``cfg.update_steps`` steps at ``cfg.update_lr * lr_scale``
         (``schedule.judge_lr_scale``: a3_t / a3_0, so the updates weaken as a3 decays; 0 skips them).
 
         The iteration's negatives (teacher minority + student samples) are real, so nothing is augmented here.
@@ -198,7 +203,7 @@ class QualityJudge:
             raise ValueError(f"QualityJudge.update: lr_scale must be in [0, 1], got {lr_scale!r}")
         usable = self._usable(groups)
         steps = self.cfg.update_steps if usable and lr_scale > 0 else 0
-        losses = self._train(usable, steps, self.cfg.lr * lr_scale)
+        losses = self.train_steps(usable, steps, self.cfg.update_lr * lr_scale)
         return self._finish("update", losses, len(usable), {"lr_scale": lr_scale})
 
     # ---------------------------------------------------------------------------------------------------

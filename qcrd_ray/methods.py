@@ -2,7 +2,8 @@
 
 - fine-tuning: the label alone (``predict:``), no rationale.
 - DSS: the label and ONE teacher rationale, the first sample as the teacher wrote it, whatever answer it
-  reached (Distilling Step-by-Step has no self-consistency).
+  reached (Distilling Step-by-Step has no self-consistency); DSS-greedy the teacher's greedy answer instead, its
+  best single one (sampled by a teacher phase of its own, K = 1 at T = 0).
 - QCRD: the label, the voted positives, and the negatives: the student's own samples from snapshot t - j
   first, then the teacher's minority, at most ``negatives.max_per_question``. Its component ablations are
   ``run`` flags read here (``self_consistency``: DSS's raw sample instead of the vote; ``student_negatives``;
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from qcrd_ray.records import Example, Group, TrainItem, Vote
 from qcrd_ray.student_loss import (
@@ -54,6 +55,11 @@ class Method:
     targets: Callable[[TrainItem], tuple[str, ...]]
     loss: Callable[[StudentBatch], tuple]
     metrics: tuple[str, ...]
+    teacher: Literal["sampled", "greedy"] = "sampled"  # whose votes it reads: the K samples, or the greedy answer
+
+
+# The greedy teacher phase's settings, over the run's teacher section.
+GREEDY_TEACHER = {"teacher.num_samples": 1, "teacher.temperature": 0.0}
 
 
 def dss_rationale(vote: Vote) -> tuple[str, ...]:
@@ -102,6 +108,17 @@ DSS = Method(
     loss=rationale_loss,
     metrics=("loss_rationale",),
 )
+DSS_GREEDY = Method(
+    name="dss_greedy",
+    label="DSS (greedy teacher)",
+    explains=True,
+    contrastive=False,
+    rationales=_first_sample,
+    targets=lambda item: item.positives[:1],
+    loss=rationale_loss,
+    metrics=("loss_rationale",),
+    teacher="greedy",
+)
 QCRD = Method(
     name="qcrd",
     label="QCRD",
@@ -113,7 +130,7 @@ QCRD = Method(
     metrics=("loss_cl", *CONTRASTIVE_FIGURES),
 )
 # The report's order: the baselines first.
-METHODS: dict[str, Method] = {m.name: m for m in (FINETUNE, DSS, QCRD)}
+METHODS: dict[str, Method] = {m.name: m for m in (FINETUNE, DSS, DSS_GREEDY, QCRD)}
 
 
 def get_method(name: str) -> Method:
@@ -124,10 +141,11 @@ def get_method(name: str) -> Method:
 
 
 def methods_of(run: RunConfig) -> list[str]:
-    """The methods a run trains: the configured one, after the baselines it is compared with."""
-    if not run.compare_baselines or not METHODS[run.method].contrastive:
+    """The methods a run trains: the configured one, after the baselines it is compared with (a contrastive
+    method's ``run.baselines``, in the registry's order)."""
+    if not METHODS[run.method].contrastive:
         return [run.method]
-    return [*(name for name, m in METHODS.items() if not m.contrastive), run.method]
+    return [*(name for name in METHODS if name in run.baselines), run.method]
 
 
 def build_items(
@@ -169,13 +187,17 @@ def encoded_length(item: TrainItem, method: str) -> int:
     return len(item.input) + max(map(len, get_method(method).targets(item)), default=0)
 
 
-def pretrain_groups(train: Sequence[Example], votes: Sequence[Vote]) -> list[Group]:
-    """The judge's pretraining data: the teacher's positives against its minority, per question with a positive."""
-    return [
-        (ex.input, [r.text for r in v.positives], [r.text for r in v.negatives])
-        for ex, v in zip(train, votes, strict=True)
-        if v.positives
-    ]
+def pretrain_groups(cfg: Config, train: Sequence[Example], votes: Sequence[Vote]) -> list[Group]:
+    """The judge's pretraining data: per question with a positive, what ``run.method`` trains on before any
+    student sample. With self-consistency, the teacher's positives against its minority; without it (the
+    ablation), DSS's raw sample alone, so the judge sees no vote and learns from corrupted copies of it."""
+    rationales = get_method(cfg.run.method).rationales
+    groups = []
+    for ex, vote in zip(train, votes, strict=True):
+        positives, negatives = rationales(cfg, vote, ())
+        if positives:
+            groups.append((ex.input, list(positives), list(negatives)))
+    return groups
 
 
 def update_groups(items: Sequence[TrainItem]) -> list[Group]:

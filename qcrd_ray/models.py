@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
@@ -266,12 +267,19 @@ def judge_text(question: str, rationale: str) -> str:
 
 
 class Judge(nn.Module):
-    """D(x, r) in [0, 1]: a T5 encoder, max-pooling over real tokens, Linear -> tanh -> Linear, a sigmoid."""
+    """D(x, r) in [0, 1]: an encoder (a T5 encoder, or a decoder-only model's transformer), max-pooling over real
+    tokens, Linear -> tanh -> Linear, a sigmoid.
+
+    The head's last layer starts at zero, so a fresh D scores every rationale 0.5 on every seed: the level of
+    QCRD's weights then comes from training, never from where a random initialisation happened to put it."""
 
     def __init__(self, encoder: nn.Module, hidden_size: int):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(nn.Linear(encoder.config.d_model, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+        width = encoder.config.hidden_size
+        self.head = nn.Sequential(nn.Linear(width, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask [B, L] -> scores [B] in [0, 1]."""
@@ -281,20 +289,40 @@ class Judge(nn.Module):
         return torch.sigmoid(self.head(pooled).squeeze(-1))
 
 
-def build_judge(cfg: JudgeConfig, tokenizer, seed: int | None = None) -> Judge:
-    """D on ``cfg.encoder`` (a T5-like hub name or dir, read with its own tokenizer) or on a tiny random-init
-    T5 encoder over ``tokenizer``'s vocabulary. The head (and a tiny encoder) start from ``seed`` when given."""
+def judge_encoder(encoder: str | None, student_dir: str | Path) -> str | None:
+    """What D's encoder loads for ``judge.encoder``: ``student`` is the run's initial student (``student_dir``),
+    ``builtin:`` names resolve as the student's do, a relative path that exists becomes absolute (an actor's
+    working directory is not the driver's), a hub name stays as given; None (a tiny random-init encoder) stays."""
+    if encoder is None:
+        return None
+    if encoder == "student":
+        return str(Path(student_dir).resolve())
+    encoder = resolve_student(encoder)
+    return str(Path(encoder).resolve()) if Path(encoder).exists() else encoder
+
+
+def _pretrained_encoder(path: str) -> nn.Module:
+    """A seq2seq model's encoder (T5's, alone), or a decoder-only model's transformer without its LM head:
+    its hidden states, max-pooled, are what D reads (as reward models on causal LMs are built)."""
+    if AutoConfig.from_pretrained(path).is_encoder_decoder:
+        return T5EncoderModel.from_pretrained(path)
+    return AutoModel.from_pretrained(path)
+
+
+def build_judge(cfg: JudgeConfig, tokenizer, seed: int | None = None, encoder: str | None = None) -> Judge:
+    """D on a pretrained ``encoder`` (``judge_encoder``'s answer: a directory or hub name, read with its own
+    tokenizer) or, when None, on a tiny random-init T5 encoder over ``tokenizer``'s vocabulary. The head (and a
+    tiny encoder) start from ``seed`` when given."""
     with _seeded(seed):
-        if cfg.encoder is not None:
-            encoder = T5EncoderModel.from_pretrained(cfg.encoder)
-            if encoder.get_input_embeddings().num_embeddings < len(tokenizer):
-                raise ValueError(
-                    f"judge.encoder {cfg.encoder!r}: its vocabulary is smaller than the tokenizer's "
-                    f"({len(tokenizer)}); give D the encoder's own tokenizer"
-                )
-        else:
-            encoder = T5EncoderModel(_tiny_t5_config(cfg.tiny, tokenizer, "judge"))
-        return Judge(encoder, cfg.hidden_size)
+        if encoder is None:
+            return Judge(T5EncoderModel(_tiny_t5_config(cfg.tiny, tokenizer, "judge")), cfg.hidden_size)
+        model = _pretrained_encoder(encoder)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise ValueError(
+                f"judge.encoder {encoder!r}: its vocabulary is smaller than the tokenizer's "
+                f"({len(tokenizer)}); give D the encoder's own tokenizer"
+            )
+        return Judge(model, cfg.hidden_size)
 
 
 def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
@@ -307,6 +335,7 @@ def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
     meta = {
         "format": JUDGE_FORMAT,
         "hidden_size": model.head[0].out_features,
+        "encoder_class": type(model.encoder).__name__,
         "encoder_config": model.encoder.config.to_dict(),
     }
     (path / JUDGE_CONFIG).write_text(json.dumps(meta, indent=1))
@@ -322,6 +351,12 @@ def load_judge(path: str | Path) -> tuple[Judge, object]:
     meta = json.loads((path / JUDGE_CONFIG).read_text())
     if meta.get("format") != JUDGE_FORMAT:
         raise ValueError(f"{path / JUDGE_CONFIG}: format {meta.get('format')!r}, expected {JUDGE_FORMAT!r}")
-    model = Judge(T5EncoderModel(T5Config.from_dict(meta["encoder_config"])), int(meta["hidden_size"]))
+    encoder_config = meta["encoder_config"]
+    if meta.get("encoder_class", "T5EncoderModel") == "T5EncoderModel":
+        encoder = T5EncoderModel(T5Config.from_dict(encoder_config))
+    else:
+        config_class = AutoConfig.for_model(encoder_config["model_type"]).__class__
+        encoder = AutoModel.from_config(config_class.from_dict(encoder_config))
+    model = Judge(encoder, int(meta["hidden_size"]))
     model.load_state_dict(load_file(str(path / JUDGE_WEIGHTS)))
     return model, AutoTokenizer.from_pretrained(str(path))

@@ -22,7 +22,13 @@ from typing import Any
 from qcrd_ray.methods import METHODS
 from qcrd_ray.plots import plot_accuracy, plot_judge_scores
 from qcrd_ray.report_differences import differences_markdown, method_differences, quality_markdown
-from qcrd_ray.report_judge import SCORE_KINDS, contrastive_markdown, judge_markdown, pooled_scores
+from qcrd_ray.report_judge import (
+    SCORE_KINDS,
+    contrastive_markdown,
+    judge_markdown,
+    pooled_scores,
+    separation_markdown,
+)
 from qcrd_ray.tasks import get_task
 
 # The two ways to read a student's answer (docs/METHOD.md section 9): summary keys, and how the report names them.
@@ -82,7 +88,7 @@ def _validate(summaries: list[dict]) -> list[dict]:
         value = (s.get("majority_label") or {}).get("accuracy")
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"qcrd_ray/report.py: {where}.majority_label.accuracy must be in [0, 1], got {value!r}")
-        for key in ("single_sample_accuracy", "self_consistency_accuracy", "mean_agreement"):
+        for key in ("single_sample_accuracy", "greedy_accuracy", "self_consistency_accuracy", "mean_agreement"):
             value = s.get("teacher", {}).get(key)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"qcrd_ray/report.py: {where}.teacher.{key} must be in [0, 1], got {value!r}")
@@ -143,6 +149,8 @@ def results_table_markdown(summaries: list[dict]) -> str:
     k = _samples_per_question(teachers[0])
     if any(t.get("single_sample_accuracy") is not None for t in teachers):
         row("teacher, single sample", [t.get("single_sample_accuracy") for t in teachers])
+    if any(t.get("greedy_accuracy") is not None for t in teachers):
+        row("teacher, greedy", [t.get("greedy_accuracy") for t in teachers])
     if any(t.get("self_consistency_accuracy") is not None for t in teachers):
         vote = f"self-consistency, K={k}" if k else "self-consistency"
         row(f"teacher, {vote}", [t.get("self_consistency_accuracy") for t in teachers])
@@ -332,6 +340,7 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
         out += [f"![judge score densities]({JUDGE_PLOT})\n", judge_markdown(scores)]
     else:
         out.append("No judge scores of both positives and negatives were recorded (a run without the judge).\n")
+    out += ["### Does the judge separate?\n", separation_markdown(summaries)]
     out += ["## The contrastive term\n", contrastive_markdown(summaries)]
     out.append("## Wall time per phase\n")
     if any(s.get("phase_seconds") or s.get("total_seconds") is not None for s in summaries):

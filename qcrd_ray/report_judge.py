@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
+from qcrd_ray.judge_separation import NEGATIVE_KINDS, SEPARATES, separation_auc
 from qcrd_ray.methods import METHODS
 
 SCORE_KINDS = (
@@ -70,16 +69,6 @@ def contrastive_markdown(summaries: list[dict]) -> str:
     )
 
 
-def separation_auc(positives: list[float], negatives: list[float]) -> float | None:
-    """P(score of a random positive > score of a random negative), ties counting half (Mann-Whitney U / n_p n_n)."""
-    if not positives or not negatives:
-        return None
-    pos, neg = np.asarray(positives, dtype=np.float64), np.sort(np.asarray(negatives, dtype=np.float64))
-    below = np.searchsorted(neg, pos, side="left")
-    ties = np.searchsorted(neg, pos, side="right") - below
-    return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
-
-
 def pooled_scores(summaries: list[dict]) -> dict[str, list[float]]:
     return {
         kind: [float(v) for s in summaries for v in s.get("judge_scores", {}).get(kind, [])] for kind, _ in SCORE_KINDS
@@ -97,3 +86,54 @@ def judge_markdown(scores: dict[str, list[float]]) -> str:
         if auc is not None:
             lines.append(f"- P(a positive scores above one of the {label}) = {auc:.3f} (0.5: no separation)")
     return "\n".join(lines) + "\n"
+
+
+HELD_OUT_KINDS = {
+    "minority": "the teacher's minority",
+    "corrupted": "corrupted positives",
+    "student": "the student's samples",
+}
+
+
+def separation_markdown(summaries: list[dict]) -> str:
+    """The judge's held-out AUCs per seed and iteration (positives against each kind of negative, on questions
+    it never trained on), the mean weights QCRD put on its chosen rationales, and per kind a sentence: does the
+    judge separate it, at the last iteration, averaged over seeds?"""
+    keys = [f"judge_auc_{kind}" for kind in NEGATIVE_KINDS]
+    rows, last = [], {key: [] for key in keys}
+    contrastive = [name for name, method in METHODS.items() if method.contrastive]
+    for s in summaries:
+        for name in contrastive:
+            history = [h for h in s.get("methods", {}).get(name, {}).get("history", []) if any(k in h for k in keys)]
+            for h in history:
+                cells = [str(s["seed"]), str(h["iteration"] + 1)]
+                cells += [
+                    f"{h[k]:.3f}" if _finite(h.get(k)) else "-" for k in [*keys, "weight_positive", "weight_negative"]
+                ]
+                rows.append(cells)
+            for key in keys:
+                if history and _finite(history[-1].get(key)):
+                    last[key].append(history[-1][key])
+    if not rows:
+        return "No held-out separation was recorded (a run without the judge, or judge.holdout_fraction 0).\n"
+    header = ["seed", "iteration", *(f"AUC vs {HELD_OUT_KINDS[k]}" for k in NEGATIVE_KINDS)]
+    header += ["weight chosen positive (s)", "weight chosen negative (1 - s)"]
+    table = "\n".join("| " + " | ".join(c) + " |" for c in [header, ["---:"] * len(header), *rows]) + "\n"
+    lines = []
+    for kind in NEGATIVE_KINDS:
+        values = last[f"judge_auc_{kind}"]
+        if not values:
+            continue
+        auc = sum(values) / len(values)
+        if auc < SEPARATES:
+            lines.append(
+                f"- The judge cannot tell {HELD_OUT_KINDS[kind]} from the positives (AUC {auc:.3f} < {SEPARATES}): "
+                "its weights carry no quality signal on those rationales."
+            )
+        else:
+            lines.append(f"- The judge separates {HELD_OUT_KINDS[kind]} from the positives (AUC {auc:.3f}).")
+    return (
+        "Measured on training questions the judge never trains on: the AUC is the chance that a positive scores "
+        "above a negative of that kind (0.5: no separation), for the judge that weighted the iteration. The last "
+        "iteration's, averaged over seeds:\n\n" + "\n".join(lines) + "\n\n" + table
+    )

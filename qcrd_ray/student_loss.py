@@ -8,9 +8,10 @@ Losses per micro batch of questions (docs/METHOD.md sections 1, 5, 6):
 Both rationale terms average over every question of the batch: one without a rationale adds zero.
 
 With ``minmax`` or ``maxmin`` only one positive and one negative per question carry a gradient. Which ones is
-decided by their CE, so QCRD first scores the rationales without a gradient (one encoder pass, one batched
-decoder pass over every negative and the positives of questions with two or more), then runs the
-differentiable pass on the chosen two alone. A chosen negative whose CE is already past the margin (l > delta)
+decided by their CE, so QCRD first scores the rationales without a gradient (one batched decoder pass over
+every negative and the positives of questions with two or more), then runs the differentiable pass on the
+chosen two alone. A seq2seq student runs its encoder over the ``explain:`` inputs once, with its graph, and
+both passes decode from it (the pick from its detached copy). A chosen negative whose CE is already past the margin (l > delta)
 adds nothing to the loss or its gradient (``min(l - delta, 0) = 0``), so it skips that pass too and enters
 the loss with its no-grad CE. The loss and gradient are the same as through every rationale (up to dropout,
 which draws its masks anew). benchmarks.qcrd_step measures what it saves.
@@ -19,12 +20,22 @@ which draws its masks anew). benchmarks.qcrd_step measures what it saves.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
-from qcrd_ray.losses import PICKING_AGGREGATIONS, SIDE_MODES, Slots, contrastive_terms, dss_loss, pick_by_ce
+from qcrd_ray.losses import (
+    PICKING_AGGREGATIONS,
+    SIDE_MODES,
+    Slots,
+    contrastive_terms,
+    dss_loss,
+    pick_by_ce,
+    sequence_ce,
+)
 from qcrd_ray.records import TrainItem
 from qcrd_ray.scoring import encode_batch, is_seq2seq, rationale_ce
 from qcrd_ray.tasks import EXPLAIN, PREDICT
@@ -40,7 +51,7 @@ class StudentBatch:
 
     items: list[TrainItem]
     label_ce: torch.Tensor  # [B]: CE of each question's label on the predict: path
-    explain_ce: Callable  # rationales [B][R] -> (ce [B, R], mask [B, R]), 0 / False at empty slots
+    explain_ce: Callable  # rationales [B][R], grad=True -> (ce [B, R], mask [B, R]), 0 / False at empty slots
     cfg: Config
     generator: torch.Generator | None = None  # drives the ``sampling`` aggregation
     choose_first: bool = True  # QCRD picks its rationales without a gradient first (above)
@@ -50,15 +61,30 @@ def student_batch(
     model, tokenizer, items: list[TrainItem], cfg: Config, *, generator=None, choose_first: bool = True
 ) -> StudentBatch:
     """Encode ``items``' labels and score them (the CE every method's loss starts from)."""
+    seq2seq = is_seq2seq(model)
     limits = {
         "max_input": cfg.student.max_input_length,
         "max_target": cfg.student.max_target_length,
-        "causal": not is_seq2seq(model),
+        "causal": not seq2seq,
     }
+    explain_states = None  # [B, S, H]: a seq2seq student's encoder pass over the explain: inputs
 
-    def explain_ce(rationales: list[list[str]]):
+    def explain_ce(rationales: list[list[str]], *, grad: bool = True):
+        """grad=False: without a gradient, for the pick; the encoder pass it runs keeps its graph for later calls."""
+        nonlocal explain_states
         enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in items], rationales, **limits)
-        return rationale_ce(model, enc), enc["rationale_mask"]
+        mask = enc["rationale_mask"]
+        if not seq2seq or not mask.any():
+            with nullcontext() if grad else torch.no_grad():
+                return rationale_ce(model, enc), mask
+        if explain_states is None:  # every call encodes the same inputs: only the rationales differ
+            device = next(model.parameters()).device
+            encoder = model.get_encoder()
+            explain_states = encoder(
+                input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)
+            ).last_hidden_state
+        with nullcontext() if grad else torch.no_grad():
+            return _decoder_ce(model, explain_states if grad else explain_states.detach(), enc), mask
 
     enc = encode_batch(tokenizer, [PREDICT + it.input for it in items], [[it.label] for it in items], **limits)
     label_ce = rationale_ce(model, enc)[:, 0]
@@ -81,8 +107,7 @@ def contrastive_student_loss(b: StudentBatch) -> tuple[torch.Tensor, dict[str, f
     """QCRD: ``a1 * L_pred + a2 * L_cl``, with the contrastive figures of its terms."""
     cfg, batch, silent = b.cfg.loss, b.items, None
     if b.choose_first and cfg.aggregation in PICKING_AGGREGATIONS:
-        with torch.no_grad():
-            ce, mask = b.explain_ce([[*c.positives, *c.negatives] for c in map(scored_sides, batch)])
+        ce, mask = b.explain_ce([[*c.positives, *c.negatives] for c in map(scored_sides, batch)], grad=False)
         batch, silent = chosen_rationales(batch, ce, mask, cfg.aggregation, cfg.delta)
     ce, mask = b.explain_ce([[*it.positives, *it.negatives] for it in batch])  # [B, R]
     pos_ce, pos_mask, pos_s, neg_ce, neg_mask, neg_s = _split_slots(batch, ce, mask)
@@ -170,6 +195,22 @@ def chosen_rationales(
             )
         )
     return chosen, silent
+
+
+def _decoder_ce(model, hidden: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Seq2seq: ``rationale_ce`` from encoder states already computed, hidden [B, S, H] -> CE [B, R], 0 at
+    masked slots. One decoder pass over the K valid rationales of ``enc`` (``encode_batch``'s output)."""
+    device = hidden.device
+    mask = enc["rationale_mask"].to(device)
+    q_index = mask.nonzero()[:, 0]  # [K]: the question of each valid rationale
+    labels = enc["labels"].to(device)[mask]  # [K, T]
+    out = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, q_index)),
+        attention_mask=enc["attention_mask"].to(device).index_select(0, q_index),
+        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels),
+    )
+    ce = sequence_ce(out.logits, labels)  # [K]
+    return ce.new_zeros(mask.shape).masked_scatter(mask, ce)
 
 
 def _with_silent(silent: list[SilentNegative | None], neg_ce, neg_mask, neg_s):

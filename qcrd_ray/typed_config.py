@@ -37,6 +37,8 @@ def _matches(value: Any, tp: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is dict:
         return isinstance(value, dict)
+    if origin is tuple:  # tuple[X, ...]: a YAML list of X
+        return isinstance(value, (list, tuple)) and all(_matches(v, typing.get_args(tp)[0]) for v in value)
     return isinstance(value, tp)
 
 
@@ -48,6 +50,8 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "null"
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -71,6 +75,8 @@ def build(cls: type, raw: Any, path: str) -> Any:
         check(_matches(value, tp), key_path, _describe(tp), value)
         # Everywhere, a number is a finite one: train.lr=.inf would train to NaN and still write a report.
         check(not isinstance(value, float) or math.isfinite(value), key_path, "a finite number", value)
+        if typing.get_origin(tp) is tuple:
+            value = tuple(value)  # frozen all the way down
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             value = float(value) if isinstance(value, int) else value
         kwargs[name] = value

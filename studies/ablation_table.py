@@ -3,7 +3,7 @@
     python -m studies.ablation_table runs/qcrd "no judge=runs/no_judge" "no self-consistency=runs/no_sc" ...
 
 The first directory is a full run (QCRD, and DSS for reference); each NAME=DIR after it is a QCRD-only run of
-one variant on the same seeds (``--set run.<flag>=false --set run.compare_baselines=false``). Prints a markdown
+one variant on the same seeds (``--set run.<flag>=false --set run.baselines=[]``). Prints a markdown
 table (per row: mean ± std over seeds, every seed, and the paired difference, full method minus the row, seed by
 seed, on both metrics), then each run's contrastive-term figures per iteration from its metrics.jsonl: the share
 of questions whose negative term is active and the judge's mean weight on the chosen positives and negatives

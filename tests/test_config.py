@@ -110,3 +110,23 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_to_dict_round_trips():
     cfg = load_config(None, ["negatives.lag=3"])
     assert from_dict(cfg.to_dict()) == cfg
+
+
+def test_run_baselines_are_a_list_of_baseline_names():
+    """run.baselines picks what a contrastive run is compared with; DSS-greedy is one of them, opt-in."""
+    from qcrd_ray.methods import methods_of
+
+    assert methods_of(load_config().run) == ["finetune", "dss", "qcrd"]
+    cfg = load_config(None, ["run.baselines=[dss_greedy, finetune]"])
+    assert cfg.run.baselines == ("dss_greedy", "finetune")  # a tuple: the config stays frozen
+    assert methods_of(cfg.run) == ["finetune", "dss_greedy", "qcrd"]  # the registry's order
+    assert methods_of(load_config(None, ["run.baselines=[]"]).run) == ["qcrd"]
+    assert methods_of(load_config(None, ["run.method=dss"]).run) == ["dss"]
+    with pytest.raises(ConfigError, match=r"run\.baselines: expected a list of 'finetune'.*got 'qcrd'"):
+        load_config(None, ["run.baselines=[qcrd]"])
+    with pytest.raises(ConfigError, match=r"run\.baselines: expected a list of str"):
+        load_config(None, ["run.baselines=dss"])
+    with pytest.raises(ConfigError, match="no name twice"):
+        load_config(None, ["run.baselines=[dss, dss]"])
+    with pytest.raises(ConfigError, match="greedy answer with teacher.backend 'dataset'"):
+        load_config(None, ["run.baselines=[dss_greedy]", "teacher.backend=dataset"])

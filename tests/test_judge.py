@@ -14,6 +14,7 @@ import ray
 from qcrd_ray.config import JudgeConfig, TinyModelConfig
 
 CFG = JudgeConfig(
+    encoder=None,  # a tiny random-init encoder over the tokenizer of tokenizer_dir
     tiny=TinyModelConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64),
     hidden_size=32,
     pretrain_steps=30,
@@ -88,7 +89,7 @@ def test_the_level_term_puts_positives_above_one_half_and_negatives_below(tokeni
     from qcrd_ray.judge import QualityJudge
 
     groups = arithmetic_groups()
-    judge = QualityJudge(dataclasses.replace(CFG, level_weight=1.0), tokenizer_dir, seed=0)
+    judge = QualityJudge(dataclasses.replace(CFG, level_weight=1.0, pretrain_steps=80), tokenizer_dir, seed=0)
     judge.pretrain(groups)
     pos, neg = statistics.mean(judge.score(pairs_of(groups, 0))), statistics.mean(judge.score(pairs_of(groups, 1)))
     assert pos > 0.6 and neg < 0.4, (pos, neg)
@@ -193,10 +194,10 @@ def test_pretrain_without_any_positive_raises(tokenizer_dir):
         judge.pretrain([("what is 1 + 1 ?", [], ["1 plus 1 makes 3"])])
 
 
-def test_a_tiny_judge_needs_a_tokenizer_dir():
+def test_a_judge_needs_the_student_dir():
     from qcrd_ray.judge import QualityJudge
 
-    with pytest.raises(ValueError, match="tokenizer_dir"):
+    with pytest.raises(ValueError, match="student_dir"):
         QualityJudge(CFG, None, seed=0)
 
 
@@ -270,3 +271,54 @@ def test_serve_deployment_answers_over_http_with_the_actors_scores(pretrained, t
     finally:
         serve.shutdown()
     assert path.endswith(f"v{body['version']:04d}")
+
+
+def test_a_fresh_judge_scores_one_half_on_every_seed(tokenizer_dir):
+    """The head's last layer starts at zero: no seed starts with its weights inverted (issue 33)."""
+    from qcrd_ray.judge import QualityJudge
+
+    pairs = pairs_of(arithmetic_groups(), 0)[:5] + pairs_of(arithmetic_groups(), 1)[:5]
+    for seed in (0, 1, 2):
+        assert QualityJudge(CFG, tokenizer_dir, seed=seed).score(pairs) == pytest.approx([0.5] * len(pairs))
+
+
+def test_judge_encoder_resolves_the_student_builtin_names_and_relative_paths(tmp_path, monkeypatch):
+    from qcrd_ray.models import judge_encoder
+    from qcrd_ray.shipped_student import SHIPPED_DIR
+
+    assert judge_encoder(None, tmp_path) is None
+    assert judge_encoder("student", tmp_path) == str(tmp_path.resolve())
+    assert judge_encoder("builtin:arith-student", tmp_path) == str(SHIPPED_DIR.resolve())
+    (tmp_path / "encoder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert judge_encoder("encoder", "elsewhere") == str((tmp_path / "encoder").resolve())
+    assert judge_encoder("google-t5/t5-base", "elsewhere") == "google-t5/t5-base"  # a hub name stays
+
+
+@pytest.mark.parametrize("student", ["seq2seq", "causal"])
+def test_a_judge_on_the_students_own_model_pretrains_saves_loads_and_resumes(student, tiny_causal_lm, tmp_path):
+    """judge.encoder: student builds D on the initial student's encoder (a T5's; a decoder-only model's
+    transformer), and a saved D comes back whole: the resumed judge updates and scores as the unbroken one."""
+    import torch
+    from transformers import AutoModelForCausalLM, T5ForConditionalGeneration
+
+    from qcrd_ray.judge import QualityJudge
+    from qcrd_ray.shipped_student import SHIPPED_DIR
+
+    student_dir = str(SHIPPED_DIR) if student == "seq2seq" else str(tiny_causal_lm)
+    cfg = dataclasses.replace(CFG, encoder="student", pretrain_steps=4, update_steps=2, max_length=64)
+    judge = QualityJudge(cfg, student_dir, seed=0)
+    model_class = T5ForConditionalGeneration if student == "seq2seq" else AutoModelForCausalLM
+    embeddings = model_class.from_pretrained(student_dir).get_input_embeddings().weight
+    assert torch.equal(judge.model.encoder.get_input_embeddings().weight, embeddings)
+    groups = arithmetic_groups()
+    pairs = pairs_of(groups, 0)[:4] + pairs_of(groups, 1)[:4]
+    assert judge.score(pairs) == pytest.approx([0.5] * len(pairs))
+    judge.pretrain(groups[:12])
+    judge.save(str(tmp_path / "judge"))
+    resumed = QualityJudge(cfg, student_dir, seed=7)
+    resumed.load(str(tmp_path / "judge"))
+    assert type(resumed.model.encoder) is type(judge.model.encoder)
+    assert judge.score(pairs) == resumed.score(pairs)
+    assert judge.update(groups, 0.5)["losses"] == resumed.update(groups, 0.5)["losses"]
+    assert judge.score(pairs) == resumed.score(pairs)

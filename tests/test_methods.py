@@ -88,7 +88,7 @@ def test_judge_data_and_scores_round_trip_in_order():
     }
     assert update_groups([scored]) == [(EXAMPLE.input, list(item.positives), list(item.negatives))]
     cfg = Config()
-    assert pretrain_groups([EXAMPLE], [vote(EXAMPLE, SAMPLES, cfg.voting)]) == [
+    assert pretrain_groups(cfg, [EXAMPLE], [vote(EXAMPLE, SAMPLES, cfg.voting)]) == [
         (EXAMPLE.input, [SAMPLES[1].text, SAMPLES[2].text], [SAMPLES[0].text])
     ]
     with pytest.raises(ValueError, match="3 scores"):
@@ -128,3 +128,43 @@ def test_every_method_reports_exactly_its_metrics_and_explains_as_it_trains(tmp_
         (item,) = items_for(name)
         assert bool(item.positives) == method.explains, name
         assert bool(item.negatives) == method.contrastive, name
+
+
+@pytest.mark.parametrize("architecture", ["seq2seq", "causal"])
+def test_qcrds_pick_shares_the_explain_encoder_pass_and_keeps_the_gradient(architecture, tmp_path):
+    """QCRD's step with the pick under no_grad: a seq2seq student runs its encoder once per input (predict:,
+    explain:), the pick and the differentiable pass sharing the explain: one; either kind of student gets the
+    loss and gradient of the pass through every rationale (delta large: every negative pushes)."""
+    from qcrd_ray.methods import student_loss
+    from qcrd_ray.models import load_student
+    from tests.student_fixtures import make_cfg, make_items, make_student
+
+    cfg, items = make_cfg(**{"student.architecture": architecture, "loss.delta": 100.0}), make_items()
+    model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
+    model.eval()  # no dropout: both ways see one network
+    encoder_runs = []
+    if architecture == "seq2seq":
+        model.get_encoder().register_forward_hook(lambda *_: encoder_runs.append(1))
+    steps = []
+    for choose_first in (True, False):
+        model.zero_grad(set_to_none=True)
+        loss, parts = student_loss(model, tokenizer, items, "qcrd", cfg, choose_first=choose_first)
+        loss.backward()
+        steps.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
+    (fast_loss, fast_parts, fast_grads), (full_loss, full_parts, full_grads) = steps
+    assert encoder_runs == ([1] * 4 if architecture == "seq2seq" else [])  # 2 a step: predict:, explain:
+    assert fast_parts["negative_term_active"] == full_parts["negative_term_active"] == 1.0
+    assert fast_loss == pytest.approx(full_loss, rel=1e-5)
+    for fast, full in zip(fast_grads, full_grads, strict=True):
+        assert torch.allclose(fast, full, atol=1e-6, rtol=1e-4)
+
+
+def test_without_self_consistency_the_judge_pretrains_on_no_vote():
+    """The no-self-consistency ablation's judge learns from what its pipeline has: DSS's raw sample, no minority
+    (issue 33); with self-consistency it learns the vote's positives against its minority."""
+    cfg = Config()
+    votes = [vote(EXAMPLE, SAMPLES, cfg.voting)]
+    ablated = cfg.replace({"run.self_consistency": False})
+    assert pretrain_groups(ablated, [EXAMPLE], votes) == [(EXAMPLE.input, [SAMPLES[0].text], [])]
+    no_minority = cfg.replace({"negatives.include_teacher_minority": False})
+    assert pretrain_groups(no_minority, [EXAMPLE], votes) == [(EXAMPLE.input, [SAMPLES[1].text, SAMPLES[2].text], [])]

@@ -163,7 +163,10 @@ def test_a_tokenizer_directory_builds_and_generates(tmp_path):
 
 def test_judge_scores_and_round_trip(tmp_path):
     tokenizer = build_tokenizer(StudentConfig(model=None), TEXTS)
-    judge = build_judge(JudgeConfig(), tokenizer, seed=0).eval()
+    judge = build_judge(JudgeConfig(encoder=None), tokenizer, seed=0).eval()
+    assert torch.equal(judge.head[-1].weight, torch.zeros_like(judge.head[-1].weight))  # s = 0.5 from the start
+    with torch.no_grad():
+        torch.nn.init.normal_(judge.head[-1].weight, generator=torch.Generator().manual_seed(0))  # as if trained
     texts = [judge_text("Tom has 3 apples.", r) for r in ("3 + 4 = 7.", "3 + 4 = 8 and many more words here")]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     assert (enc["attention_mask"] == 0).any()

@@ -109,6 +109,7 @@ def run_steps(replicas: int, data) -> dict:
             train=train,
             eval=evals,
             votes=votes,
+            greedy_votes=None,
             seed_dir=seed_dir,
             services=services,
             fit=None,

@@ -11,7 +11,6 @@ import pytest
 
 from qcrd_ray.plots import score_density
 from qcrd_ray.report import results_table_markdown, write_report
-from qcrd_ray.report_judge import separation_auc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -225,14 +224,6 @@ def test_score_density_integrates_to_one_and_peaks_at_the_mode():
     assert density[grid < 0.4].max() < 1e-3 * density.max()
     _, empty = score_density([])
     assert not empty.any()
-
-
-def test_separation_auc():
-    assert separation_auc([0.9, 0.8], [0.1, 0.2]) == 1.0
-    assert separation_auc([0.1], [0.9]) == 0.0
-    assert separation_auc([0.5, 0.5], [0.5]) == 0.5
-    assert separation_auc([0.6, 0.2], [0.4]) == 0.5
-    assert separation_auc([], [0.1]) is None
 
 
 def test_paired_differences_in_the_report_and_differences_json(tmp_path):
