@@ -130,6 +130,13 @@ def check_resume_config(path: Path, cfg: Config) -> None:
         )
 
 
+def teacher_name(cfg: Config) -> str:
+    """Who wrote the run's rationales, as the report names the teacher: the model, or the data itself."""
+    if cfg.teacher.backend == "dataset":
+        return f"the data's own rationales ({cfg.data.source}: {cfg.data.path})"
+    return cfg.teacher.model
+
+
 def fit_storage(seed_dir: Path) -> Path:
     """Where this attempt's Ray Train fit keeps its checkpoints: a directory per attempt, so a resumed run
     never deletes the checkpoint its manifest names (Ray Train would also resume a same-named fit)."""
@@ -205,7 +212,7 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
             seed=seed,
             task=cfg.data.task,
             student=cfg.student.model or f"tiny {cfg.student.architecture}",
-            teacher={"model": cfg.teacher.model, **teacher_stats},
+            teacher={"model": teacher_name(cfg), **teacher_stats},
             methods=methods,
             lead_metric=cfg.eval.lead_metric,
             majority_label=baseline,

@@ -77,12 +77,10 @@ def evaluate_student(
 
 def evaluation_chunks(num_examples: int, cfg: EvalConfig, explains: bool) -> list[tuple[int, int, int]]:
     """An evaluation cut into chunks of ``cfg.batch_size`` examples: (start, stop, explained) per chunk, where
-    ``explained`` is how many of the chunk's first examples also get their rationale decoded (all of them for a
-    student that ``explains``, else only those among the first ``cfg.num_examples_in_report``)."""
-    report = cfg.num_examples_in_report
+    ``explained`` is how many of the chunk's first examples also get their rationale decoded: all of them for a
+    student that ``explains``, none for one that never learnt the ``explain:`` path (fine-tuning)."""
     return [
-        (start, stop, stop - start if explains else max(0, min(stop, report) - start))
-        for start, stop in chunk_bounds(num_examples, cfg.batch_size)
+        (start, stop, stop - start if explains else 0) for start, stop in chunk_bounds(num_examples, cfg.batch_size)
     ]
 
 
@@ -131,6 +129,10 @@ def merge_evaluations(
         raise ValueError(f"merge_evaluations: {len(rationales)} rationales for {len(examples)} examples")
     labels = [ex.label for ex in examples]
     answers = [task.answer_from_rationale(r) for r in rationales]
+
+    def padded(values: list) -> list:  # a student that does not explain has no rationale, nor an answer in one
+        return values + [None] * (len(examples) - len(values))
+
     correct = per_example_correct(task, predictions, labels)
     rationale_correct = per_example_correct(task, [a or "" for a in answers], labels) if explains else None
     grades = grade_rationales(examples, rationales) if explains else None
@@ -146,7 +148,7 @@ def merge_evaluations(
         "rationales": rationales if explains else None,
         "examples": [
             {"input": ex.input, "label": ex.label, "prediction": pred, "rationale": rat, "rationale_answer": ans}
-            for ex, pred, rat, ans in zip(examples, predictions, rationales, answers, strict=False)
+            for ex, pred, rat, ans in zip(examples, predictions, padded(rationales), padded(answers), strict=True)
         ][:num_examples_in_report],
     }
 

@@ -11,10 +11,10 @@ With ``minmax`` or ``maxmin`` only one positive and one negative per question ca
 decided by their CE, so QCRD first scores the rationales without a gradient (one batched decoder pass over
 every negative and the positives of questions with two or more), then runs the differentiable pass on the
 chosen two alone. A seq2seq student runs its encoder over the ``explain:`` inputs once, with its graph, and
-both passes decode from it (the pick from its detached copy). A chosen negative whose CE is already past the margin (l > delta)
-adds nothing to the loss or its gradient (``min(l - delta, 0) = 0``), so it skips that pass too and enters
-the loss with its no-grad CE. The loss and gradient are the same as through every rationale (up to dropout,
-which draws its masks anew). benchmarks.qcrd_step measures what it saves.
+both passes decode from it (the pick from its detached copy). A chosen negative whose CE is already past the
+margin (l > delta) adds nothing to the loss or its gradient (``min(l - delta, 0) = 0``), so it skips that
+pass too and enters the loss with its no-grad CE. The loss and gradient are the same as through every
+rationale (up to dropout, which draws its masks anew). benchmarks.qcrd_step measures what it saves.
 """
 
 from __future__ import annotations
@@ -70,12 +70,13 @@ def student_batch(
     explain_states = None  # [B, S, H]: a seq2seq student's encoder pass over the explain: inputs
 
     def explain_ce(rationales: list[list[str]], *, grad: bool = True):
-        """grad=False: without a gradient, for the pick; the encoder pass it runs keeps its graph for later calls."""
+        """grad=False scores without a gradient (the pick); the encoder pass keeps its graph either way, for the
+        differentiable pass that follows."""
         nonlocal explain_states
         enc = encode_batch(tokenizer, [EXPLAIN + it.input for it in items], rationales, **limits)
-        mask = enc["rationale_mask"]
-        if not seq2seq or not mask.any():
-            with nullcontext() if grad else torch.no_grad():
+        mask, scoring = enc["rationale_mask"], nullcontext() if grad else torch.no_grad()
+        if not seq2seq or not mask.any():  # a decoder-only student runs its prompts anew each call
+            with scoring:
                 return rationale_ce(model, enc), mask
         if explain_states is None:  # every call encodes the same inputs: only the rationales differ
             device = next(model.parameters()).device
@@ -83,7 +84,7 @@ def student_batch(
             explain_states = encoder(
                 input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)
             ).last_hidden_state
-        with nullcontext() if grad else torch.no_grad():
+        with scoring:
             return _decoder_ce(model, explain_states if grad else explain_states.detach(), enc), mask
 
     enc = encode_batch(tokenizer, [PREDICT + it.input for it in items], [[it.label] for it in items], **limits)

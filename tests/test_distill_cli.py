@@ -129,3 +129,12 @@ def test_a_local_run_stays_on_loopback_without_any_setting():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "addresses ['127.0.0.1']" in proc.stdout
+
+
+def test_the_report_names_the_data_as_the_teacher_when_it_wrote_the_rationales():
+    from jobs.distill import teacher_name
+    from qcrd_ray.config import load_config
+
+    assert teacher_name(load_config()) == "builtin:stories"
+    dataset = load_config(None, ["teacher.backend=dataset", "data.source=jsonl", "data.path=data/svamp"])
+    assert teacher_name(dataset) == "the data's own rationales (jsonl: data/svamp)"

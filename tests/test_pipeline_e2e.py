@@ -63,12 +63,14 @@ def final_history(out: Path, method: str = "qcrd", seed: int = 0) -> list[dict]:
 
 
 def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, teacher_cache):
-    """The README's first command, shortened: QCRD vs DSS vs fine-tuning, report with plots, saved student."""
+    """The README's first command, shortened: QCRD vs DSS (and DSS on the teacher's greedy answer) vs
+    fine-tuning, report with plots, the judge's held-out separation, saved student and predictions."""
     out = tmp_path / "run"
     proc = distill(
         overrides(
             out,
             teacher_cache,
+            "run.baselines=[finetune,dss,dss_greedy]",
             "data.toy_train_size=48",
             "data.toy_eval_size=24",
             "run.iterations=2",
@@ -92,7 +94,10 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
         "| QCRD, from its rationale |",
         "| QCRD, predict: |",
         "| fine-tuning, predict: |",
+        "| DSS (greedy teacher), predict: |",
+        "| teacher, greedy |",
         "| of which Ray Train start-up (workers, set-up) |",
+        "### Does the judge separate?",
     ):
         assert row in text, row
     assert "fine-tuning, from its rationale" not in text
@@ -106,6 +111,9 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     qcrd_iterations = [m for m in metrics if m["event"] == "iteration" and m["method"] == "qcrd"]
     assert len(qcrd_iterations) == 2 and all(set(CONTRASTIVE_FIGURES) <= set(m) for m in qcrd_iterations)
     assert "## The contrastive term" in text and "| negative term active |" in text
+    # The judge's held-out AUCs, per iteration, for every kind of negative the iteration had.
+    assert all({"judge_auc_minority", "judge_auc_corrupted", "judge_auc_student"} <= set(m) for m in qcrd_iterations)
+    assert list(Path(teacher_cache).glob("*-K1-T0-*.jsonl"))  # the greedy teacher phase, cached apart
     # What the students learnt cannot be held here: 2 x 6 steps of 8 questions are far too few to learn the
     # task (studies/README.md: on the piles task the students reached 52-75% on `predict:` only after 160 steps
     # of 16). On 24 test questions this run's students score 0-3 right (fine-tuning 12.5%, DSS 0%, QCRD 4.2% at
@@ -120,7 +128,11 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     floor = sum(ex.rationales[0].answer == most_frequent for ex in test) / len(test)
     assert summary["majority_label"] == {"label": most_frequent, "accuracy": pytest.approx(floor)}
     assert f"| always the most frequent training answer ({most_frequent}) | {100 * floor:.2f} |" in text
-    for method in ("finetune", "dss", "qcrd"):
+    for method in ("finetune", "dss", "dss_greedy", "qcrd"):
+        predictions = (out / "seed_0" / method / "predictions.jsonl").read_text().splitlines()
+        assert len(predictions) == len(test) and (json.loads(predictions[0])["rationale"] is None) == (
+            method == "finetune"
+        )
         history = summary["methods"][method]["history"]
         assert [h["iteration"] for h in history] == [0, 1], method
         # The mean training loss of the second iteration against the first: 0.35 (fine-tuning), 0.44 (DSS)

@@ -84,6 +84,10 @@ def test_evaluate_decodes_greedily_from_the_cached_snapshot(sampler, snapshot):
     assert result["predictions"] == local["predictions"] and len(result["predictions"]) == 3
     assert result["accuracy"] == accuracy("arith", result["predictions"], ["7"] * 3)
     assert [e["input"] for e in result["examples"]] == [text for _, text in QUESTIONS[:2]]
+    # A student that never learnt explain: (fine-tuning) is not asked for a rationale, not even for the report.
+    label_only = evaluate_student(model, tokenizer, examples, "arith", EVAL, explains=False, max_input_length=64)
+    assert label_only["predictions"] == local["predictions"] and label_only["rationales"] is None
+    assert [(e["rationale"], e["rationale_answer"]) for e in label_only["examples"]] == [(None, None)] * 2
 
 
 def test_a_rewritten_snapshot_is_reloaded(tmp_path):
