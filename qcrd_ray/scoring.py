@@ -130,10 +130,12 @@ def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return values.new_zeros(mask.shape).masked_scatter(mask, values)
 
 
-def rationale_ce(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def rationale_ce(model, batch: dict[str, torch.Tensor], encoder_states: torch.Tensor | None = None) -> torch.Tensor:
     """Mean token CE of every valid rationale given its input: [N, R] (0 at masked slots); differentiable.
 
-    One encoder (or prompt) pass over the N questions, one decoder pass over the K valid rationales.
+    One encoder (or prompt) pass over the N questions, one decoder pass over the K valid rationales. A seq2seq
+    student's ``encoder_states`` [N, S, H] for these inputs, when given, stand in for the encoder pass (callers
+    that decode several sets of rationales from one input share it).
     """
     batch = _prepare(model, batch)
     mask = batch["rationale_mask"]
@@ -143,8 +145,11 @@ def rationale_ce(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.zeros(mask.shape, device=mask.device)
     if not getattr(model.config, "is_encoder_decoder", False):
         return _scatter(_causal_ce(model, batch["input_ids"], batch["attention_mask"], q_index, labels), mask)
-    encoded = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    hidden = encoded.last_hidden_state.index_select(0, q_index)  # [K, S, H]
+    if encoder_states is None:
+        encoder_states = model.get_encoder()(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
+    hidden = encoder_states.index_select(0, q_index)  # [K, S, H]
     decoder = {"decoder_input_ids": model.prepare_decoder_input_ids_from_labels(labels=labels)}
     out = model(
         encoder_outputs=BaseModelOutput(last_hidden_state=hidden),

@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
-from transformers.modeling_outputs import BaseModelOutput
 
 from qcrd_ray.losses import (
     PICKING_AGGREGATIONS,
@@ -34,7 +33,6 @@ from qcrd_ray.losses import (
     contrastive_terms,
     dss_loss,
     pick_by_ce,
-    sequence_ce,
 )
 from qcrd_ray.records import TrainItem
 from qcrd_ray.scoring import encode_batch, is_seq2seq, rationale_ce
@@ -85,7 +83,7 @@ def student_batch(
                 input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)
             ).last_hidden_state
         with scoring:
-            return _decoder_ce(model, explain_states if grad else explain_states.detach(), enc), mask
+            return rationale_ce(model, enc, explain_states if grad else explain_states.detach()), mask
 
     enc = encode_batch(tokenizer, [PREDICT + it.input for it in items], [[it.label] for it in items], **limits)
     label_ce = rationale_ce(model, enc)[:, 0]
@@ -196,22 +194,6 @@ def chosen_rationales(
             )
         )
     return chosen, silent
-
-
-def _decoder_ce(model, hidden: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Seq2seq: ``rationale_ce`` from encoder states already computed, hidden [B, S, H] -> CE [B, R], 0 at
-    masked slots. One decoder pass over the K valid rationales of ``enc`` (``encode_batch``'s output)."""
-    device = hidden.device
-    mask = enc["rationale_mask"].to(device)
-    q_index = mask.nonzero()[:, 0]  # [K]: the question of each valid rationale
-    labels = enc["labels"].to(device)[mask]  # [K, T]
-    out = model(
-        encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, q_index)),
-        attention_mask=enc["attention_mask"].to(device).index_select(0, q_index),
-        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels),
-    )
-    ce = sequence_ce(out.logits, labels)  # [K]
-    return ce.new_zeros(mask.shape).masked_scatter(mask, ce)
 
 
 def _with_silent(silent: list[SilentNegative | None], neg_ce, neg_mask, neg_s):
