@@ -3,9 +3,10 @@
     python -m studies.ablation_table runs/qcrd "no judge=runs/no_judge" "no self-consistency=runs/no_sc" ...
 
 The first directory is a full run (QCRD, and DSS for reference); each NAME=DIR after it is a QCRD-only run of
-one variant on the same seeds (``--set run.<flag>=false --set run.baselines=[]``). Prints a markdown
-table (per row: mean ± std over seeds, every seed, and the paired difference, full method minus the row, seed by
-seed, on both metrics), then each run's contrastive-term figures per iteration from its metrics.jsonl: the share
+one variant on some of its seeds (``--set run.<flag>=false --set run.baselines=[]``). Prints a markdown
+table (per row: mean ± std over its seeds, every seed, and the full method minus the row on the seeds they
+share, with its 95% interval from the paired bootstrap over seeds and questions, ``qcrd_ray.stats``, on both
+metrics), then each run's contrastive-term figures per iteration from its metrics.jsonl: the share
 of questions whose negative term is active and the judge's mean weight on the chosen positives and negatives
 (the range over seeds).
 """
@@ -18,15 +19,16 @@ import statistics
 from pathlib import Path
 
 from qcrd_ray.metrics import read_metrics
+from qcrd_ray.stats import paired_difference
 
-METRICS = ("final_accuracy", "final_rationale_accuracy")
+METRICS = (("final_accuracy", "correct"), ("final_rationale_accuracy", "rationale_correct"))
 FIGURES = ("negative_term_active", "weight_positive", "weight_negative")
 
 
-def seed_results(run_dir: Path, method: str) -> dict[int, dict[str, float]]:
-    """Seed -> the method's final accuracy on each metric (in %), from the run's summary.json."""
+def seed_results(run_dir: Path, method: str) -> dict[int, dict]:
+    """Seed -> the method's summary (final accuracies, per-question correctness), from the run's summary.json."""
     summaries = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    return {s["seed"]: {k: 100 * s["methods"][method][k] for k in METRICS} for s in summaries}
+    return {s["seed"]: s["methods"][method] for s in summaries}
 
 
 def mean_std(values: list[float]) -> str:
@@ -34,12 +36,17 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
 
-def table_row(name: str, row: dict[int, dict[str, float]], full: dict[int, dict[str, float]]) -> str:
+def table_row(name: str, row: dict[int, dict], full: dict[int, dict]) -> str:
     cells = [name]
-    for metric in METRICS:
-        values = [row[seed][metric] for seed in sorted(row)]
-        paired = [full[seed][metric] - row[seed][metric] for seed in sorted(row)]
-        cells += [mean_std(values), " / ".join(f"{v:.1f}" for v in values), "-" if row is full else mean_std(paired)]
+    shared = sorted(set(row) & set(full))
+    for final, per_question in METRICS:
+        values = [100 * row[seed][final] for seed in sorted(row)]
+        cells += [mean_std(values), " / ".join(f"{v:.1f}" for v in values)]
+        if row is full:
+            cells.append("-")
+            continue
+        d = paired_difference([row[s][per_question] for s in shared], [full[s][per_question] for s in shared])
+        cells.append(f"{100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}] ({len(shared)} seeds)")
     return "| " + " | ".join(cells) + " |"
 
 
@@ -71,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.variants:
         name, _, directory = item.partition("=")
         rows.append((name, seed_results(Path(directory), "qcrd"), Path(directory)))
-    print("| QCRD variant | predict: mean ± std | seeds | paired | from its rationale | seeds | paired |")
+    print(
+        "| QCRD variant | predict: mean ± std | seeds | full - variant, 95% CI | from its rationale | seeds "
+        "| full - variant, 95% CI |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, row, _ in rows:
         print(table_row(name, row, full))
