@@ -26,6 +26,7 @@ from qcrd_ray.methods import GREEDY_TEACHER, METHODS, methods_of
 from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
 from qcrd_ray.records import Example, SeedSummary
 from qcrd_ray.report import write_report
+from qcrd_ray.run_lock import RunLock, RunLockedError
 from qcrd_ray.tasks import Task, get_task
 
 
@@ -150,6 +151,12 @@ def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
     run_dir = Path(cfg.run.output_dir).resolve()  # actors and Ray Train workers run in other directories
     run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):  # a second run on run_dir is refused here, before it writes anything there
+        return run_locked(cfg, seeds, resume, inputs, run_dir)
+
+
+def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_dir: Path) -> Path:
+    """``run`` once it holds ``run_dir``."""
     if resume:
         check_resume_config(run_dir / "config.json", cfg)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -254,6 +261,7 @@ def expected_failure(err: BaseException) -> BaseException | None:
         TeacherPhaseError,
         ActorNotReleasedError,
         FloatingPointError,
+        RunLockedError,
     )
     stack, seen = [err], 0
     while stack and seen < 32:
