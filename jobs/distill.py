@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +39,21 @@ class Inputs:
     task: Task
     train: list[Example]
     eval: list[Example]
+
+
+class RunStopped(Exception):
+    """Ctrl-C or SIGTERM stopped the run in ``where``; every complete iteration is kept for ``--resume``."""
+
+    def __init__(self, signal_name: str, where: str):
+        super().__init__(f"{signal_name} in {where}")
+
+
+STOP_SIGNALS: list[str] = []  # the stop signals received; Ray's actors may die of a Ctrl-C before the driver sees it
+
+
+def _interrupt(signum: int, frame) -> None:
+    STOP_SIGNALS.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt(STOP_SIGNALS[-1])  # SIGTERM (ray job stop, kill) stops as Ctrl-C does
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,12 +178,8 @@ def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_
         check_resume_config(run_dir / "config.json", cfg)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     init_ray(cfg.cluster)
-    # Late: they import ray, which reads its network settings when imported (init_ray set them).
-    from actors.student_train import StreamingFit
-    from jobs.method_run import MethodContext, run_method
-    from jobs.seed_services import SeedServices
-    from jobs.teacher_phase import run_teacher_phase
-
+    if signal.getsignal(signal.SIGINT) is _interrupt:  # main's: ray.init put its own SIGTERM handler (sys.exit)
+        signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     print(
         f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
@@ -175,14 +188,28 @@ def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_
     )
 
     baseline = majority_label_baseline(inputs.task, [ex.label for ex in inputs.train], [ex.label for ex in inputs.eval])
-    summaries = []
-    for seed in seeds:
-        seed_dir = run_dir / f"seed_{seed}"
-        seed_dir.mkdir(parents=True, exist_ok=True)
-        seed_started = time.perf_counter()
-        earlier = logged_phase_seconds(seed_dir / "metrics.jsonl") if resume else {}
-        metrics = MetricsLogger(seed_dir / "metrics.jsonl")
-        timer = PhaseTimer(metrics, earlier)
+    summaries = [run_seed(cfg, seed, inputs, run_dir, resume=resume, baseline=baseline) for seed in seeds]
+    report = write_report(run_dir, summaries)
+    print(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}", flush=True)
+    return report
+
+
+def run_seed(cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: bool, baseline: dict) -> dict:
+    """One seed: the teacher phase, then every method in the seed's one fit; its summary for the report.
+    Ctrl-C (or SIGTERM) here raises ``RunStopped`` naming the phase it stopped in."""
+    # Late: they import ray, which reads its network settings when imported (init_ray set them).
+    from actors.student_train import StreamingFit
+    from jobs.method_run import MethodContext, run_method
+    from jobs.seed_services import SeedServices
+    from jobs.teacher_phase import run_teacher_phase
+
+    seed_dir = run_dir / f"seed_{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    seed_started = time.perf_counter()
+    earlier = logged_phase_seconds(seed_dir / "metrics.jsonl") if resume else {}
+    metrics = MetricsLogger(seed_dir / "metrics.jsonl")
+    timer = PhaseTimer(metrics, earlier)
+    try:
         with timer.phase("teacher"):
             teacher = run_teacher_phase(cfg, inputs.train, inputs.task)
             greedy = None
@@ -215,23 +242,25 @@ def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_
                 methods[method] = result.summary
                 judge_scores = result.judge_scores or judge_scores
         services.stop()
-        summary = SeedSummary(
-            seed=seed,
-            task=cfg.data.task,
-            student=cfg.student.model or f"tiny {cfg.student.architecture}",
-            teacher={"model": teacher_name(cfg), **teacher_stats},
-            methods=methods,
-            lead_metric=cfg.eval.lead_metric,
-            majority_label=baseline,
-            phase_seconds=timer.seconds,
-            judge_scores=judge_scores,
-            # The seed's own wall time; a resumed seed's earlier attempts count by their phases.
-            total_seconds=sum(earlier.values()) + time.perf_counter() - seed_started,
-        )
-        summaries.append(summary.to_dict())
-    report = write_report(run_dir, summaries)
-    print(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}", flush=True)
-    return report
+    except BaseException as err:  # Ctrl-C, or SIGTERM (main): say where, then leave Ray to its exit hooks
+        if not isinstance(err, KeyboardInterrupt) and not STOP_SIGNALS:
+            raise
+        where = f"seed {seed}, {timer.current}" if timer.current else f"seed {seed}"
+        raise RunStopped(STOP_SIGNALS[0] if STOP_SIGNALS else "SIGINT", where) from None
+    summary = SeedSummary(
+        seed=seed,
+        task=cfg.data.task,
+        student=cfg.student.model or f"tiny {cfg.student.architecture}",
+        teacher={"model": teacher_name(cfg), **teacher_stats},
+        methods=methods,
+        lead_metric=cfg.eval.lead_metric,
+        majority_label=baseline,
+        phase_seconds=timer.seconds,
+        judge_scores=judge_scores,
+        # The seed's own wall time; a resumed seed's earlier attempts count by their phases.
+        total_seconds=sum(earlier.values()) + time.perf_counter() - seed_started,
+    )
+    return summary.to_dict()
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -278,20 +307,38 @@ def expected_failure(err: BaseException) -> BaseException | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run, and turn every expected failure into one line on stderr and exit code 2."""
+    """Run, and turn every expected failure into one line on stderr and exit code 2; Ctrl-C or SIGTERM into one
+    line saying where the run stopped and how to resume it, and exit code 130."""
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         cfg = load_config(args.config, args.set)
         seeds = parse_seeds(args.seeds) if args.seeds else [cfg.run.seed]
         run(cfg, seeds, resume=args.resume)
-    except Exception as err:
-        failure = expected_failure(err)
-        if failure is None:
-            raise
-        first_line = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-        print(f"error: {first_line}", file=sys.stderr)
-        return 2
+    except BaseException as stop:
+        if not isinstance(stop, (RunStopped, KeyboardInterrupt)) and not STOP_SIGNALS:
+            return _failed(stop)
+        where = (
+            stop if isinstance(stop, RunStopped) else f"{STOP_SIGNALS[0] if STOP_SIGNALS else 'SIGINT'} outside a seed"
+        )
+        resume = shlex.join(["python", "-m", "jobs.distill", *(a for a in argv if a != "--resume"), "--resume"])
+        print(f"[qcrd] stopped by {where}; every complete iteration is kept. To go on: {resume}", file=sys.stderr)
+        return 130
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return 0
+
+
+def _failed(err: BaseException) -> int:
+    """An expected failure as one line on stderr and exit code 2; anything else (a bug) raised as it is."""
+    failure = expected_failure(err) if isinstance(err, Exception) else None
+    if failure is None:
+        raise err
+    first_line = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    print(f"error: {first_line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -226,14 +226,19 @@ class PhaseTimer:
         self.logger = logger
         # ``earlier``: what a resumed run's earlier attempts spent (``logged_phase_seconds``).
         self.seconds: dict[str, float] = dict(earlier or {})
+        self.current: str | None = None  # the phase running now, as a stopped run names it ("qcrd iteration 3: train")
 
     @contextmanager
     def phase(self, name: str, **values: Any) -> Iterator[None]:
         started = time.perf_counter()
         failed = True
+        where = [str(values["method"])] if "method" in values else []
+        where += [f"iteration {values['iteration'] + 1}"] if "iteration" in values else []
+        self.current = f"{' '.join(where)}: {name}" if where else name
         try:
             yield
             failed = False
+            self.current = None  # kept when the block raised: a stopped run names the phase it stopped in
         finally:
             # Time spent in a failed phase still counts: the report shows where a crashed run spent its time.
             self.add(name, time.perf_counter() - started, failed=failed, **values)

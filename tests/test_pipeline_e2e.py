@@ -5,6 +5,7 @@ simulated 2-node cluster, and killed mid-iteration then resumed. Slow: each run 
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -293,38 +294,75 @@ def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
     assert len(final_history(out)) == 2
 
 
-def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache):
-    unbroken = tmp_path / "unbroken"
-    distill([*TINY, *overrides(unbroken, teacher_cache)])
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory, teacher_cache) -> Path:
+    """The tiny preset's run, whole: what a stopped-and-resumed run must end as."""
+    out = tmp_path_factory.mktemp("unbroken")
+    distill([*TINY, *overrides(out, teacher_cache)])
+    return out
 
-    broken = tmp_path / "broken"
-    args = [*TINY, *overrides(broken, teacher_cache)]  # 2 iterations: killed in the second, resumed
-    # Its own session, so the kill takes the driver's local Ray (raylet, workers) down with it.
+
+def start_and_stop(args: list[str], out: Path, signum: int) -> subprocess.Popen:
+    """Start ``jobs.distill`` in a session of its own, wait until its first QCRD iteration is complete, then send
+    ``signum``: SIGKILL and SIGINT to the whole session (a terminal's Ctrl-C reaches the local Ray's processes
+    too), SIGTERM to the driver alone (``kill PID``)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs.distill", *args],
         cwd=ROOT,
         env=env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
-    marker = broken / "seed_0" / "qcrd" / "latest"
+    marker = out / "seed_0" / "qcrd" / "latest"
     deadline = time.monotonic() + 900
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert proc.poll() is None, "the run ended before it could be killed"
+    assert proc.poll() is None, "the run ended before it could be stopped"
     time.sleep(3)  # into the second iteration
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert marker.read_text().strip()  # at least one iteration was complete when it died
+    if signum == signal.SIGTERM:
+        os.kill(proc.pid, signum)
+    else:
+        os.killpg(proc.pid, signum)
+    return proc
 
+
+def assert_resumes_to(args: list[str], broken: Path, unbroken: Path) -> None:
     distill([*args, "--resume"])
     resumed, reference = final_history(broken), final_history(unbroken)
     assert [h["iteration"] for h in resumed] == [0, 1]
     for key in ("accuracy", "loss"):
         assert [h[key] for h in resumed] == pytest.approx([h[key] for h in reference], abs=1e-6), key
 
+
+def test_killed_driver_resumes_to_the_same_final_metrics(tmp_path, teacher_cache, unbroken):
+    broken = tmp_path / "broken"
+    args = [*TINY, *overrides(broken, teacher_cache)]  # 2 iterations: killed in the second, resumed
+    proc = start_and_stop(args, broken, signal.SIGKILL)
+    proc.wait()
+    assert (broken / "seed_0" / "qcrd" / "latest").read_text().strip()  # an iteration was complete when it died
+    assert_resumes_to(args, broken, unbroken)
+
     scores = json.loads((broken / "summary.json").read_text())[0]["judge_scores"]
     distill([*args, "--resume"])  # nothing left to train: the report still has the judge's last scores
     assert json.loads((broken / "summary.json").read_text())[0]["judge_scores"] == scores
     assert scores["positives"] and scores["student_negatives"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_run_with_one_line_and_its_resume_command(tmp_path, teacher_cache, unbroken, signum):
+    """Ctrl-C (SIGINT to the session) or SIGTERM (to the driver): the run stops within 30 s, says in one line where, and prints
+    the exact command that resumes it; that command then ends as the unbroken run did."""
+    broken = tmp_path / "broken"
+    args = [*TINY, *overrides(broken, teacher_cache)]
+    proc = start_and_stop(args, broken, signum)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr[-3000:]
+    (line,) = [line for line in stderr.splitlines() if line.startswith("[qcrd] stopped")]
+    name = signal.Signals(signum).name
+    assert line.startswith(f"[qcrd] stopped by {name} in seed 0"), line  # and the phase, when it was in one
+    command = line.split("To go on: ", 1)[1]
+    assert shlex.split(command) == ["python", "-m", "jobs.distill", *args, "--resume"]
+    assert not (broken / ".lock").exists()  # the lock went with the run
+    assert_resumes_to(args, broken, unbroken)
