@@ -43,8 +43,8 @@ def test_merging_keeps_chunk_order_and_refuses_a_question_twice():
 def test_evaluation_chunks_explain_what_one_call_would():
     cfg = EvalConfig(batch_size=3, num_examples_in_report=4)
     assert evaluation_chunks(7, cfg, explains=True) == [(0, 3, 3), (3, 6, 3), (6, 7, 1)]
-    # a student that does not explain (fine-tuning) decodes rationales for the report's examples only
-    assert evaluation_chunks(7, cfg, explains=False) == [(0, 3, 3), (3, 6, 1), (6, 7, 0)]
+    # a student that does not explain (fine-tuning) decodes no rationale, not even for the report's examples
+    assert evaluation_chunks(7, cfg, explains=False) == [(0, 3, 0), (3, 6, 0), (6, 7, 0)]
     assert evaluation_chunks(2, EvalConfig(batch_size=3, num_examples_in_report=0), explains=False) == [(0, 2, 0)]
 
 
@@ -66,15 +66,16 @@ def test_merge_scores_over_all_examples_not_per_chunk():
         "rationale": "no answer here",
         "rationale_answer": None,
     }
-    # without explaining: rationales for the report's examples only, and no rationale accuracy
+    # without explaining: no rationale, no answer read from one, no rationale accuracy
     short = merge_evaluations(
-        [{"predictions": ["1", "2", "9"], "rationales": ["r"]}, {"predictions": ["4"], "rationales": []}],
+        [{"predictions": ["1", "2", "9"], "rationales": []}, {"predictions": ["4"], "rationales": []}],
         examples,
         "arith",
         False,
         3,
     )
-    assert short["rationale_accuracy"] is None and short["accuracy"] == 0.75 and len(short["examples"]) == 1
+    assert short["rationale_accuracy"] is None and short["accuracy"] == 0.75 and len(short["examples"]) == 3
+    assert {(e["rationale"], e["rationale_answer"]) for e in short["examples"]} == {(None, None)}
     with pytest.raises(ValueError, match="3 predictions for 4 examples"):
         merge_evaluations(parts[:1], examples, "arith", False, 2)
     with pytest.raises(ValueError, match="3 rationales for 4 examples"):
@@ -106,5 +107,5 @@ def test_chunks_decoded_in_any_order_merge_into_one_evaluation(tiny_student, exp
     merged = merge_evaluations([decoded[c] for c in range(len(spans))], EXAMPLES, "arith", explains, 4)
     assert merged == whole
     assert len(whole["predictions"]) == 7 and len(whole["examples"]) == 4
-    assert sum(len(d["rationales"]) for d in decoded.values()) == (7 if explains else 4)
+    assert sum(len(d["rationales"]) for d in decoded.values()) == (7 if explains else 0)
     assert (whole["rationale_accuracy"] is None) != explains
