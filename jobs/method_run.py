@@ -311,7 +311,7 @@ class QcrdRun:
         if not self.judges:
             return items
         item_pairs = judge_pairs(items)
-        probe = self.held_out.pairs(self.ctx.train, self.held_out_ids, student_samples)
+        probe = self.held_out.pairs(self.ctx.train, student_samples)
         pairs = [*item_pairs, *(pair for kind_pairs in probe.values() for pair in kind_pairs)]
         calls = [(chunk,) for chunk in chunks(pairs, self.cfg.judge.score_batch_size)]
         with self.ctx.timer.phase("judge_score", method=self.method, iteration=t):

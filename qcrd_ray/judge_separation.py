@@ -45,6 +45,7 @@ class HeldOut:
     """The held-out questions' rationales of the kinds that do not change between iterations, as (question,
     rationale) pairs: the teacher's positives, its minority, one corrupted copy of each positive."""
 
+    ids: frozenset[str]  # the held-out questions
     positives: tuple[tuple[str, str], ...]
     minority: tuple[tuple[str, str], ...]
     corrupted: tuple[tuple[str, str], ...]
@@ -62,14 +63,14 @@ class HeldOut:
             positives += [(ex.input, r) for r in texts]
             minority += [(ex.input, r.text) for r in vote.negatives]
             corrupted += [(ex.input, r) for r in balance_negatives(texts, [], rng, mask_probability)]
-        return cls(tuple(positives), tuple(minority), tuple(corrupted))
+        return cls(ids, tuple(positives), tuple(minority), tuple(corrupted))
 
     def pairs(
-        self, train: Sequence[Example], ids: frozenset[str], student_samples: dict[str, list[str]]
+        self, train: Sequence[Example], student_samples: dict[str, list[str]]
     ) -> dict[str, list[tuple[str, str]]]:
         """Every pair to score this iteration, by kind: the fixed kinds and the held-out questions' samples of
         the iteration's student snapshot."""
-        student = [(ex.input, s) for ex in train if ex.id in ids for s in student_samples.get(ex.id, ())]
+        student = [(ex.input, s) for ex in train if ex.id in self.ids for s in student_samples.get(ex.id, ())]
         return {
             "positives": list(self.positives),
             "minority": list(self.minority),

@@ -108,17 +108,7 @@ DSS = Method(
     loss=rationale_loss,
     metrics=("loss_rationale",),
 )
-DSS_GREEDY = Method(
-    name="dss_greedy",
-    label="DSS (greedy teacher)",
-    explains=True,
-    contrastive=False,
-    rationales=_first_sample,
-    targets=lambda item: item.positives[:1],
-    loss=rationale_loss,
-    metrics=("loss_rationale",),
-    teacher="greedy",
-)
+DSS_GREEDY = replace(DSS, name="dss_greedy", label="DSS (greedy teacher)", teacher="greedy")
 QCRD = Method(
     name="qcrd",
     label="QCRD",

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         kept = [(ex, v) for ex, v in zip(train, votes, strict=True) if ex.id not in ids]
         groups = pretrain_groups(cfg, [ex for ex, _ in kept], [v for _, v in kept])
         samples = student_samples(cfg, [ex for ex in train if ex.id in ids], student_dir, seed)
-        pairs = held_out.pairs(train, ids, samples)
+        pairs = held_out.pairs(train, samples)
         print(f"seed {seed}: held out " + ", ".join(f"{len(v)} {k}" for k, v in pairs.items()), flush=True)
         print(
             f"{'variant':<12} steps   secs   AUC minority corrupted student   mean positives minority corrupted student"

@@ -80,3 +80,15 @@ def dataset_loss(student_dir: str | Path, items: list[TrainItem], method: str, c
     model, tokenizer = load_student(student_dir)
     model.eval()
     return student_loss(model, tokenizer, items, method, cfg)[1]["loss"]
+
+
+def fast_and_full(model, tokenizer, items, cfg):
+    """QCRD's loss, its parts and its gradient, the fast way (``choose_first``) and through every rationale."""
+    model.eval()  # no dropout: both ways see one network
+    results = []
+    for choose_first in (True, False):
+        model.zero_grad(set_to_none=True)
+        loss, parts = student_loss(model, tokenizer, items, "qcrd", cfg, choose_first=choose_first)
+        loss.backward()
+        results.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
+    return results

@@ -34,7 +34,7 @@ def test_held_out_pairs_hold_each_kind_of_the_held_out_questions_only():
     votes = [vote(ex, samples, VotingConfig()) for ex in examples]
     ids = frozenset({"q1"})
     held_out = HeldOut.build(examples, votes, ids, seed=0, mask_probability=0.5)
-    pairs = held_out.pairs(examples, ids, {"q0": ["x"], "q1": ["its sample"]})
+    pairs = held_out.pairs(examples, {"q0": ["x"], "q1": ["its sample"]})
     assert pairs["positives"] == [("question 1", samples[0].text), ("question 1", samples[1].text)]
     assert pairs["minority"] == [("question 1", samples[2].text)]
     assert len(pairs["corrupted"]) == 2 and all(r not in {s.text for s in samples} for _, r in pairs["corrupted"])

@@ -135,23 +135,17 @@ def test_qcrds_pick_shares_the_explain_encoder_pass_and_keeps_the_gradient(archi
     """QCRD's step with the pick under no_grad: a seq2seq student runs its encoder once per input (predict:,
     explain:), the pick and the differentiable pass sharing the explain: one; either kind of student gets the
     loss and gradient of the pass through every rationale (delta large: every negative pushes)."""
-    from qcrd_ray.methods import student_loss
     from qcrd_ray.models import load_student
-    from tests.student_fixtures import make_cfg, make_items, make_student
+    from tests.student_fixtures import fast_and_full, make_cfg, make_items, make_student
 
     cfg, items = make_cfg(**{"student.architecture": architecture, "loss.delta": 100.0}), make_items()
     model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
-    model.eval()  # no dropout: both ways see one network
     encoder_runs = []
     if architecture == "seq2seq":
         model.get_encoder().register_forward_hook(lambda *_: encoder_runs.append(1))
-    steps = []
-    for choose_first in (True, False):
-        model.zero_grad(set_to_none=True)
-        loss, parts = student_loss(model, tokenizer, items, "qcrd", cfg, choose_first=choose_first)
-        loss.backward()
-        steps.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
-    (fast_loss, fast_parts, fast_grads), (full_loss, full_parts, full_grads) = steps
+    (fast_loss, fast_parts, fast_grads), (full_loss, full_parts, full_grads) = fast_and_full(
+        model, tokenizer, items, cfg
+    )
     assert encoder_runs == ([1] * 4 if architecture == "seq2seq" else [])  # 2 a step: predict:, explain:
     assert fast_parts["negative_term_active"] == full_parts["negative_term_active"] == 1.0
     assert fast_loss == pytest.approx(full_loss, rel=1e-5)

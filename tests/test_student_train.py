@@ -11,7 +11,7 @@ from qcrd_ray.methods import student_loss
 from qcrd_ray.records import TrainItem
 from qcrd_ray.student_iteration import Slot, train_iteration
 from qcrd_ray.student_loss import _split_slots
-from tests.student_fixtures import make_cfg, make_items, make_student
+from tests.student_fixtures import fast_and_full, make_cfg, make_items, make_student
 
 # ---------------------------------------------------------------------------------------------------------
 # the loss and the loop's pieces, without Ray
@@ -34,18 +34,6 @@ def test_split_slots_puts_positives_then_negatives_with_masks_and_scores():
     assert neg_mask.tolist() == [[False, False], [True, False], [True, True], [False, False]]
     assert pos_ce[1].tolist() == [4.0, 5.0] and neg_ce[1, 0] == 6.0 and neg_ce[2].tolist() == [9.0, 10.0]
     assert pos_s[1].tolist() == pytest.approx([0.9, 0.7]) and neg_s[2].tolist() == pytest.approx([0.1, 0.3])
-
-
-def fast_and_full(model, tokenizer, items, cfg):
-    """QCRD's loss, its parts and its gradient, the fast way (``choose_first``) and through every rationale."""
-    model.eval()  # no dropout: both ways see one network
-    results = []
-    for choose_first in (True, False):
-        model.zero_grad(set_to_none=True)
-        loss, parts = student_loss(model, tokenizer, items, "qcrd", cfg, choose_first=choose_first)
-        loss.backward()
-        results.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
-    return results
 
 
 def assert_same_step(fast, full):
