@@ -332,11 +332,14 @@ def save_judge(model: Judge, tokenizer, path: str | Path) -> Path:
     # clone: the encoder ties its embeddings, and safetensors refuses tensors that share memory
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / JUDGE_WEIGHTS))
+    encoder_config = model.encoder.config.to_dict()
+    # where the encoder was loaded from is not the judge's state, and would tie two equal judges to their run dirs
+    encoder_config.pop("_name_or_path", None)
     meta = {
         "format": JUDGE_FORMAT,
         "hidden_size": model.head[0].out_features,
         "encoder_class": type(model.encoder).__name__,
-        "encoder_config": model.encoder.config.to_dict(),
+        "encoder_config": encoder_config,
     }
     (path / JUDGE_CONFIG).write_text(json.dumps(meta, indent=1))
     tokenizer.save_pretrained(path)

@@ -316,6 +316,8 @@ def test_a_judge_on_the_students_own_model_pretrains_saves_loads_and_resumes(stu
     assert judge.score(pairs) == pytest.approx([0.5] * len(pairs))
     judge.pretrain(groups[:12])
     judge.save(str(tmp_path / "judge"))
+    # nothing saved names where the student was loaded from: equal judges of two run dirs are equal bytes
+    assert not any(student_dir in f.read_text() for f in (tmp_path / "judge").rglob("*.json"))
     resumed = QualityJudge(cfg, student_dir, seed=7)
     resumed.load(str(tmp_path / "judge"))
     assert type(resumed.model.encoder) is type(judge.model.encoder)
