@@ -123,6 +123,7 @@ def init_ray(cluster: ClusterConfig) -> None:
         _node_ip_address="127.0.0.1",
         dashboard_host="127.0.0.1",
         runtime_env={"env_vars": local_env_vars()},
+        _metrics_export_port=cluster.metrics_export_port,
     )
     try:
         ray.init(**options)
@@ -207,7 +208,7 @@ def run_seed(cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: b
     seed_dir.mkdir(parents=True, exist_ok=True)
     seed_started = time.perf_counter()
     earlier = logged_phase_seconds(seed_dir / "metrics.jsonl") if resume else {}
-    metrics = MetricsLogger(seed_dir / "metrics.jsonl")
+    metrics = MetricsLogger(seed_dir / "metrics.jsonl", run=f"{cfg.run.name}/seed_{seed}")
     timer = PhaseTimer(metrics, earlier)
     try:
         with timer.phase("teacher"):

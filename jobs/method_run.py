@@ -279,7 +279,9 @@ class QcrdRun:
             train, votes = self.judge_training()
             info = ray.get(self.judges[0].pretrain.remote(pretrain_groups(self.cfg, train, votes)))
             sync_replicas(self.judges)
-        self.ctx.metrics.log("judge_pretrain", **{k: v for k, v in info.items() if isinstance(v, (int, float))})
+        self.ctx.metrics.log(
+            "judge_pretrain", method=self.method, **{k: v for k, v in info.items() if isinstance(v, (int, float))}
+        )
 
     def judge_training(self) -> tuple[list[Example], list[Vote]]:
         """The training questions (and their votes) the judge may train on: all but the held-out ones."""
@@ -325,7 +327,7 @@ class QcrdRun:
         self.judge_scores = scores_by_kind(items, student_samples)
         atomic_write_text(self.method_dir / JUDGE_SCORES_FILE, json.dumps(self.judge_scores))
         for kind, kind_scores in self.judge_scores.items():
-            self.ctx.metrics.log_scores(kind, kind_scores, iteration=t)
+            self.ctx.metrics.log_scores(kind, kind_scores, method=self.method, iteration=t)
         return items
 
     def train(self, t: int, items: list[TrainItem]) -> FitResult:

@@ -314,9 +314,14 @@ class ClusterConfig:
     # instead of failing the feasibility check.
     autoscaling: bool = False
     placement_timeout_s: float = 900.0
+    # A local Ray's Prometheus endpoint (http://127.0.0.1:<port>/metrics); null lets Ray pick a free port, which
+    # `ray metrics launch-prometheus` finds on its own. On a cluster `ray start --metrics-export-port` sets it.
+    metrics_export_port: int | None = None
 
     def validate(self, p: str) -> None:
         check(self.num_cpus is None or self.num_cpus >= 1, f"{p}.num_cpus", "null or an integer >= 1", self.num_cpus)
+        port = self.metrics_export_port
+        check(port is None or 1 <= port <= 65535, f"{p}.metrics_export_port", "null or a port in 1-65535", port)
         check(self.placement_timeout_s > 0, f"{p}.placement_timeout_s", "a float > 0", self.placement_timeout_s)
 
 

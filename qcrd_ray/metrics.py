@@ -3,8 +3,8 @@
 ``MetricsLogger.log("train", method="qcrd", iteration=3, loss=0.41)`` appends
 ``{"time": ..., "event": "train", "method": "qcrd", "iteration": 3, "loss": 0.41}`` and, when Ray is
 initialised in this process, sets the gauges ``qcrd_iteration`` and ``qcrd_loss``: every numeric value ``key``
-goes to the gauge ``qcrd_<key>`` (so ``samples_per_second``, ``vote_agreement``, ``loss``, ``phase_seconds``,
-``accuracy`` give the names the dashboard expects), tagged with ``run``, ``method`` and ``phase``. ``phase`` is
+goes to the gauge ``qcrd_<key>``, tagged with ``run``, ``method`` and ``phase``; ``WATCHED_METRICS`` lists
+those a user watches (the Grafana dashboard's panels, ``qcrd_ray/grafana.py``). ``phase`` is
 the event's name unless a ``phase`` value is given. Judge scores go to one histogram,
 ``qcrd_judge_score``, tagged by kind (positives, student_negatives, teacher_negatives).
 
@@ -29,6 +29,24 @@ GAUGE_TAG_KEYS = ("run", "method", "phase")
 JUDGE_SCORE_METRIC = "qcrd_judge_score"
 JUDGE_SCORE_BOUNDARIES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 _RESERVED_KEYS = ("time", "event")
+# What a run exports that a user watches, as Prometheus sees it (Ray prefixes "ray_"): the Grafana dashboard
+# plots these, and tests/test_prometheus.py finds each on a live run's scrape endpoint.
+WATCHED_METRICS = {
+    "qcrd_samples_per_second": "teacher samples per second (the teacher phase)",
+    "qcrd_mean_agreement": "the teacher's mean vote agreement: the share of a question's samples in its majority",
+    "qcrd_self_consistency_accuracy": "the voted teacher's accuracy on the training questions",
+    "qcrd_iteration": "the distillation iteration a method is in",
+    "qcrd_phase_seconds": "seconds of the last block of each phase (tag phase)",
+    "qcrd_loss": "a method's training loss over the iteration",
+    "qcrd_loss_pred": "its label-prediction loss",
+    "qcrd_loss_cl": "QCRD's contrastive loss",
+    "qcrd_negative_term_active": "the share of QCRD's negatives still inside the margin (their term has a gradient)",
+    "qcrd_accuracy": "predict: accuracy after the iteration",
+    "qcrd_rationale_accuracy": "accuracy of the answer the student's own rationale ends on",
+    "qcrd_judge_auc_minority": "the judge's held-out AUC of positives against the teacher's minority",
+    "qcrd_judge_auc_student": "the judge's held-out AUC of positives against the student's samples",
+    JUDGE_SCORE_METRIC: "the judge's scores, a histogram tagged by kind (positives, student or teacher negatives)",
+}
 
 
 def _ray_is_running() -> bool:

@@ -174,6 +174,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def scrape(url: str) -> dict[str, set[frozenset]]:
+    """Each ``qcrd`` metric family on a Prometheus endpoint, with the label sets of its samples ({} if down)."""
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except (urllib.error.URLError, OSError):
+        return {}
+    return {
+        family.name.removeprefix("ray_"): {frozenset(s.labels.items()) for s in family.samples}
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("ray_qcrd_")
+    }
+
+
+def test_every_watched_metric_reaches_a_prometheus_scrape_of_a_live_run(tmp_path):
+    """The metrics the Grafana dashboard plots, read off a running run's Prometheus endpoint with their tags."""
+    from qcrd_ray.metrics import WATCHED_METRICS
+
+    port, out = free_port(), tmp_path / "run"
+    args = [
+        "--config",
+        "configs/tiny.yaml",
+        *overrides(out, str(tmp_path / "cache"), f"cluster.metrics_export_port={port}"),
+    ]
+    # Ray exports every 10 s by default: every second here, so that a short run's last metrics are seen too.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.distill", *args],
+        cwd=ROOT,
+        env={**env(), "RAY_metrics_report_interval_ms": "1000"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: dict[str, set[frozenset]] = {}
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        for name, label_sets in scrape(f"http://127.0.0.1:{port}/metrics").items():
+            seen.setdefault(name, set()).update(label_sets)
+        time.sleep(0.5)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output[-4000:]
+    assert set(WATCHED_METRICS) <= set(seen), sorted(set(WATCHED_METRICS) - set(seen))
+    labels = {name: [dict(s) for s in sets] for name, sets in seen.items()}
+    assert all(d["run"] == "tiny/seed_0" for name in WATCHED_METRICS for d in labels[name]), labels
+    assert {d["method"] for d in labels["qcrd_loss_cl"]} == {"qcrd"}
+    assert {"teacher", "train"} <= {d["phase"] for d in labels["qcrd_phase_seconds"]}
+    kinds = {d["kind"] for d in labels["qcrd_judge_score"]}
+    assert kinds == {"positives", "student_negatives", "teacher_negatives"}, kinds
+
+
 def test_ray_job_submit_to_a_real_local_head(tmp_path, teacher_cache):
     port, dashboard = free_port(), free_port()
     # The README's recipe. A token in ~/.ray/auth_token (`ray get-auth-token --generate`, or any earlier local
