@@ -19,8 +19,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from jobs.run_log import libraries_into, open_run_log, workers_into
 from qcrd_ray.config import ClusterConfig, Config, ConfigError, load_config
+from qcrd_ray.console import RUN_LOG, Console
 from qcrd_ray.data import DataError, load_examples
 from qcrd_ray.evaluation import majority_label_baseline
 from qcrd_ray.manifest import ManifestError, config_changes
@@ -62,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=3e-4")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: run.seed)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's manifests")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Ray's workers and the libraries print here too (default: run.log)"
+    )
     return parser.parse_args(argv)
 
 
@@ -105,17 +111,27 @@ def stay_on_loopback(cluster: ClusterConfig) -> None:
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
-def init_ray(cluster: ClusterConfig) -> None:
-    """Join the cluster named by config or RAY_ADDRESS, else start a local Ray bound to loopback."""
+def init_ray(cluster: ClusterConfig, log: TextIO | None = None) -> str | None:
+    """Join the cluster named by config or RAY_ADDRESS, else start a local Ray bound to loopback; the
+    dashboard's address. With ``log`` (a quiet console) Ray's own lines and its workers' output go there."""
     stay_on_loopback(cluster)
     import ray
 
-    if ray.is_initialized():
-        return
+    if log is not None:
+        libraries_into(log)  # before ray.init: its first lines too
+    dashboard = None if ray.is_initialized() else ray_init(cluster)
+    if log is not None:
+        workers_into(log)
+    return dashboard
+
+
+def ray_init(cluster: ClusterConfig) -> str | None:
+    """``ray.init`` as ``init_ray`` says; the dashboard's address (None without a dashboard)."""
+    import ray
+
     address = cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, namespace=cluster.namespace)
-        return
+        return ray.init(address=address, namespace=cluster.namespace).dashboard_url or None
     options = dict(
         address="local",  # a cluster is joined only when named: a `ray start` left on this machine is not one
         num_cpus=cluster.num_cpus,
@@ -126,11 +142,11 @@ def init_ray(cluster: ClusterConfig) -> None:
         _metrics_export_port=cluster.metrics_export_port,
     )
     try:
-        ray.init(**options)
+        return ray.init(**options).dashboard_url or None
     except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception when a busy node starts too slowly
         print(f"[qcrd] local Ray did not start ({err}); trying once more", flush=True)
         ray.shutdown()
-        ray.init(**options)
+        return ray.init(**options).dashboard_url or None
 
 
 def check_resume_config(path: Path, cfg: Config) -> None:
@@ -164,38 +180,50 @@ def fit_storage(seed_dir: Path) -> Path:
     return (attempts / f"attempt_{n:02d}").resolve()
 
 
-def run(cfg: Config, seeds: list[int], resume: bool = False) -> Path:
-    """Run every seed and method of ``cfg``; returns the path of the written report."""
+def run(cfg: Config, seeds: list[int], resume: bool = False, verbose: bool = False) -> Path:
+    """Run every seed and method of ``cfg``; returns the path of the written report. Without ``verbose`` the
+    console shows the driver's own lines, and Ray's workers and the libraries write to ``run.log``."""
     inputs = load_inputs(cfg)  # bad data fails here, before Ray or any actor starts
     run_dir = Path(cfg.run.output_dir).resolve()  # actors and Ray Train workers run in other directories
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):  # a second run on run_dir is refused here, before it writes anything there
-        return run_locked(cfg, seeds, resume, inputs, run_dir)
+        if resume:
+            check_resume_config(run_dir / "config.json", cfg)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if verbose:
+            return run_locked(cfg, seeds, resume, inputs, run_dir, log=None)
+        with open_run_log(run_dir / RUN_LOG) as log:
+            return run_locked(cfg, seeds, resume, inputs, run_dir, log)
 
 
-def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_dir: Path) -> Path:
-    """``run`` once it holds ``run_dir``."""
-    if resume:
-        check_resume_config(run_dir / "config.json", cfg)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    init_ray(cfg.cluster)
+def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_dir: Path, log: TextIO | None) -> Path:
+    """``run`` once it holds ``run_dir``, its output off the console into ``log`` unless that is None."""
+    started = time.perf_counter()
+    dashboard = init_ray(cfg.cluster, log)
     if signal.getsignal(signal.SIGINT) is _interrupt:  # main's: ray.init put its own SIGTERM handler (sys.exit)
         signal.signal(signal.SIGTERM, _interrupt)
-    started = time.perf_counter()
-    print(
+    console = Console()
+    console.say(
         f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
-        f"questions, methods {methods_of(cfg.run)}, seeds {seeds}, output {run_dir}",
-        flush=True,
+        f"questions, methods {methods_of(cfg.run)}, seeds {seeds}, output {run_dir}"
     )
+    if dashboard:
+        console.say(f"[qcrd] Ray dashboard: http://{dashboard} (it asks for a token: `ray get-auth-token`)")
+    if log is not None:
+        console.say(f"[qcrd] Ray's workers and the libraries write to {log.name} (--verbose: here)")
 
     baseline = majority_label_baseline(inputs.task, [ex.label for ex in inputs.train], [ex.label for ex in inputs.eval])
-    summaries = [run_seed(cfg, seed, inputs, run_dir, resume=resume, baseline=baseline) for seed in seeds]
+    summaries = [
+        run_seed(cfg, seed, inputs, run_dir, resume=resume, baseline=baseline, console=console) for seed in seeds
+    ]
     report = write_report(run_dir, summaries)
     print(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}", flush=True)
     return report
 
 
-def run_seed(cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: bool, baseline: dict) -> dict:
+def run_seed(
+    cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: bool, baseline: dict, console: Console | None
+) -> dict:
     """One seed: the teacher phase, then every method in the seed's one fit; its summary for the report.
     Ctrl-C (or SIGTERM) here raises ``RunStopped`` naming the phase it stopped in."""
     # Late: they import ray, which reads its network settings when imported (init_ray set them).
@@ -209,13 +237,14 @@ def run_seed(cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: b
     seed_started = time.perf_counter()
     earlier = logged_phase_seconds(seed_dir / "metrics.jsonl") if resume else {}
     metrics = MetricsLogger(seed_dir / "metrics.jsonl", run=f"{cfg.run.name}/seed_{seed}")
-    timer = PhaseTimer(metrics, earlier)
+    timer = PhaseTimer(metrics, earlier, console)
     try:
+        say = console.say if console else print
         with timer.phase("teacher"):
-            teacher = run_teacher_phase(cfg, inputs.train, inputs.task)
+            teacher = run_teacher_phase(cfg, inputs.train, inputs.task, progress=say)
             greedy = None
             if any(METHODS[m].teacher == "greedy" for m in methods_of(cfg.run)):  # DSS on its best single answer
-                greedy = run_teacher_phase(cfg.replace(GREEDY_TEACHER), inputs.train, inputs.task)
+                greedy = run_teacher_phase(cfg.replace(GREEDY_TEACHER), inputs.train, inputs.task, progress=say)
         teacher_stats = {**teacher.stats}
         if greedy is not None:
             teacher_stats["greedy_accuracy"] = greedy.stats["single_sample_accuracy"]
@@ -316,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.set)
         seeds = parse_seeds(args.seeds) if args.seeds else [cfg.run.seed]
-        run(cfg, seeds, resume=args.resume)
+        run(cfg, seeds, resume=args.resume, verbose=args.verbose)
     except BaseException as stop:
         if not isinstance(stop, (RunStopped, KeyboardInterrupt)) and not STOP_SIGNALS:
             return _failed(stop)

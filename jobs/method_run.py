@@ -140,12 +140,15 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
     last = t == cfg.run.iterations - 1
     examples = ctx.eval if last or cfg.eval.curve_size is None else ctx.eval[: cfg.eval.curve_size]
     spans = evaluation_chunks(len(examples), cfg.eval, explains)
-    with ctx.timer.phase("evaluate", method=method, iteration=t):
+    with ctx.timer.phase("evaluate", method=method, iteration=t) as progress:
         calls = [
             (fit.student_dir, ref, cfg.eval, cfg.student.max_input_length, explained)
             for ref, (_, _, explained) in zip(ctx.eval_refs()[: len(spans)], spans, strict=True)
         ]
-        parts = map_chunks(ctx.services.samplers, "decode_evaluation", calls)
+        progress.expect(len(examples), "questions")
+        sizes = [end - start for start, end, _ in spans]
+        parts = map_chunks(ctx.services.samplers, "decode_evaluation", calls, progress, sizes)
+        progress.note = f"{len(examples)} questions"
         evaluation = merge_evaluations(parts, examples, cfg.data.task, explains, cfg.eval.num_examples_in_report)
     record = {
         **{k: v for k, v in fit.metrics.items() if isinstance(v, (int, float))},
@@ -174,6 +177,12 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
         flush=True,
     )
     return record
+
+
+def fit_note(result: FitResult) -> str:
+    """A fit's end line: its steps, rate and loss."""
+    m = result.metrics
+    return f"{m.get('steps', 0)} steps, {m.get('samples_per_s', 0.0):.0f} questions/s, loss {m.get('loss', float('nan')):.3f}"
 
 
 def _summary(history: list[dict], student_dir: str) -> MethodSummary:
@@ -205,8 +214,9 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
     items = build_items(ctx.cfg, method, ctx.train, ctx.votes_of(method), {})
     history: list[dict] = []
     for t in range(ctx.cfg.run.iterations):
-        with ctx.timer.phase("train", method=method, iteration=t):
+        with ctx.timer.phase("train", method=method, iteration=t) as progress:
             result = ctx.fit.train(Stage(method, t, str(init_dir), str(method_dir / "students")), items)
+            progress.note = fit_note(result)
         evaluate_and_record(ctx, method, t, result, history)
     summary = _summary(history, result.student_dir)
     atomic_write_text(done, json.dumps(summary.to_dict()))  # whole or absent
@@ -229,6 +239,7 @@ class QcrdRun:
         self.held_out = HeldOut.build(ctx.train, ctx.votes, self.held_out_ids, ctx.seed, judge.mask_probability)
         self.separation: dict[str, float] = {}  # the judge's held-out AUCs in the iteration it weighs
         self.question_refs: list = []  # the training questions in chunks of negatives.batch_size, put once
+        self.question_sizes: list[int] = []
         self.manifest = read_manifest(method_dir) if ctx.resume else None
         if self.manifest is not None:
             check_resumable(self.manifest, self.cfg, method_dir)
@@ -275,10 +286,11 @@ class QcrdRun:
         """Replica 0 of the judge pool pretrains; the others take its weights."""
         if not self.judges or self.cfg.judge.pretrain_steps == 0:
             return
-        with self.ctx.timer.phase("judge_pretrain", method=self.method):
+        with self.ctx.timer.phase("judge_pretrain", method=self.method) as progress:
             train, votes = self.judge_training()
             info = ray.get(self.judges[0].pretrain.remote(pretrain_groups(self.cfg, train, votes)))
             sync_replicas(self.judges)
+            progress.note = f"{info['steps']} steps, loss {info['loss_first']:.3f} -> {info['loss_last']:.3f}"
         self.ctx.metrics.log(
             "judge_pretrain", method=self.method, **{k: v for k, v in info.items() if isinstance(v, (int, float))}
         )
@@ -294,17 +306,24 @@ class QcrdRun:
         iteration's seed."""
         if not self.cfg.run.student_negatives:
             return {}
-        snapshot = self.ring.get(snapshot_for(t, self.cfg.negatives.lag))
+        lagged = snapshot_for(t, self.cfg.negatives.lag)
+        snapshot = self.ring.get(lagged)
         if not self.question_refs:  # every iteration sends chunk c to the same replica: put them once
             questions = [(ex.id, ex.input) for ex in self.ctx.train]
-            self.question_refs = [ray.put(chunk) for chunk in chunks(questions, self.cfg.negatives.batch_size)]
+            question_chunks = chunks(questions, self.cfg.negatives.batch_size)
+            self.question_refs = [ray.put(chunk) for chunk in question_chunks]
+            self.question_sizes = [len(chunk) for chunk in question_chunks]
         base = self.ctx.seed * 100_003 + t
         calls = [
             (snapshot, ref, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
             for c, ref in enumerate(self.question_refs)
         ]
-        with self.ctx.timer.phase("negatives", method=self.method, iteration=t):
-            return merge_samples(map_chunks(self.ctx.services.samplers, "sample", calls))
+        with self.ctx.timer.phase("negatives", method=self.method, iteration=t) as progress:
+            progress.expect(len(self.ctx.train), "questions")
+            parts = map_chunks(self.ctx.services.samplers, "sample", calls, progress, self.question_sizes)
+            samples = merge_samples(parts)
+            progress.note = f"{sum(map(len, samples.values()))} samples of snapshot {lagged}"
+            return samples
 
     def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:
         """The judge's score for every positive and negative (neutral without a judge), and for the held-out
@@ -316,8 +335,10 @@ class QcrdRun:
         probe = self.held_out.pairs(self.ctx.train, student_samples)
         pairs = [*item_pairs, *(pair for kind_pairs in probe.values() for pair in kind_pairs)]
         calls = [(chunk,) for chunk in chunks(pairs, self.cfg.judge.score_batch_size)]
-        with self.ctx.timer.phase("judge_score", method=self.method, iteration=t):
-            scores = concat(map_chunks(self.judges, "score", calls))
+        with self.ctx.timer.phase("judge_score", method=self.method, iteration=t) as progress:
+            progress.expect(len(pairs), "rationales")
+            scores = concat(map_chunks(self.judges, "score", calls, progress, [len(chunk) for (chunk,) in calls]))
+            progress.note = f"{len(pairs)} rationales"
         items = with_scores(items, scores[: len(item_pairs)])
         rest = iter(scores[len(item_pairs) :])
         self.separation = separation({kind: [next(rest) for _ in kind_pairs] for kind, kind_pairs in probe.items()})
@@ -334,8 +355,9 @@ class QcrdRun:
         """Iteration t in the seed's fit: from the latest snapshot (and, resumed, the manifest's optimizer
         state) when QCRD's engine is not built yet; in memory after."""
         stage = Stage(self.method, t, self.ring.latest()[1], str(self.method_dir / "snapshots"), self.optimizer_state)
-        with self.ctx.timer.phase("train", method=self.method, iteration=t):
+        with self.ctx.timer.phase("train", method=self.method, iteration=t) as progress:
             result = self.ctx.fit.train(stage, items)
+            progress.note = fit_note(result)
         self.optimizer_state = result.checkpoint
         return result
 

@@ -20,9 +20,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
+
+from qcrd_ray.console import Console, PhaseProgress
 
 # Tags every gauge carries; a value not given is reported as the empty string (Ray requires all tag keys).
 GAUGE_TAG_KEYS = ("run", "method", "phase")
@@ -240,21 +242,30 @@ class PhaseTimer:
     logger, logs ``phase_seconds`` (this block) and ``phase_total_seconds`` (so far) under the event "phase".
     """
 
-    def __init__(self, logger: MetricsLogger | None = None, earlier: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        logger: MetricsLogger | None = None,
+        earlier: dict[str, float] | None = None,
+        console: Console | None = None,
+    ) -> None:
         self.logger = logger
+        self.console = console  # shows each phase as it runs (``qcrd_ray.console``); None: silent
         # ``earlier``: what a resumed run's earlier attempts spent (``logged_phase_seconds``).
         self.seconds: dict[str, float] = dict(earlier or {})
         self.current: str | None = None  # the phase running now, as a stopped run names it ("qcrd iteration 3: train")
 
     @contextmanager
-    def phase(self, name: str, **values: Any) -> Iterator[None]:
+    def phase(self, name: str, **values: Any) -> Iterator[PhaseProgress]:
+        """Time the block as phase ``name``; it gets a ``PhaseProgress`` for its counts (shown by the console)."""
         started = time.perf_counter()
         failed = True
-        where = [str(values["method"])] if "method" in values else []
-        where += [f"iteration {values['iteration'] + 1}"] if "iteration" in values else []
-        self.current = f"{' '.join(where)}: {name}" if where else name
+        method = str(values.get("method", ""))
+        iteration = f"iteration {values['iteration'] + 1}: " if "iteration" in values else ""
+        self.current = f"{method} {iteration}{name}" if method else name
+        shown = self.console.phase(f"[{method or 'qcrd'}] {iteration}{name}") if self.console else None
         try:
-            yield
+            with shown or nullcontext(PhaseProgress()) as progress:
+                yield progress
             failed = False
             self.current = None  # kept when the block raised: a stopped run names the phase it stopped in
         finally:

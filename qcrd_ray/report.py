@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qcrd_ray.console import RUN_LOG
 from qcrd_ray.methods import METHODS
 from qcrd_ray.plots import plot_accuracy, plot_judge_scores
 from qcrd_ray.report_differences import differences_markdown, method_differences, quality_markdown
@@ -308,6 +309,11 @@ def write_report(run_dir: Path, summaries: list[dict], num_examples: int = 3) ->
     out = [
         "# QCRD run report\n",
         f"Task **{first.get('task', '-')}**, student **{first.get('student', '-')}**, teacher **{teacher_model}**, seeds {seeds}.\n",
+        *(
+            [f"Ray's workers, transformers and DeepSpeed wrote their output to `{RUN_LOG}` in this directory.\n"]
+            if (run_dir / RUN_LOG).is_file()
+            else []
+        ),
         "How to read this: higher accuracy is better; every method has the same data and steps, and the paper finds QCRD "
         "above DSS and DSS above fine-tuning, a gap that means something only where it is larger than the spread over "
         "seeds; the teacher rows are the ceiling the rationales came from, and always giving the most frequent "

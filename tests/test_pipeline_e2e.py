@@ -84,7 +84,15 @@ def test_embedded_default_shortened_writes_report_student_and_metrics(tmp_path, 
     )
     report = out / "report.md"
     assert f"report: {report}" in proc.stdout
+    # A quiet console: the driver's own lines; Ray's workers and the libraries in run.log, which the report names.
+    console = (proc.stdout + proc.stderr).splitlines()
+    own = [line for line in console if line.startswith(("[", "teacher: "))]
+    assert len(own) >= 0.9 * len(console), [line for line in console if line not in own]
+    assert any(line.startswith("[qcrd] iteration 2: train: ") for line in own)
+    logged = (out / "run.log").read_text()
+    assert "RayTrainWorker pid=" in logged and "StudentSampler pid=" in logged
     text = report.read_text()
+    assert "`run.log`" in text
     for method in ("Fine-tuning", "DSS", "QCRD"):
         assert method.lower() in text.lower()
     assert "| always the most frequent training answer (" in text  # the floor every student must clear
