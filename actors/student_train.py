@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qcrd_ray.config import Config, TrainConfig
+from qcrd_ray.console import PhaseProgress
 from qcrd_ray.methods import get_method
 from qcrd_ray.records import FitResult, TrainItem
 from qcrd_ray.schedule import steps_per_iteration
@@ -177,13 +178,14 @@ def _worker(config: dict) -> None:
             startup["setup_seconds"] = time.time() - building  # the student's load and DeepSpeed's init
         tag = f"iter_{stage.iteration + 1:04d}"
         slot = Slot(method, seed, stage.iteration, steps_per_iteration(cfg.train, len(items)), rank, world)
-        metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot)
+        index = state["completed"]
+        on_step = (lambda n, index=index: feed.step.remote(index, n)) if rank == 0 else None  # not awaited
+        metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot, on_step)
         saving = time.perf_counter()
         student_dir = Path(stage.out_dir) / tag
         _save_student(engine, tokenizer, student_dir, rank)
         metrics.update(startup, iteration=stage.iteration, student_dir=str(student_dir))
         startup = {}  # paid by the first stage of the fit (workers) and of each method (set-up)
-        index = state["completed"]
         name = checkpoint_name(index, stage)
         state = {"completed": index + 1, "method": method, "checkpoint": name, "metrics": metrics}
         with tempfile.TemporaryDirectory(prefix=f"qcrd-{tag}-") as tmp:
@@ -269,15 +271,20 @@ class StreamingFit:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcrd-fit")  # fit() blocks
         self._fit = self._pool.submit(_fit, cfg, seed, storage_path, self.feed)
 
-    def train(self, stage: Stage, items: list[TrainItem]) -> FitResult:
-        """Hand the workers ``stage`` and its items; wait until they have trained and reported it."""
+    def train(self, stage: Stage, items: list[TrainItem], progress: PhaseProgress | None = None) -> FitResult:
+        """Hand the workers ``stage`` and its items; wait until they have trained and reported it (its steps
+        counted on ``progress`` as rank 0 takes them)."""
         import ray
 
         _validate(self.cfg, stage, items)
         index = self.stages
         ray.get(self.feed.put.remote(index, [stage, ray.put(list(items))]))
         pending = self.feed.result.remote(index)
+        if progress is not None:
+            progress.expect(steps_per_iteration(self.cfg.train, len(items)), "steps")
         while not ray.wait([pending], timeout=1.0)[0]:
+            if progress is not None:
+                progress.update(ray.get(self.feed.steps.remote(index)) - progress.done)
             if self._fit.done():
                 self._fit.result()  # raises the fit's own error
                 raise RuntimeError(

@@ -22,6 +22,7 @@ class StageFeed:
         self._items: dict[int, list] = {}
         self._finished: dict[int, dict] = {}
         self._done, self._last = 0, None  # stages finished, the last one's checkpoint directory name
+        self._steps: dict[int, int] = {}  # stage index -> optimizer steps rank 0 has taken in it
         self._stopped = False
         self._changed = asyncio.Condition()
 
@@ -37,10 +38,18 @@ class StageFeed:
             await self._changed.wait_for(lambda: index in self._items or self._stopped)
             return self._items.get(index)
 
+    async def step(self, index: int, steps: int) -> None:
+        """Rank 0 has taken ``steps`` optimizer steps of stage ``index`` (the driver's bar shows them)."""
+        self._steps[index] = steps
+
+    async def steps(self, index: int) -> int:
+        return self._steps.get(index, 0)
+
     async def finish(self, index: int, metrics: dict, checkpoint: str) -> None:
         """Stage ``index`` is trained and its ``checkpoint`` (a directory name in the fit's storage) reported."""
         async with self._changed:
             self._items.pop(index, None)
+            self._steps.pop(index, None)
             self._finished[index] = metrics
             self._done, self._last = max(self._done, index + 1), checkpoint
             self._changed.notify_all()

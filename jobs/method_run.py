@@ -215,7 +215,7 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
     history: list[dict] = []
     for t in range(ctx.cfg.run.iterations):
         with ctx.timer.phase("train", method=method, iteration=t) as progress:
-            result = ctx.fit.train(Stage(method, t, str(init_dir), str(method_dir / "students")), items)
+            result = ctx.fit.train(Stage(method, t, str(init_dir), str(method_dir / "students")), items, progress)
             progress.note = fit_note(result)
         evaluate_and_record(ctx, method, t, result, history)
     summary = _summary(history, result.student_dir)
@@ -356,7 +356,7 @@ class QcrdRun:
         state) when QCRD's engine is not built yet; in memory after."""
         stage = Stage(self.method, t, self.ring.latest()[1], str(self.method_dir / "snapshots"), self.optimizer_state)
         with self.ctx.timer.phase("train", method=self.method, iteration=t) as progress:
-            result = self.ctx.fit.train(stage, items)
+            result = self.ctx.fit.train(stage, items, progress)
             progress.note = fit_note(result)
         self.optimizer_state = result.checkpoint
         return result

@@ -30,7 +30,7 @@ class PhaseProgress:
     def expect(self, total: int, unit: str) -> None:
         """The phase's size, once it is known: its bar shows done / total and a rate."""
         if self.bar is not None:
-            self.bar.total, self.bar.unit = total, unit
+            self.bar.total, self.bar.unit, self.bar.bar_format = total, unit, None  # tqdm's bar, with a rate
             self.bar.refresh()
 
     def update(self, n: int = 1) -> None:
@@ -62,7 +62,8 @@ class Console:
         if self.bars:
             from tqdm.auto import tqdm
 
-            bar = tqdm(desc=label, file=self.stream, leave=False, dynamic_ncols=True)
+            # Until the phase knows its size, its clock alone.
+            bar = tqdm(desc=label, bar_format="{desc}: {elapsed}", file=self.stream, leave=False, dynamic_ncols=True)
             self._bar, progress = bar, PhaseProgress(bar)
             ticker = threading.Thread(target=self._tick, args=(stop, bar.refresh, 1.0), daemon=True)
         else:

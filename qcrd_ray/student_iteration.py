@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,8 +90,11 @@ def batch_indices(
     return [order[s * micro_batch : (s + 1) * micro_batch] for s in range(steps)]
 
 
-def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot: Slot) -> dict:
+def train_iteration(
+    engine, tokenizer, shard: list[TrainItem], cfg: Config, slot: Slot, on_step: Callable[[int], None] | None = None
+) -> dict:
     """``slot.steps`` optimizer steps on this worker's shard; metrics averaged over steps and workers.
+    ``on_step(n)`` is called after the n-th step (a progress report; it must not block).
 
     Each step's learning rate follows ``schedule.learning_rate`` over the run's ``run.iterations`` iterations.
     A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
@@ -119,6 +122,8 @@ def train_iteration(engine, tokenizer, shard: list[TrainItem], cfg: Config, slot
         engine.backward(loss)
         engine.step()
         per_step.append([parts[k] for k in keys])
+        if on_step is not None:
+            on_step(step + 1)
     seconds = time.perf_counter() - started
     values = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
     counts = (~values.isnan()).to(values.dtype)

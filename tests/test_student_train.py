@@ -174,8 +174,10 @@ def test_the_learning_rate_decays_linearly_over_the_run_on_a_deepspeed_engine(
     seen = []
     step = engine.step
     engine.step = lambda: (seen.append(engine.optimizer.param_groups[0]["lr"]), step())
-    train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=1, steps=2))
+    reported = []  # what rank 0 streams to the driver's bar
+    train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=1, steps=2), reported.append)
     assert seen == pytest.approx([3e-3 * 0.5, 3e-3 * 0.25])
+    assert reported == [1, 2]
 
 
 def test_deepspeed_config_follows_the_train_section():

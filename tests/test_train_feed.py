@@ -25,6 +25,9 @@ def test_workers_wait_for_the_driver_and_the_driver_for_the_workers(ray_local, f
     assert ray.get(box[1]) == ray.get(ray.get(feed.take.remote(0))[1])  # a restarted worker gets them again
     result = feed.result.remote(0)
     assert not ray.wait([result], timeout=0.5)[0]
+    assert ray.get(feed.steps.remote(0)) == 0  # the steps rank 0 has taken, for the driver's bar
+    ray.get(feed.step.remote(0, 3))
+    assert ray.get(feed.steps.remote(0)) == 3
     ray.get(feed.finish.remote(0, {"loss": 1.5}, "checkpoint_0000"))
     assert ray.get(result) == {"loss": 1.5}
     assert ray.get(feed.progress.remote()) == (1, "checkpoint_0000")
