@@ -45,18 +45,22 @@ def submit_chunks(pool: Sequence, method: str, calls: Sequence[Sequence[Any]]) -
 def map_chunks(
     pool: Sequence, method: str, calls: Sequence[Sequence[Any]], progress=None, sizes: Sequence[int] | None = None
 ) -> list:
-    """``submit_chunks``, then every chunk's result, in chunk order (whatever replica finished first). A
-    ``progress`` (``qcrd_ray.console.PhaseProgress``) advances by chunk c's ``sizes[c]`` (1) as each one ends."""
+    """``submit_chunks``, then every chunk's result, in chunk order (whatever replica finished first)."""
+    return gather_chunks(submit_chunks(pool, method, calls), progress, sizes)
+
+
+def gather_chunks(refs: Sequence, progress=None, sizes: Sequence[int] | None = None) -> list:
+    """The results of submitted chunks, in order. A ``progress`` (``qcrd_ray.console.PhaseProgress``) advances
+    by chunk c's ``sizes[c]`` (1) as each one ends."""
     import ray
 
-    refs = submit_chunks(pool, method, calls)
     if progress is not None:
         index = {ref: c for c, ref in enumerate(refs)}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             progress.update(sizes[index[done[0]]] if sizes else 1)
-    return ray.get(refs)
+    return ray.get(list(refs))
 
 
 def broadcast(pool: Sequence, method: str, *args: Any) -> list:

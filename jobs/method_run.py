@@ -26,7 +26,7 @@ from pathlib import Path
 import ray  # this module is imported once the driver has set Ray's environment up (jobs.distill.run)
 
 from actors.judge import sync_replicas
-from actors.pool import broadcast, map_chunks
+from actors.pool import broadcast, gather_chunks, map_chunks, submit_chunks
 from actors.student_train import Stage, StreamingFit
 from jobs.seed_services import SeedServices
 from qcrd_ray.config import Config
@@ -223,6 +223,15 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
     return MethodResult(summary)
 
 
+@dataclass(frozen=True)
+class PendingNegatives:
+    """An iteration's student negatives on their way: snapshot ``snapshot`` samples chunk c into ``refs[c]``."""
+
+    iteration: int
+    snapshot: int
+    refs: list
+
+
 class QcrdRun:
     """QCRD's iterations for one seed: the snapshot ring, the judge pool, the streaming fit, and the history."""
 
@@ -268,10 +277,15 @@ class QcrdRun:
     def run(self) -> MethodResult:
         if not self.history:
             self.pretrain_judge()
+        ahead = None  # iteration t's negatives, submitted while t - 1 trained
         for t in range(len(self.history), self.cfg.run.iterations):
-            student_samples = self.negatives(t)
+            student_samples = self.negatives(t, ahead)
             items = build_items(self.cfg, self.method, self.ctx.train, self.ctx.votes, student_samples)
             items = self.score(t, items, student_samples)
+            # Snapshot t + 1 - j exists already (at the latest it is the one t starts from): its samples need not
+            # wait for the fit.
+            sample_ahead = self.cfg.negatives.sample_ahead and t + 1 < self.cfg.run.iterations
+            ahead = self.submit_negatives(t + 1) if sample_ahead else None
             result = self.train(t, items)
             self.update_judge(t, items)
             fit = replace(result, metrics={**result.metrics, "judge_lr_scale": self.lr_scale(t), **self.separation})
@@ -300,12 +314,12 @@ class QcrdRun:
         kept = [(ex, v) for ex, v in zip(self.ctx.train, self.ctx.votes, strict=True) if ex.id not in self.held_out_ids]
         return [ex for ex, _ in kept], [v for _, v in kept]
 
-    def negatives(self, t: int) -> dict[str, list[str]]:
-        """Samples of snapshot t - j (the oldest one there is, early on) for every training question, over the
-        sampler pool: chunk c of ``negatives.batch_size`` questions with ``chunk_seed(base, c)``, base the
-        iteration's seed."""
+    def submit_negatives(self, t: int) -> PendingNegatives | None:
+        """Start sampling iteration t's negatives from snapshot t - j (the oldest one there is, early on) for
+        every training question, over the sampler pool: chunk c of ``negatives.batch_size`` questions with
+        ``chunk_seed(base, c)``, base the iteration's seed, so when it runs changes nothing."""
         if not self.cfg.run.student_negatives:
-            return {}
+            return None
         lagged = snapshot_for(t, self.cfg.negatives.lag)
         snapshot = self.ring.get(lagged)
         if not self.question_refs:  # every iteration sends chunk c to the same replica: put them once
@@ -318,11 +332,18 @@ class QcrdRun:
             (snapshot, ref, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
             for c, ref in enumerate(self.question_refs)
         ]
+        self.ctx.metrics.log("negatives_submitted", method=self.method, iteration=t, snapshot=lagged)
+        return PendingNegatives(t, lagged, submit_chunks(self.ctx.services.samplers, "sample", calls))
+
+    def negatives(self, t: int, ahead: PendingNegatives | None = None) -> dict[str, list[str]]:
+        """Iteration t's student negatives by question id: those sampled ahead, or sampled now."""
+        pending = ahead if ahead is not None and ahead.iteration == t else self.submit_negatives(t)
+        if pending is None:
+            return {}
         with self.ctx.timer.phase("negatives", method=self.method, iteration=t) as progress:
             progress.expect(len(self.ctx.train), "questions")
-            parts = map_chunks(self.ctx.services.samplers, "sample", calls, progress, self.question_sizes)
-            samples = merge_samples(parts)
-            progress.note = f"{sum(map(len, samples.values()))} samples of snapshot {lagged}"
+            samples = merge_samples(gather_chunks(pending.refs, progress, self.question_sizes))
+            progress.note = f"{sum(map(len, samples.values()))} samples of snapshot {pending.snapshot}"
             return samples
 
     def score(self, t: int, items: list[TrainItem], student_samples: dict[str, list[str]]) -> list[TrainItem]:

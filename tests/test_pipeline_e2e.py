@@ -364,6 +364,29 @@ def unbroken(tmp_path_factory, teacher_cache) -> Path:
     return out
 
 
+def submitted_and_trained(out: Path) -> tuple[float, float]:
+    """When iteration 2's negatives were submitted, and when iteration 1's fit ended (QCRD, seed 0)."""
+    metrics = [json.loads(line) for line in (out / "seed_0" / "metrics.jsonl").read_text().splitlines()]
+    submitted = next(m for m in metrics if m["event"] == "negatives_submitted" and m["iteration"] == 1)
+    trained = next(m for m in metrics if m["event"] == "phase" and m["phase"] == "train" and m["iteration"] == 0)
+    return submitted["time"], trained["time"]
+
+
+def test_negatives_sampled_during_the_fit_are_those_sampled_after_it(tmp_path, teacher_cache, unbroken):
+    """By default iteration 2's negatives are sampled while iteration 1 trains; a run that waits for the fit
+    (negatives.sample_ahead: false) ends with the same student and metrics."""
+    submitted, trained = submitted_and_trained(unbroken)
+    assert submitted < trained
+    waited = tmp_path / "waited"
+    distill([*TINY, *overrides(waited, teacher_cache, "negatives.sample_ahead=false")])
+    submitted, trained = submitted_and_trained(waited)
+    assert submitted > trained
+    weights = [Path(final_student(out), "model.safetensors").read_bytes() for out in (waited, unbroken)]
+    assert weights[0] == weights[1]
+    for key in ("accuracy", "rationale_accuracy", "loss"):
+        assert [h[key] for h in final_history(waited)] == [h[key] for h in final_history(unbroken)], key
+
+
 def start_and_stop(args: list[str], out: Path, signum: int) -> subprocess.Popen:
     """Start ``jobs.distill`` in a session of its own, wait until its first QCRD iteration is complete, then send
     ``signum``: SIGKILL and SIGINT to the whole session (a terminal's Ctrl-C reaches the local Ray's processes
