@@ -275,17 +275,15 @@ class QcrdRun:
         )
 
     def run(self) -> MethodResult:
+        first = len(self.history)
+        ahead = self.sample_ahead(first)  # sampled while the judge pretrains: their snapshot needs no judge
         if not self.history:
             self.pretrain_judge()
-        ahead = None  # iteration t's negatives, submitted while t - 1 trained
-        for t in range(len(self.history), self.cfg.run.iterations):
+        for t in range(first, self.cfg.run.iterations):
             student_samples = self.negatives(t, ahead)
             items = build_items(self.cfg, self.method, self.ctx.train, self.ctx.votes, student_samples)
             items = self.score(t, items, student_samples)
-            # Snapshot t + 1 - j exists already (at the latest it is the one t starts from): its samples need not
-            # wait for the fit.
-            sample_ahead = self.cfg.negatives.sample_ahead and t + 1 < self.cfg.run.iterations
-            ahead = self.submit_negatives(t + 1) if sample_ahead else None
+            ahead = self.sample_ahead(t + 1)  # sampled while t trains
             result = self.train(t, items)
             self.update_judge(t, items)
             fit = replace(result, metrics={**result.metrics, "judge_lr_scale": self.lr_scale(t), **self.separation})
@@ -334,6 +332,13 @@ class QcrdRun:
         ]
         self.ctx.metrics.log("negatives_submitted", method=self.method, iteration=t, snapshot=lagged)
         return PendingNegatives(t, lagged, submit_chunks(self.ctx.services.samplers, "sample", calls))
+
+    def sample_ahead(self, t: int) -> PendingNegatives | None:
+        """Iteration t's negatives submitted now, before the work in front of them ends (``negatives.sample_ahead``):
+        their snapshot, t - j, exists once t - 1 has started (at the latest it is the one t - 1 starts from)."""
+        if self.cfg.negatives.sample_ahead and t < self.cfg.run.iterations:
+            return self.submit_negatives(t)
+        return None
 
     def negatives(self, t: int, ahead: PendingNegatives | None = None) -> dict[str, list[str]]:
         """Iteration t's student negatives by question id: those sampled ahead, or sampled now."""

@@ -112,8 +112,9 @@ class NegativesConfig:
     max_per_question: int = 4
     batch_size: int = 128
     max_new_tokens: int = 160  # the stories' rationales run to ~110 of the student's tokens
-    # Sample iteration t + 1's negatives while t trains: their snapshot, t + 1 - j, exists by then (for j = 1 it
-    # is the one t starts from). The samples are the same either way (seeded per iteration and chunk).
+    # Sample iteration t + 1's negatives while t trains (the first iteration's while the judge pretrains): their
+    # snapshot, t + 1 - j, exists by then (for j = 1 it is the one t starts from). The samples are the same
+    # either way (seeded per iteration and chunk).
     sample_ahead: bool = True
 
     def validate(self, p: str) -> None:
