@@ -6,7 +6,7 @@ The first directory is a full run (QCRD, and DSS for reference); each NAME=DIR a
 one variant on some of its seeds (``--set run.<flag>=false --set run.baselines=[]``). Prints a markdown
 table (per row: mean ± std over its seeds, every seed, and the full method minus the row on the seeds they
 share, with its 95% interval from the paired bootstrap over seeds and questions, ``qcrd_ray.stats``, on both
-metrics), then each run's contrastive-term figures per iteration from its metrics.jsonl: the share
+metrics and the exact rationale quality), then each run's contrastive-term figures per iteration from its metrics.jsonl: the share
 of questions whose negative term is active and the judge's mean weight on the chosen positives and negatives
 (the range over seeds).
 """
@@ -21,7 +21,13 @@ from pathlib import Path
 from qcrd_ray.metrics import read_metrics
 from qcrd_ray.stats import paired_difference
 
-METRICS = (("final_accuracy", "correct"), ("final_rationale_accuracy", "rationale_correct"))
+# (column, the seed's final figure, its per-question correctness): predict:, the answer the rationale ends on,
+# and the exact rationale quality (every computation right, only the numbers that matter, the right answer).
+METRICS = (
+    ("predict:", lambda m: m["final_accuracy"], "correct"),
+    ("from its rationale", lambda m: m["final_rationale_accuracy"], "rationale_correct"),
+    ("fully correct rationale", lambda m: m["rationale_quality"]["fully_correct"], "rationale_fully_correct"),
+)
 FIGURES = ("negative_term_active", "weight_positive", "weight_negative")
 
 
@@ -39,8 +45,8 @@ def mean_std(values: list[float]) -> str:
 def table_row(name: str, row: dict[int, dict], full: dict[int, dict]) -> str:
     cells = [name]
     shared = sorted(set(row) & set(full))
-    for final, per_question in METRICS:
-        values = [100 * row[seed][final] for seed in sorted(row)]
+    for _, final, per_question in METRICS:
+        values = [100 * final(row[seed]) for seed in sorted(row)]
         cells += [mean_std(values), " / ".join(f"{v:.1f}" for v in values)]
         if row is full:
             cells.append("-")
@@ -78,14 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.variants:
         name, _, directory = item.partition("=")
         rows.append((name, seed_results(Path(directory), "qcrd"), Path(directory)))
-    print(
-        "| QCRD variant | predict: mean ± std | seeds | full - variant, 95% CI | from its rationale | seeds "
-        "| full - variant, 95% CI |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    columns = [f"{name} mean ± std | seeds | full - variant, 95% CI" for name, _, _ in METRICS]
+    print("| QCRD variant | " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: | ---: | ---: |" * len(METRICS))
     for name, row, _ in rows:
         print(table_row(name, row, full))
-    print(table_row("DSS, for reference", seed_results(args.full, "dss"), full))
+    methods = json.loads((args.full / "summary.json").read_text(encoding="utf-8"))[0]["methods"]
+    for method, label in (("dss", "DSS"), ("dss_greedy", "DSS (greedy teacher)")):
+        if method in methods:
+            print(table_row(f"{label}, for reference", seed_results(args.full, method), full))
     for name, _, directory in rows:
         print(f"\n{name} ({directory}):")
         print("\n".join(iteration_figures(directory)))
