@@ -35,12 +35,15 @@ def snapshot_fingerprint(snapshot_dir: str | os.PathLike) -> tuple[str, tuple[tu
 class StudentSampler:
     """Loads student snapshots (a small LRU cache) and samples ``explain:`` rationales from them."""
 
-    def __init__(self, use_gpu: bool = False, cache_size: int = 2):
+    def __init__(self, use_gpu: bool = False, cache_size: int = 2, dtype: str = "auto"):
         import torch
+
+        from qcrd_ray.precision import compute_dtype
 
         if cache_size < 1:
             raise ValueError(f"StudentSamplerActor: cache_size must be >= 1, got {cache_size!r}")
         self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.dtype = compute_dtype(dtype, self.device)  # sampler.dtype: the snapshots are cast to it
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[Any, Any, Any]] = OrderedDict()  # path -> (fingerprint, model, tok)
         self.loads = 0  # how many times a snapshot was read from disk (the cache's effect, for tests and logs)
@@ -61,7 +64,7 @@ class StudentSampler:
             self._cache.move_to_end(path)
             return cached[1], cached[2]
         model, tokenizer = load_student(path)
-        model.to(self.device).eval()
+        model.to(self.device, dtype=self.dtype).eval()
         self.loads += 1
         self._cache[path] = (files, model, tokenizer)
         self._cache.move_to_end(path)

@@ -50,6 +50,8 @@ class SeedServices:
             group,
             0,
             cfg.sampler.num_gpus > 0,
+            2,  # snapshots cached: the latest and the one negatives come from
+            cfg.sampler.dtype,
             num_cpus=cfg.sampler.num_cpus,
             num_gpus=cfg.sampler.num_gpus,
         )

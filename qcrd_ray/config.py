@@ -154,6 +154,8 @@ class JudgeConfig:
     num_cpus: float = 0.5
     num_gpus: float = 0.0
     num_replicas: int = 1
+    # auto: bf16 on a GPU (autocast: the weights and Adam stay fp32), fp32 on the CPU.
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
 
     def validate(self, p: str) -> None:
         check(
@@ -180,6 +182,7 @@ class SamplerConfig:
     num_cpus: float = 0.5
     num_gpus: float = 0.0
     num_replicas: int = 1
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
 
     def validate(self, p: str) -> None:
         check_resources(self, p)

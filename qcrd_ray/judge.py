@@ -28,6 +28,7 @@ from qcrd_ray.augment import balance_negatives
 from qcrd_ray.config import JudgeConfig
 from qcrd_ray.losses import judge_level_loss, judge_loss
 from qcrd_ray.models import build_judge, judge_encoder, judge_text, load_judge, save_judge
+from qcrd_ray.precision import compute_dtype
 from qcrd_ray.records import Group  # (question, positives, negatives): what D trains on
 from qcrd_ray.tokenizer import load_tokenizer
 
@@ -49,8 +50,10 @@ def resolve_judge_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_length: int) -> list[float]:
-    """D's score in [0, 1] for each already-formatted judge text, in batches; no gradients.
+def score_texts(
+    model, tokenizer, texts: Sequence[str], *, batch_size: int, max_length: int, dtype: torch.dtype = torch.float32
+) -> list[float]:
+    """D's score in [0, 1] for each already-formatted judge text, in batches, computed in ``dtype``; no gradients.
 
     Texts are batched in order of length so that a batch carries little padding; scores come back in input order.
     """
@@ -59,7 +62,7 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, dtype):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             enc = tokenizer(
@@ -70,6 +73,11 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int, max_
                 scores[i] = s
     model.train(was_training)
     return scores
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Compute in ``dtype`` (bf16: autocast, the weights stay fp32); nothing for fp32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 class QualityJudge:
@@ -88,6 +96,7 @@ class QualityJudge:
         self.model = build_judge(cfg, self.tokenizer, seed=seed, encoder=encoder)
         if cfg.num_gpus > 0 and torch.cuda.is_available():
             self.model.to("cuda")
+        self.dtype = compute_dtype(cfg.dtype, next(self.model.parameters()).device)
         self.optimizer = self._new_optimizer()
         self.rng = random.Random(seed)
         self._version = 0
@@ -111,7 +120,8 @@ class QualityJudge:
             texts += [judge_text(question, r) for r in negatives]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
         device = next(self.model.parameters()).device
-        flat = self.model(enc["input_ids"].to(device), enc["attention_mask"].to(device))  # [T]
+        with autocast(device, self.dtype):
+            flat = self.model(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()  # [T]
         # One extra zero at index T is what padded slots gather; the masks keep it out of the loss.
         flat = torch.cat([flat, flat.new_zeros(1)])
 
@@ -213,7 +223,12 @@ class QualityJudge:
         """D(x, r) in [0, 1] for each (question, rationale) pair, in batches of ``cfg.score_batch_size``."""
         texts = [judge_text(q, r) for q, r in pairs]
         scores = score_texts(
-            self.model, self.tokenizer, texts, batch_size=self.cfg.score_batch_size, max_length=self.cfg.max_length
+            self.model,
+            self.tokenizer,
+            texts,
+            batch_size=self.cfg.score_batch_size,
+            max_length=self.cfg.max_length,
+            dtype=self.dtype,
         )
         if scores:  # an empty call keeps the last histogram
             self._last_scores = scores[-MAX_KEPT_SCORES:]

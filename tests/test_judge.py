@@ -324,3 +324,32 @@ def test_a_judge_on_the_students_own_model_pretrains_saves_loads_and_resumes(stu
     assert judge.score(pairs) == resumed.score(pairs)
     assert judge.update(groups, 0.5)["losses"] == resumed.update(groups, 0.5)["losses"]
     assert judge.score(pairs) == resumed.score(pairs)
+
+
+def test_compute_dtype_auto_is_bf16_on_a_gpu_and_fp32_on_the_cpu():
+    import torch
+
+    from qcrd_ray.precision import compute_dtype
+
+    assert compute_dtype("auto", "cpu") == torch.float32 and compute_dtype("auto", "cuda") == torch.bfloat16
+    assert compute_dtype("bf16", "cpu") == torch.bfloat16 and compute_dtype("fp32", "cuda") == torch.float32
+
+
+def test_a_bf16_judge_trains_and_scores_near_the_fp32_one(tokenizer_dir):
+    """``judge.dtype: bf16`` autocasts D's passes (its weights and optimizer stay fp32): it trains, and its
+    scores stay within bf16's rounding of the fp32 judge's."""
+    import torch
+
+    from qcrd_ray.judge import QualityJudge
+
+    groups = arithmetic_groups()
+    pairs = pairs_of(groups, 0)[:4] + pairs_of(groups, 1)[:4]
+    judges = {
+        dtype: QualityJudge(dataclasses.replace(CFG, dtype=dtype), tokenizer_dir, seed=0) for dtype in ("fp32", "bf16")
+    }
+    for judge in judges.values():
+        judge.pretrain(groups)
+    assert judges["bf16"].dtype == torch.bfloat16
+    assert {p.dtype for p in judges["bf16"].model.parameters()} == {torch.float32}
+    assert judges["bf16"].score(pairs) == pytest.approx(judges["fp32"].score(pairs), abs=0.05)
+    assert judges["bf16"].score(pairs) != judges["fp32"].score(pairs)  # computed in bf16 indeed

@@ -175,3 +175,17 @@ def test_the_seed_services_ask_for_what_the_sampler_and_judge_sections_say(_ray_
         assert ray.get(ray.get_actor("res/seed_3/student_sampler").num_loads.remote()) == 0
     finally:
         services.stop()
+
+
+def test_a_sampler_in_bf16_casts_its_snapshots_and_samples(snapshot):
+    """``sampler.dtype: bf16`` (what ``auto`` picks on a GPU) loads the snapshot in bf16; it still samples."""
+    import torch
+
+    from actors.student_sampler import StudentSampler
+
+    sampler = StudentSampler(dtype="bf16")
+    out = sampler.sample(snapshot, QUESTIONS, neg(1, 8, 3), 0, 64)
+    assert sorted(out) == ["q1", "q2", "q3"] and all(len(v) == 1 for v in out.values())
+    model, _ = sampler._load(snapshot)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert StudentSampler().dtype == torch.float32  # auto, on the CPU
