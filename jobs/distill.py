@@ -217,12 +217,12 @@ def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_
         run_seed(cfg, seed, inputs, run_dir, resume=resume, baseline=baseline, console=console) for seed in seeds
     ]
     report = write_report(run_dir, summaries)
-    print(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}", flush=True)
+    console.say(f"[qcrd] done in {time.perf_counter() - started:.0f} s; report: {report}")
     return report
 
 
 def run_seed(
-    cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: bool, baseline: dict, console: Console | None
+    cfg: Config, seed: int, inputs: Inputs, run_dir: Path, *, resume: bool, baseline: dict, console: Console
 ) -> dict:
     """One seed: the teacher phase, then every method in the seed's one fit; its summary for the report.
     Ctrl-C (or SIGTERM) here raises ``RunStopped`` naming the phase it stopped in."""
@@ -239,12 +239,11 @@ def run_seed(
     metrics = MetricsLogger(seed_dir / "metrics.jsonl", run=f"{cfg.run.name}/seed_{seed}")
     timer = PhaseTimer(metrics, earlier, console)
     try:
-        say = console.say if console else print
         with timer.phase("teacher"):
-            teacher = run_teacher_phase(cfg, inputs.train, inputs.task, progress=say)
+            teacher = run_teacher_phase(cfg, inputs.train, inputs.task, progress=console.say)
             greedy = None
             if any(METHODS[m].teacher == "greedy" for m in methods_of(cfg.run)):  # DSS on its best single answer
-                greedy = run_teacher_phase(cfg.replace(GREEDY_TEACHER), inputs.train, inputs.task, progress=say)
+                greedy = run_teacher_phase(cfg.replace(GREEDY_TEACHER), inputs.train, inputs.task, progress=console.say)
         teacher_stats = {**teacher.stats}
         if greedy is not None:
             teacher_stats["greedy_accuracy"] = greedy.stats["single_sample_accuracy"]

@@ -181,8 +181,8 @@ def evaluate_and_record(ctx: MethodContext, method: str, t: int, fit: FitResult,
 
 def fit_note(result: FitResult) -> str:
     """A fit's end line: its steps, rate and loss."""
-    m = result.metrics
-    return f"{m.get('steps', 0)} steps, {m.get('samples_per_s', 0.0):.0f} questions/s, loss {m.get('loss', float('nan')):.3f}"
+    steps, rate, loss = (result.metrics.get(k, float("nan")) for k in ("steps", "samples_per_s", "loss"))
+    return f"{steps} steps, {rate:.0f} questions/s, loss {loss:.3f}"
 
 
 def _summary(history: list[dict], student_dir: str) -> MethodSummary:
@@ -342,7 +342,7 @@ class QcrdRun:
 
     def negatives(self, t: int, ahead: PendingNegatives | None = None) -> dict[str, list[str]]:
         """Iteration t's student negatives by question id: those sampled ahead, or sampled now."""
-        pending = ahead if ahead is not None and ahead.iteration == t else self.submit_negatives(t)
+        pending = ahead or self.submit_negatives(t)
         if pending is None:
             return {}
         with self.ctx.timer.phase("negatives", method=self.method, iteration=t) as progress:
