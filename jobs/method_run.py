@@ -227,7 +227,6 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
 class PendingNegatives:
     """An iteration's student negatives on their way: snapshot ``snapshot`` samples chunk c into ``refs[c]``."""
 
-    iteration: int
     snapshot: int
     refs: list
 
@@ -331,7 +330,7 @@ class QcrdRun:
             for c, ref in enumerate(self.question_refs)
         ]
         self.ctx.metrics.log("negatives_submitted", method=self.method, iteration=t, snapshot=lagged)
-        return PendingNegatives(t, lagged, submit_chunks(self.ctx.services.samplers, "sample", calls))
+        return PendingNegatives(lagged, submit_chunks(self.ctx.services.samplers, "sample", calls))
 
     def sample_ahead(self, t: int) -> PendingNegatives | None:
         """Iteration t's negatives submitted now, before the work in front of them ends (``negatives.sample_ahead``):
