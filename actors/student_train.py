@@ -234,12 +234,14 @@ def checkpoint_name(index: int, stage: Stage) -> str:
 # the driver's entry point
 
 
-def validate_items(items: list[TrainItem], num_workers: int, where: str) -> None:
+def validate_items(items: list[TrainItem | None], num_workers: int, where: str) -> None:
     """Enough items for every worker, and every positive and negative has a judge score in [0, 1] (raises
-    ValueError naming the item)."""
+    ValueError naming the item). None is a question the iteration's batches do not draw."""
     if len(items) < num_workers:
         raise ValueError(f"{where}: {len(items)} items cannot feed train.num_workers={num_workers} workers")
     for it in items:
+        if it is None:
+            continue
         if len(it.positive_scores) != len(it.positives) or len(it.negative_scores) != len(it.negatives):
             raise ValueError(
                 f"{where}: item {it.id!r} has {len(it.positives)} positives / {len(it.negatives)} "
@@ -271,7 +273,7 @@ class StreamingFit:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcrd-fit")  # fit() blocks
         self._fit = self._pool.submit(_fit, cfg, seed, storage_path, self.feed)
 
-    def train(self, stage: Stage, items: list[TrainItem], progress: PhaseProgress | None = None) -> FitResult:
+    def train(self, stage: Stage, items: list[TrainItem | None], progress: PhaseProgress | None = None) -> FitResult:
         """Hand the workers ``stage`` and its items; wait until they have trained and reported it (its steps
         counted on ``progress`` as rank 0 takes them)."""
         import ray

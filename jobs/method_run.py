@@ -1,9 +1,11 @@
 """One method of a seed (QCRD, its ablations, DSS or fine-tuning), iteration by iteration.
 
 Every method trains in the seed's one Ray Train fit (``actors.student_train.StreamingFit``), one stage (an
-iteration of a method) at a time. A QCRD iteration t is six named steps: ``negatives`` (sample the student
-snapshot of iteration t - j) -> ``score`` (the judge weighs every positive and negative) -> ``train`` (the
-fit trains the student for one iteration) -> ``update_judge`` (its online update) ->
+iteration of a method) at a time. A QCRD iteration t works on the questions its batches draw
+(``student_iteration.iteration_positions``, known before it starts) in six named steps: ``negatives`` (sample
+the student snapshot of iteration t - j; sampled while t - 1 trains) -> ``score`` (the judge weighs every
+positive and negative) -> ``train`` (the fit trains the student for one iteration) -> ``update_judge`` (its
+online update on what was scored) ->
 ``evaluate`` (the new snapshot, recorded as every method records it) -> ``checkpoint`` (the manifest, its
 ``latest`` marker last). ``--resume`` picks up after the last manifest: snapshot ring, judge (with its
 optimizer and random state), optimizer state and history come back from it. What each method trains on is
@@ -57,6 +59,7 @@ from qcrd_ray.models import build_student, build_tokenizer, save_student
 from qcrd_ray.records import Example, FitResult, MethodSummary, TrainItem, Vote
 from qcrd_ray.schedule import SnapshotRing, judge_lr_scale, snapshot_for
 from qcrd_ray.sharding import chunk_bounds, chunk_seed, chunks, concat, merge_samples
+from qcrd_ray.student_iteration import iteration_positions
 from qcrd_ray.tasks import EXPLAIN, PREDICT
 
 JUDGE_SCORES_FILE = "judge_scores.json"  # in a QCRD method dir: the last iteration's scores, by kind
@@ -225,10 +228,12 @@ def _run_baseline(ctx: MethodContext, method: str, init_dir: Path, method_dir: P
 
 @dataclass(frozen=True)
 class PendingNegatives:
-    """An iteration's student negatives on their way: snapshot ``snapshot`` samples chunk c into ``refs[c]``."""
+    """An iteration's student negatives on their way: snapshot ``snapshot`` samples chunk c (``sizes[c]``
+    questions) into ``refs[c]``."""
 
     snapshot: int
     refs: list
+    sizes: list[int]
 
 
 class QcrdRun:
@@ -246,8 +251,6 @@ class QcrdRun:
         self.held_out_ids = held_out_ids([ex.id for ex in ctx.train], judge.holdout_fraction, ctx.seed)
         self.held_out = HeldOut.build(ctx.train, ctx.votes, self.held_out_ids, ctx.seed, judge.mask_probability)
         self.separation: dict[str, float] = {}  # the judge's held-out AUCs in the iteration it weighs
-        self.question_refs: list = []  # the training questions in chunks of negatives.batch_size, put once
-        self.question_sizes: list[int] = []
         self.manifest = read_manifest(method_dir) if ctx.resume else None
         if self.manifest is not None:
             check_resumable(self.manifest, self.cfg, method_dir)
@@ -280,12 +283,19 @@ class QcrdRun:
             self.pretrain_judge()
         for t in range(first, self.cfg.run.iterations):
             student_samples = self.negatives(t, ahead)
-            items = build_items(self.cfg, self.method, self.ctx.train, self.ctx.votes, student_samples)
-            items = self.score(t, items, student_samples)
+            positions = self.iteration_questions(t)
+            train, votes = [self.ctx.train[i] for i in positions], [self.ctx.votes[i] for i in positions]
+            items = self.score(t, build_items(self.cfg, self.method, train, votes, student_samples), student_samples)
             ahead = self.sample_ahead(t + 1)  # sampled while t trains
-            result = self.train(t, items)
+            result = self.train(t, items, positions)
             self.update_judge(t, items)
-            fit = replace(result, metrics={**result.metrics, "judge_lr_scale": self.lr_scale(t), **self.separation})
+            figures = {
+                "judge_lr_scale": self.lr_scale(t),
+                "questions_sampled": len(student_samples),
+                "questions_trained": len(items),
+                **self.separation,
+            }
+            fit = replace(result, metrics={**result.metrics, **figures})
             evaluate_and_record(self.ctx, self.method, t, fit, self.history)
             self.checkpoint(t, result.student_dir)
         self.ctx.services.stop_judges()
@@ -311,26 +321,30 @@ class QcrdRun:
         kept = [(ex, v) for ex, v in zip(self.ctx.train, self.ctx.votes, strict=True) if ex.id not in self.held_out_ids]
         return [ex for ex, _ in kept], [v for _, v in kept]
 
+    def iteration_questions(self, t: int) -> list[int]:
+        """The positions, in the training questions, of those iteration t's batches draw (all of them under
+        ``train.group_by_length``): the only ones it samples, scores and trains on."""
+        positions = iteration_positions(len(self.ctx.train), self.cfg, self.ctx.seed, t)
+        return list(range(len(self.ctx.train))) if positions is None else positions
+
     def submit_negatives(self, t: int) -> PendingNegatives | None:
-        """Start sampling iteration t's negatives from snapshot t - j (the oldest one there is, early on) for
-        every training question, over the sampler pool: chunk c of ``negatives.batch_size`` questions with
-        ``chunk_seed(base, c)``, base the iteration's seed, so when it runs changes nothing."""
+        """Start sampling iteration t's negatives from snapshot t - j (the oldest one there is, early on) for its
+        questions, over the sampler pool: chunk c of ``negatives.batch_size`` questions with ``chunk_seed(base,
+        c)``, base the iteration's seed, so when it runs, and on how many replicas, changes nothing."""
         if not self.cfg.run.student_negatives:
             return None
         lagged = snapshot_for(t, self.cfg.negatives.lag)
         snapshot = self.ring.get(lagged)
-        if not self.question_refs:  # every iteration sends chunk c to the same replica: put them once
-            questions = [(ex.id, ex.input) for ex in self.ctx.train]
-            question_chunks = chunks(questions, self.cfg.negatives.batch_size)
-            self.question_refs = [ray.put(chunk) for chunk in question_chunks]
-            self.question_sizes = [len(chunk) for chunk in question_chunks]
+        questions = [(self.ctx.train[i].id, self.ctx.train[i].input) for i in self.iteration_questions(t)]
+        question_chunks = chunks(questions, self.cfg.negatives.batch_size)
         base = self.ctx.seed * 100_003 + t
         calls = [
-            (snapshot, ref, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
-            for c, ref in enumerate(self.question_refs)
+            (snapshot, chunk, self.cfg.negatives, chunk_seed(base, c), self.cfg.student.max_input_length)
+            for c, chunk in enumerate(question_chunks)
         ]
         self.ctx.metrics.log("negatives_submitted", method=self.method, iteration=t, snapshot=lagged)
-        return PendingNegatives(lagged, submit_chunks(self.ctx.services.samplers, "sample", calls))
+        refs = submit_chunks(self.ctx.services.samplers, "sample", calls)
+        return PendingNegatives(lagged, refs, [len(chunk) for chunk in question_chunks])
 
     def sample_ahead(self, t: int) -> PendingNegatives | None:
         """Iteration t's negatives submitted now, before the work in front of them ends (``negatives.sample_ahead``):
@@ -345,8 +359,8 @@ class QcrdRun:
         if pending is None:
             return {}
         with self.ctx.timer.phase("negatives", method=self.method, iteration=t) as progress:
-            progress.expect(len(self.ctx.train), "questions")
-            samples = merge_samples(gather_chunks(pending.refs, progress, self.question_sizes))
+            progress.expect(sum(pending.sizes), "questions")
+            samples = merge_samples(gather_chunks(pending.refs, progress, pending.sizes))
             progress.note = f"{sum(map(len, samples.values()))} samples of snapshot {pending.snapshot}"
             return samples
 
@@ -376,12 +390,16 @@ class QcrdRun:
             self.ctx.metrics.log_scores(kind, kind_scores, method=self.method, iteration=t)
         return items
 
-    def train(self, t: int, items: list[TrainItem]) -> FitResult:
+    def train(self, t: int, items: list[TrainItem], positions: list[int]) -> FitResult:
         """Iteration t in the seed's fit: from the latest snapshot (and, resumed, the manifest's optimizer
-        state) when QCRD's engine is not built yet; in memory after."""
+        state) when QCRD's engine is not built yet; in memory after. The workers get one entry per training
+        question, ``items[k]`` at ``positions[k]`` and None where no batch draws."""
+        handed: list[TrainItem | None] = [None] * len(self.ctx.train)
+        for position, item in zip(positions, items, strict=True):
+            handed[position] = item
         stage = Stage(self.method, t, self.ring.latest()[1], str(self.method_dir / "snapshots"), self.optimizer_state)
         with self.ctx.timer.phase("train", method=self.method, iteration=t) as progress:
-            result = self.ctx.fit.train(stage, items, progress)
+            result = self.ctx.fit.train(stage, handed, progress)
             progress.note = fit_note(result)
         self.optimizer_state = result.checkpoint
         return result

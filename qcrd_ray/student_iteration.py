@@ -20,7 +20,7 @@ import torch.distributed as dist
 from qcrd_ray.config import Config
 from qcrd_ray.methods import encoded_length, get_method, student_loss
 from qcrd_ray.records import TrainItem
-from qcrd_ray.schedule import learning_rate
+from qcrd_ray.schedule import learning_rate, steps_per_iteration
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,34 @@ def batch_indices(
     return [order[s * micro_batch : (s + 1) * micro_batch] for s in range(steps)]
 
 
+def iteration_positions(num_items: int, cfg: Config, seed: int, iteration: int) -> list[int] | None:
+    """The positions, in an iteration's list of ``num_items`` items (one per training question), that its
+    batches draw on any of ``train.num_workers`` workers: ``train_iteration``'s draws, made ahead, so that
+    only those questions are sampled, scored and handed over. None (all of them) under ``train.group_by_length``,
+    whose batches follow the items' lengths, and those depend on the negatives."""
+    if cfg.train.group_by_length:
+        return None
+    world = cfg.train.num_workers
+    steps = steps_per_iteration(cfg.train, num_items)
+    drawn: set[int] = set()
+    for rank in range(world):
+        order = torch.Generator().manual_seed(iteration_seed(seed, iteration, rank, "batches"))
+        shard = len(range(rank, num_items, world))  # items[rank::world]
+        for batch in batch_indices(shard, cfg.train.batch_size // world, steps, order):
+            drawn.update(rank + i * world for i in batch)
+    return sorted(drawn)
+
+
 def train_iteration(
-    engine, tokenizer, shard: list[TrainItem], cfg: Config, slot: Slot, on_step: Callable[[int], None] | None = None
+    engine,
+    tokenizer,
+    shard: list[TrainItem | None],
+    cfg: Config,
+    slot: Slot,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict:
-    """``slot.steps`` optimizer steps on this worker's shard; metrics averaged over steps and workers.
+    """``slot.steps`` optimizer steps on this worker's shard (None where ``iteration_positions`` says no batch
+    draws); metrics averaged over steps and workers, and ``questions_drawn`` summed over them.
     ``on_step(n)`` is called after the n-th step (a progress report; it must not block).
 
     Each step's learning rate follows ``schedule.learning_rate`` over the run's ``run.iterations`` iterations.
@@ -107,12 +131,14 @@ def train_iteration(
     engine.train()
     keys = ("loss", "loss_pred", *get_method(slot.method).metrics)
     per_step = []
+    drawn: set[int] = set()
     started = time.perf_counter()
     done, total = slot.iteration * slot.steps, cfg.run.iterations * slot.steps  # the run's steps, before and all
     lengths = [encoded_length(item, slot.method) for item in shard] if cfg.train.group_by_length else None
     for step, indices in enumerate(batch_indices(len(shard), micro, slot.steps, order, lengths)):
         for group in engine.optimizer.param_groups:
             group["lr"] = learning_rate(cfg.train, done + step, total)
+        drawn.update(indices)
         loss, parts = student_loss(model, tokenizer, [shard[i] for i in indices], slot.method, cfg, generator=sampling)
         if not math.isfinite(parts["loss"]):  # stop before a NaN reaches the weights and a report
             raise FloatingPointError(
@@ -128,9 +154,11 @@ def train_iteration(
     values = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
     counts = (~values.isnan()).to(values.dtype)
     values = values.nan_to_num(0.0)
+    drawn_total = torch.tensor(len(drawn), dtype=torch.float64, device=engine.device)  # shards are disjoint
     if slot.world > 1:
         dist.all_reduce(values)
         dist.all_reduce(counts)
+        dist.all_reduce(drawn_total)
     curve = values / counts.clamp(min=1)  # [steps, keys]: the mean over workers
     means = values.sum(dim=0) / counts.sum(dim=0)  # [keys]: NaN only where no step had the figure
     return {
@@ -140,5 +168,6 @@ def train_iteration(
         "steps": slot.steps,
         "samples": slot.steps * cfg.train.batch_size,
         "samples_per_s": slot.steps * cfg.train.batch_size / max(seconds, 1e-9),
+        "questions_drawn": int(drawn_total),
         "seconds": seconds,
     }

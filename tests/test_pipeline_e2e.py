@@ -387,6 +387,22 @@ def test_negatives_sampled_during_the_fit_are_those_sampled_after_it(tmp_path, t
         assert [h[key] for h in final_history(waited)] == [h[key] for h in final_history(unbroken)], key
 
 
+def test_an_iteration_samples_scores_and_trains_only_its_questions_and_resumes_to_the_same(tmp_path, teacher_cache):
+    """Two steps of 16 draw 32 of the 64 questions: exactly those are sampled, scored and drawn by the workers;
+    a run stopped after its first iteration and resumed for the second ends as the unbroken one."""
+    short = [*TINY, "--set", "train.steps_per_iteration=2"]
+    unbroken, resumed = tmp_path / "unbroken", tmp_path / "resumed"
+    distill([*short, *overrides(unbroken, teacher_cache)])
+    for record in final_history(unbroken):
+        assert record["questions_sampled"] == record["questions_trained"] == record["questions_drawn"] == 32, record
+    distill([*short, *overrides(resumed, teacher_cache, "run.iterations=1")])
+    distill([*short, *overrides(resumed, teacher_cache, "run.iterations=2"), "--resume"])
+    weights = [Path(final_student(out), "model.safetensors").read_bytes() for out in (resumed, unbroken)]
+    assert weights[0] == weights[1]
+    for key in ("accuracy", "rationale_accuracy", "loss", "questions_drawn"):
+        assert [h[key] for h in final_history(resumed)] == [h[key] for h in final_history(unbroken)], key
+
+
 def start_and_stop(args: list[str], out: Path, signum: int) -> subprocess.Popen:
     """Start ``jobs.distill`` in a session of its own, wait until its first QCRD iteration is complete, then send
     ``signum``: SIGKILL and SIGINT to the whole session (a terminal's Ctrl-C reaches the local Ray's processes

@@ -16,7 +16,9 @@ from qcrd_ray.records import Rationale, Vote
 SEED = 3
 OVERRIDES = {
     "student.max_input_length": 64,
-    "negatives.batch_size": 5,  # 24 questions: 5 chunks, dealt 0 1 0 1 0 over two replicas
+    "train.steps_per_iteration": 1,  # an iteration draws 8 of the 24 questions: only those are sampled and scored
+    "train.batch_size": 8,
+    "negatives.batch_size": 5,  # its 8 questions: 2 chunks, one per replica
     "negatives.samples_per_question": 2,
     "negatives.max_new_tokens": 8,
     "judge.tiny.d_model": 32,
@@ -28,7 +30,7 @@ OVERRIDES = {
     "judge.update_steps": 2,
     "judge.batch_size": 4,
     "judge.lr": 3e-3,
-    "judge.score_batch_size": 16,  # 24 questions x (2 positives + up to 3 negatives): 7 chunks
+    "judge.score_batch_size": 16,  # 8 questions x (2 positives + up to 3 negatives), the held-out ones: 3 chunks
     "judge.max_length": 48,
     "eval.batch_size": 4,  # 10 examples: 3 chunks
     "eval.max_new_tokens": 4,
@@ -121,11 +123,13 @@ def run_steps(replicas: int, data) -> dict:
         assert len(services.samplers) == len(services.judges) == replicas
         qcrd.pretrain_judge()
         samples = qcrd.negatives(0)
-        items = build_items(cfg, "qcrd", train, votes, samples)
+        positions = qcrd.iteration_questions(0)
+        items = build_items(cfg, "qcrd", [train[i] for i in positions], [votes[i] for i in positions], samples)
         scored = qcrd.score(0, items, samples)
         qcrd.update_judge(0, scored)
         rescored = qcrd.score(1, items, samples)
         out = {
+            "questions": [train[i].id for i in positions],
             "samples": list(samples.items()),
             "scored": scored,
             "rescored": rescored,
@@ -150,7 +154,10 @@ def test_two_replicas_give_what_one_gives(two_nodes, data):
     two = run_steps(2, data)
     assert two["nodes"] == 2  # the pools span both nodes
 
-    assert len(one["samples"]) == 24 and all(len(s) == 2 for _, s in one["samples"])
+    # The iteration's questions alone, the ones its batches draw, are sampled and scored.
+    assert len(one["questions"]) == 8 and [q for q, _ in one["samples"]] == one["questions"]
+    assert [it.id for it in one["scored"]] == one["questions"]
+    assert all(len(s) == 2 for _, s in one["samples"])
     assert two["samples"] == one["samples"]  # the same rationales for the same questions, in the same order
     assert two["scored"] == one["scored"]  # every judge score, exactly
     assert two["rescored"] == one["rescored"]  # after replica 0's update and the others' sync

@@ -206,3 +206,34 @@ def test_train_student_rejects_bad_input_before_starting(tmp_path):
         train_student(cfg, stage("qcrd", str(init)), bad, **args)
     with pytest.raises(ValueError, match="num_workers=2"):
         train_student(make_cfg(**{"train.num_workers": 2}), stage("qcrd", str(init)), items[:1], **args)
+
+
+def test_an_iteration_draws_exactly_the_positions_known_ahead_and_needs_no_other_item(
+    tmp_path, single_rank_process_group, monkeypatch
+):
+    """``iteration_positions`` are the questions ``train_iteration``'s batches draw, so the driver samples,
+    scores and hands over only those: the others can be None."""
+    from actors.student_train import build_engine
+    from qcrd_ray import student_iteration
+    from qcrd_ray.models import load_student
+    from qcrd_ray.student_iteration import iteration_positions
+
+    cfg, items = make_cfg(**{"train.steps_per_iteration": 1, "train.batch_size": 4}), make_items()
+    positions = iteration_positions(len(items), cfg, seed=0, iteration=1)
+    assert len(positions) == 4  # one step of 4 of the 8 questions
+    model, tokenizer = load_student(make_student(cfg, items, tmp_path / "student"))
+    drawn = []
+
+    def recording(model, tokenizer, batch, *args, **kwargs):
+        drawn.extend(it.id for it in batch)
+        return student_loss(model, tokenizer, batch, *args, **kwargs)
+
+    monkeypatch.setattr(student_iteration, "student_loss", recording)
+    handed = [it if i in positions else None for i, it in enumerate(items)]
+    metrics = train_iteration(build_engine(model, cfg.train, 1), tokenizer, handed, cfg, Slot("dss", 0, 1, 1))
+    assert sorted(drawn) == sorted(items[i].id for i in positions)
+    assert metrics["questions_drawn"] == 4
+    # Two workers draw from their shards (items[rank::2]); group_by_length needs every item's length: all.
+    two = iteration_positions(len(items), make_cfg(**{"train.steps_per_iteration": 1, "train.num_workers": 2}), 0, 1)
+    assert len(two) == 4 and {p % 2 for p in two} == {0, 1}
+    assert iteration_positions(len(items), make_cfg(**{"train.group_by_length": True}), 0, 1) is None
