@@ -11,7 +11,8 @@ run that measures a rate writes it there, and this script recomputes the plan (c
 How a phase spreads over N GPUs, as the code is today:
 - teacher: vllm / transformers actors scale with N (one per GPU); an openai endpoint does not (its
   concurrency and rate limit do);
-- student negatives, judge scoring, evaluation: pools of ``sampler.num_replicas`` and ``judge.num_replicas``
+- student negatives, judge scoring (an iteration's questions: those its batches draw), evaluation: pools of
+  ``sampler.num_replicas`` and ``judge.num_replicas``
   actors (jobs/seed_services.py SeedServices), a placement-group bundle each. A pass is cut into chunks
   (``negatives.batch_size`` questions, ``judge.score_batch_size`` pairs, ``eval.batch_size`` examples) and chunk
   c goes to replica c % R: a pass takes ceil(chunks / R) chunks' time of one replica;
@@ -32,7 +33,6 @@ from pathlib import Path
 from benchmarks import scaling_work as work
 from benchmarks.scaling_work import Lengths, Work, driver_bytes, measure_lengths, phases, shape, split_sizes
 from qcrd_ray.config import Config, load_config
-from qcrd_ray.schedule import steps_per_iteration
 
 PARAMS = {"t5-base": 222_903_552, "t5-small": 60_506_624}  # the all-reduce's gradient bytes
 GIB = 2**30
@@ -323,11 +323,11 @@ def bottlenecks(
             + "."
         )
     out = ["## Bottlenecks", "", line]
-    trained = steps_per_iteration(cfg.train, q) * cfg.train.batch_size
+    trained = work.questions_per_iteration(cfg, q)
     if cfg.run.method == "qcrd" and trained < q:
         out.append(
-            f"- **Unused work.** Every iteration samples negatives for, and scores, all {q:,} questions but "
-            f"trains on {trained:,} ({q / trained:.1f}x): sample and score the iteration's batches only."
+            f"- **An iteration's questions only.** Each iteration samples negatives for, and scores, the {trained:,} "
+            f"questions its batches draw, of {q:,} (until 2026-12-07 all of them: {q / trained:.1f}x the work)."
         )
     if t.backend in ("vllm", "transformers") and not t.chat:
         used = (ln.rationale + ln.label + work.ANSWER_WRAP) / work.CHARS_PER_TOKEN
@@ -341,7 +341,8 @@ def bottlenecks(
             "tokens-per-minute limit) set its speed, not N."
         )
     out += [
-        "- **fp32 judge and sampler.** They set no dtype and torch leaves TF32 off: 1/16 of an A100's bf16 peak.",
+        "- **Judge and sampler rates are fp32's.** `judge.dtype` / `sampler.dtype` `auto` run them in bf16 on a "
+        "GPU, but the costs file has fp32 rates for them only: their hours here are an upper bound.",
         "",
         row("held per QCRD iteration", "bytes / question", "at this size", "limit", "breaks at (questions)"),
         "|---|---:|---:|---:|---:|",

@@ -190,8 +190,16 @@ def judge_pretrain_work(j: JudgeConfig, s: Shape) -> Work:
     )
 
 
+def questions_per_iteration(cfg: Config, q: int) -> int:
+    """The questions an iteration samples and scores: those its batches draw (jobs/method_run.py
+    ``iteration_questions``), min(q, steps x batch) as permutations are drawn; every one under group_by_length."""
+    if cfg.train.group_by_length:
+        return q
+    return min(q, steps_per_iteration(cfg.train, q) * cfg.train.batch_size)
+
+
 def negatives_work(ng: NegativesConfig, q: int, its: int, s: Shape) -> Work:
-    """Every training question, every iteration, sampled at temperature 1.5: a batch decodes to the limit."""
+    """An iteration's ``q`` questions, every iteration, sampled at temperature 1.5: a batch decodes to the limit."""
     samples, chunks = q * its * ng.samples_per_question, math.ceil(q / ng.batch_size)
     return Work(
         "student negatives",
@@ -207,7 +215,7 @@ def negatives_work(ng: NegativesConfig, q: int, its: int, s: Shape) -> Work:
 
 
 def judge_score_work(j: JudgeConfig, q: int, its: int, s: Shape) -> Work:
-    """Every positive and negative of every training question, every iteration (one forward each)."""
+    """Every positive and negative of an iteration's ``q`` questions, every iteration (one forward each)."""
     pairs = q * its * (s.positives + s.negatives)
     return Work(
         "judge scoring",
@@ -277,14 +285,16 @@ def eval_work(ev: EvalConfig, e: int, its: int, methods: list[str], s: Shape, up
     )
 
 
-def phases(cfg: Config, ln: Lengths, upper: bool = False) -> list[Work]:
-    """Every phase of one run (one seed), in the order of a QCRD iteration (jobs/method_run.py)."""
+def phases(cfg: Config, ln: Lengths, upper: bool = False, every_question: bool = False) -> list[Work]:
+    """Every phase of one run (one seed), in the order of a QCRD iteration (jobs/method_run.py).
+    ``every_question``: as before 2026-12-07, when every iteration sampled and scored all training questions."""
     s, (q, e), its = shape(cfg, ln, upper), split_sizes(cfg), cfg.run.iterations
+    qi = q if every_question else questions_per_iteration(cfg, q)
     qcrd = METHODS[cfg.run.method].contrastive
     judge = qcrd and cfg.run.use_judge
     out = [teacher_work(cfg.teacher, q, s)] + ([judge_pretrain_work(cfg.judge, s)] if judge else [])
-    out += [negatives_work(cfg.negatives, q, its, s)] if qcrd and cfg.run.student_negatives else []
-    out += [judge_score_work(cfg.judge, q, its, s)] if judge else []
+    out += [negatives_work(cfg.negatives, qi, its, s)] if qcrd and cfg.run.student_negatives else []
+    out += [judge_score_work(cfg.judge, qi, its, s)] if judge else []
     out += [train_work(method, cfg, q, s) for method in methods_of(cfg.run)]
     out += [judge_update_work(cfg.judge, its, s)] if judge else []
     return out + [eval_work(cfg.eval, e, its, methods_of(cfg.run), s, upper)]

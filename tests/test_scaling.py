@@ -27,11 +27,12 @@ LENGTHS = scaling_work.Lengths(*scaling_work.LENGTHS["esnli"], source="the scrip
 
 
 def plan(overrides: list[str] | None = None, n: int = 8, pools: tuple[int, int] | None = None) -> dict[str, float]:
-    """Seconds per phase of the e-SNLI preset on N GPUs, with the config's pools or (samplers, judges)."""
+    """Seconds per phase of the e-SNLI preset on N GPUs, with the config's pools or (samplers, judges); every
+    training question sampled and scored each iteration (as before 2026-12-07), whose chunk counts divide evenly."""
     cfg = load_config(PRESET, overrides or [])
     proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
     p = proj.pools(n) if pools is None else scaling.Pools(n, proj.pools(n).workers, *pools)
-    return {w.phase: proj.seconds(w, p) for w in scaling_work.phases(cfg, LENGTHS)}
+    return {w.phase: proj.seconds(w, p) for w in scaling_work.phases(cfg, LENGTHS, every_question=True)}
 
 
 def test_main_prints_the_phases_for_each_n(capsys):
@@ -43,7 +44,7 @@ def test_main_prints_the_phases_for_each_n(capsys):
         assert f"| {phase} |" in hours
     assert "| phase | N = 1 | N = 8 | N = 64 |" in hours
     assert "| teacher sampling | openai actors | 549,367 |" in work  # e-SNLI's training set
-    assert "| student negatives | sampler x 2, 4,292 chunks a pass |" in work  # 549,367 / negatives.batch_size 128
+    assert "| student negatives | sampler x 2, 250 chunks a pass |" in work  # 32,000 / negatives.batch_size 128
     assert "| judge pretraining | judge replica 0 |" in work
     assert "| GPUs: train workers / samplers / judges | 1 / 2 / 2 (shared) | 4 / 2 / 2 | 32 / 2 / 2 |" in hours
     assert "| **pools sized to N**: train workers / samplers / judges |" in hours
@@ -96,11 +97,26 @@ def test_gpus_held_count_the_fit_and_every_replica():
     assert proj.pools(8) == scaling.Pools(8, 8, 3, 5, fits=False)  # the pools alone need all 8: they share
 
 
+def test_an_iteration_samples_and_scores_only_the_questions_its_batches_draw():
+    """e-SNLI trains on 500 x 64 = 32,000 of its 549,367 questions an iteration: negatives and scoring 17.2x less
+    than when every question was sampled and scored; a preset that trains on its whole set is unchanged."""
+    cfg = load_config(PRESET)
+    now, before = (
+        {w.phase: w for w in scaling_work.phases(cfg, LENGTHS, every_question=every)} for every in (False, True)
+    )
+    assert now["student negatives"].questions == 32_000 * cfg.run.iterations
+    for phase in ("student negatives", "judge scoring"):
+        assert before[phase].tokens / now[phase].tokens == pytest.approx(549_367 / 32_000)
+    assert now["student training (qcrd)"] == before["student training (qcrd)"]
+    assert scaling_work.questions_per_iteration(load_config(PRESET, ["train.group_by_length=true"]), 549_367) == 549_367
+    assert scaling_work.questions_per_iteration(load_config(ROOT / "configs/svamp_t5_base.yaml"), 700) == 700
+
+
 @pytest.mark.parametrize("n", [8, 12, 64])
 def test_pools_sized_to_n_keep_the_fit_and_split_the_rest(n):
     cfg = load_config(PRESET)
     proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
-    run = scaling_work.phases(cfg, LENGTHS)
+    run = scaling_work.phases(cfg, LENGTHS, every_question=True)  # chunks enough for every GPU
     p = proj.sized(n, run)
     assert p.workers == cfg.train.num_workers and p.samplers >= 1 and p.judges >= 1 and p.fits
     assert p.workers + p.samplers + p.judges <= n
