@@ -372,19 +372,20 @@ def submitted_and_trained(out: Path) -> tuple[float, float]:
     return submitted["time"], trained["time"]
 
 
-def test_negatives_sampled_during_the_fit_are_those_sampled_after_it(tmp_path, teacher_cache, unbroken):
-    """By default iteration 2's negatives are sampled while iteration 1 trains; a run that waits for the fit
-    (negatives.sample_ahead: false) ends with the same student and metrics."""
-    submitted, trained = submitted_and_trained(unbroken)
+def test_negatives_sampled_during_the_fit_are_those_sampled_after_it(tmp_path, teacher_cache):
+    """With j = 2 (as the presets' 5), iteration 2's negatives are sampled while iteration 1 trains; a run that
+    waits for the fit (negatives.sample_ahead: false) ends with the same student and metrics."""
+    ahead, waited = tmp_path / "ahead", tmp_path / "waited"
+    distill([*TINY, *overrides(ahead, teacher_cache, "negatives.lag=2")])
+    distill([*TINY, *overrides(waited, teacher_cache, "negatives.lag=2", "negatives.sample_ahead=false")])
+    submitted, trained = submitted_and_trained(ahead)
     assert submitted < trained
-    waited = tmp_path / "waited"
-    distill([*TINY, *overrides(waited, teacher_cache, "negatives.sample_ahead=false")])
     submitted, trained = submitted_and_trained(waited)
     assert submitted > trained
-    weights = [Path(final_student(out), "model.safetensors").read_bytes() for out in (waited, unbroken)]
+    weights = [Path(final_student(out), "model.safetensors").read_bytes() for out in (waited, ahead)]
     assert weights[0] == weights[1]
     for key in ("accuracy", "rationale_accuracy", "loss"):
-        assert [h[key] for h in final_history(waited)] == [h[key] for h in final_history(unbroken)], key
+        assert [h[key] for h in final_history(waited)] == [h[key] for h in final_history(ahead)], key
 
 
 def test_an_iteration_samples_scores_and_trains_only_its_questions_and_resumes_to_the_same(tmp_path, teacher_cache):
