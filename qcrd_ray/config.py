@@ -114,8 +114,10 @@ class NegativesConfig:
     max_new_tokens: int = 160  # the stories' rationales run to ~110 of the student's tokens
     # Sample iteration t + 1's negatives while t trains (the first iteration's while the judge pretrains): their
     # snapshot, t + 1 - j, exists by then (for j = 1 it is the one t starts from). The samples are the same
-    # either way (seeded per iteration and chunk).
-    sample_ahead: bool = True
+    # either way (seeded per iteration and chunk). Off by default: on a CPU-only machine the samplers and the fit
+    # share the cores, and the default's QCRD iterations took 2x as long with it (README); the presets, whose
+    # samplers have GPUs of their own, turn it on.
+    sample_ahead: bool = False
 
     def validate(self, p: str) -> None:
         check(self.lag >= 1, f"{p}.lag", "an integer >= 1", self.lag)

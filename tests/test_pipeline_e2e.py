@@ -373,10 +373,11 @@ def submitted_and_trained(out: Path) -> tuple[float, float]:
 
 
 def test_negatives_sampled_during_the_fit_are_those_sampled_after_it(tmp_path, teacher_cache):
-    """With j = 2 (as the presets' 5), iteration 2's negatives are sampled while iteration 1 trains; a run that
-    waits for the fit (negatives.sample_ahead: false) ends with the same student and metrics."""
+    """With j = 2 (as the presets' 5) and negatives.sample_ahead (as the presets have it), iteration 2's negatives
+    are sampled while iteration 1 trains; a run that waits for the fit (the default) ends with the same student
+    and metrics."""
     ahead, waited = tmp_path / "ahead", tmp_path / "waited"
-    distill([*TINY, *overrides(ahead, teacher_cache, "negatives.lag=2")])
+    distill([*TINY, *overrides(ahead, teacher_cache, "negatives.lag=2", "negatives.sample_ahead=true")])
     distill([*TINY, *overrides(waited, teacher_cache, "negatives.lag=2", "negatives.sample_ahead=false")])
     submitted, trained = submitted_and_trained(ahead)
     assert submitted < trained
