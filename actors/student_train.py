@@ -22,7 +22,7 @@ from qcrd_ray.console import PhaseProgress
 from qcrd_ray.methods import get_method
 from qcrd_ray.records import FitResult, TrainItem
 from qcrd_ray.schedule import steps_per_iteration
-from qcrd_ray.student_iteration import Slot, train_iteration
+from qcrd_ray.student_iteration import FitStopped, Slot, train_iteration
 
 GRADIENT_CLIPPING = 1.0
 TRAIN_STATE_FILE = "qcrd_train_state.json"  # inside each reported checkpoint: stages done, the last one's metrics
@@ -154,7 +154,8 @@ def _start_method(engine, cfg: Config, stage: Stage, world: int, checkpoint=None
 def _worker(config: dict) -> None:
     """What Ray Train runs on each worker: take the driver's stages from the ``feed`` (a ``StageFeed``)
     one after another, train each (``qcrd_ray.student_iteration.train_iteration``), save its student and report
-    a checkpoint, until the driver stops the feed. One fit serves every method of a seed, so Ray Train's
+    a checkpoint, until the driver stops the feed (mid-stage too: the workers then leave the stage unsaved at the
+    next step, so a stopped run does not wait for it). One fit serves every method of a seed, so Ray Train's
     start-up (processes, imports, process group) is paid once; a method change only rebuilds the engine.
     """
     import ray
@@ -179,8 +180,12 @@ def _worker(config: dict) -> None:
         tag = f"iter_{stage.iteration + 1:04d}"
         slot = Slot(method, seed, stage.iteration, steps_per_iteration(cfg.train, len(items)), rank, world)
         index = state["completed"]
-        on_step = (lambda n, index=index: feed.step.remote(index, n)) if rank == 0 else None  # not awaited
-        metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot, on_step)
+        # Rank 0 reports each step and hears whether the driver has stopped the fit; the others follow it.
+        on_step = (lambda n, index=index: ray.get(feed.step.remote(index, n))) if rank == 0 else (lambda n: False)
+        try:
+            metrics = train_iteration(engine, tokenizer, items[rank::world], cfg, slot, on_step)
+        except FitStopped:
+            return  # nothing of the stage is saved or reported: a resumed run trains it again
         saving = time.perf_counter()
         student_dir = Path(stage.out_dir) / tag
         _save_student(engine, tokenizer, student_dir, rank)

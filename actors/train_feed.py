@@ -38,9 +38,11 @@ class StageFeed:
             await self._changed.wait_for(lambda: index in self._items or self._stopped)
             return self._items.get(index)
 
-    async def step(self, index: int, steps: int) -> None:
-        """Rank 0 has taken ``steps`` optimizer steps of stage ``index`` (the driver's bar shows them)."""
+    async def step(self, index: int, steps: int) -> bool:
+        """Rank 0 has taken ``steps`` optimizer steps of stage ``index`` (the driver's bar shows them); whether the
+        driver has stopped the fit (the workers then leave the stage)."""
         self._steps[index] = steps
+        return self._stopped
 
     async def steps(self, index: int) -> int:
         return self._steps.get(index, 0)

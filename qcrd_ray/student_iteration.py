@@ -90,6 +90,19 @@ def batch_indices(
     return [order[s * micro_batch : (s + 1) * micro_batch] for s in range(steps)]
 
 
+class FitStopped(Exception):
+    """The driver stopped the fit in the middle of a stage (Ctrl-C, SIGTERM): the stage is left unsaved."""
+
+
+def _stop_requested(local: bool, slot: Slot, device) -> bool:
+    """Rank 0's answer, on every rank (a broadcast), so that every worker leaves at the same step."""
+    if slot.world == 1:
+        return local
+    flag = torch.tensor([float(local)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def iteration_positions(num_items: int, cfg: Config, seed: int, iteration: int) -> list[int] | None:
     """The positions, in an iteration's list of ``num_items`` items (one per training question), that its
     batches draw on any of ``train.num_workers`` workers: ``train_iteration``'s draws, made ahead, so that
@@ -114,11 +127,12 @@ def train_iteration(
     shard: list[TrainItem | None],
     cfg: Config,
     slot: Slot,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int], bool | None] | None = None,
 ) -> dict:
     """``slot.steps`` optimizer steps on this worker's shard (None where ``iteration_positions`` says no batch
     draws); metrics averaged over steps and workers, and ``questions_drawn`` summed over them.
-    ``on_step(n)`` is called after the n-th step (a progress report; it must not block).
+    ``on_step(n)`` is called on every rank after the n-th step (rank 0's reports the progress); a true answer
+    from rank 0's stops the iteration on every rank with ``FitStopped``.
 
     Each step's learning rate follows ``schedule.learning_rate`` over the run's ``run.iterations`` iterations.
     A figure a step does not have (NaN: no question of its batch had a negative) is left out of its mean.
@@ -148,8 +162,8 @@ def train_iteration(
         engine.backward(loss)
         engine.step()
         per_step.append([parts[k] for k in keys])
-        if on_step is not None:
-            on_step(step + 1)
+        if on_step is not None and _stop_requested(bool(on_step(step + 1)), slot, engine.device):
+            raise FitStopped(f"{slot.method} iteration {slot.iteration + 1}: stopped after step {step + 1}")
     seconds = time.perf_counter() - started
     values = torch.tensor(per_step, dtype=torch.float64, device=engine.device)  # [steps, keys]
     counts = (~values.isnan()).to(values.dtype)

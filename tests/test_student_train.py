@@ -9,7 +9,7 @@ import torch
 from actors.student_train import Stage, deepspeed_config, train_student
 from qcrd_ray.methods import student_loss
 from qcrd_ray.records import TrainItem
-from qcrd_ray.student_iteration import Slot, train_iteration
+from qcrd_ray.student_iteration import FitStopped, Slot, train_iteration
 from qcrd_ray.student_loss import _split_slots
 from tests.student_fixtures import fast_and_full, make_cfg, make_items, make_student
 
@@ -178,6 +178,10 @@ def test_the_learning_rate_decays_linearly_over_the_run_on_a_deepspeed_engine(
     train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=1, steps=2), reported.append)
     assert seen == pytest.approx([3e-3 * 0.5, 3e-3 * 0.25])
     assert reported == [1, 2]
+    # A stopped fit: the step's answer is true, and the iteration leaves there.
+    with pytest.raises(FitStopped, match="dss iteration 2: stopped after step 1"):
+        train_iteration(engine, tokenizer, items, cfg, Slot("dss", seed=0, iteration=1, steps=2), lambda n: True)
+    assert len(seen) == 3
 
 
 def test_deepspeed_config_follows_the_train_section():

@@ -26,17 +26,18 @@ def test_workers_wait_for_the_driver_and_the_driver_for_the_workers(ray_local, f
     result = feed.result.remote(0)
     assert not ray.wait([result], timeout=0.5)[0]
     assert ray.get(feed.steps.remote(0)) == 0  # the steps rank 0 has taken, for the driver's bar
-    ray.get(feed.step.remote(0, 3))
+    assert ray.get(feed.step.remote(0, 3)) is False  # go on: the driver has not stopped the fit
     assert ray.get(feed.steps.remote(0)) == 3
     ray.get(feed.finish.remote(0, {"loss": 1.5}, "checkpoint_0000"))
     assert ray.get(result) == {"loss": 1.5}
     assert ray.get(feed.progress.remote()) == (1, "checkpoint_0000")
 
 
-def test_stop_releases_a_waiting_worker(ray_local, feed):
+def test_stop_releases_a_waiting_worker_and_a_training_one(ray_local, feed):
     take = feed.take.remote(3)
     ray_local.get(feed.stop.remote())
     assert ray_local.get(take) is None
+    assert ray_local.get(feed.step.remote(2, 7)) is True  # a worker mid-stage hears it at its next step
     assert ray_local.get(feed.take.remote(4)) is None
 
 
