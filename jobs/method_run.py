@@ -2,10 +2,10 @@
 
 Every method trains in the seed's one Ray Train fit (``actors.student_train.StreamingFit``), one stage (an
 iteration of a method) at a time. A QCRD iteration t works on the questions its batches draw
-(``student_iteration.iteration_positions``, known before it starts) in six named steps: ``negatives`` (sample
-the student snapshot of iteration t - j; with ``negatives.sample_ahead``, while t - 1 trains) -> ``score`` (the judge weighs every
-positive and negative) -> ``train`` (the fit trains the student for one iteration) -> ``update_judge`` (its
-online update on what was scored) ->
+(``student_iteration.iteration_positions``, known before it starts) in six named steps: ``negatives``
+(sample the student snapshot of iteration t - j; with ``negatives.sample_ahead``, while t - 1 trains) ->
+``score`` (the judge weighs every positive and negative) -> ``train`` (the fit trains the student for one
+iteration) -> ``update_judge`` (its online update on what was scored) ->
 ``evaluate`` (the new snapshot, recorded as every method records it) -> ``checkpoint`` (the manifest, its
 ``latest`` marker last). ``--resume`` picks up after the last manifest: snapshot ring, judge (with its
 optimizer and random state), optimizer state and history come back from it. What each method trains on is
