@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from jobs.distill import init_ray, load_inputs
-    from jobs.method_run import MethodContext, QcrdRun
+    from jobs.method_run import MethodContext
+    from jobs.qcrd_run import QcrdRun
     from jobs.seed_services import SeedServices
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.methods import build_items

@@ -129,7 +129,7 @@ def shape(cfg: Config, ln: Lengths, upper: bool) -> Shape:
 
 
 def driver_bytes(cfg: Config, ln: Lengths) -> dict[str, float]:
-    """Bytes per training question held in one QCRD iteration (jobs/method_run.py: ``negatives`` returns a dict
+    """Bytes per training question held in one QCRD iteration (jobs/qcrd_run.py: ``negatives`` returns a dict
     for every question, ``score`` a list for every pair; the items go to the fit through one ``ray.put``, and
     every train worker unpickles all of them before it takes items[rank::world])."""
     s, spq = shape(cfg, ln, upper=False), cfg.negatives.samples_per_question
@@ -191,7 +191,7 @@ def judge_pretrain_work(j: JudgeConfig, s: Shape) -> Work:
 
 
 def questions_per_iteration(cfg: Config, q: int) -> int:
-    """The questions an iteration samples and scores: those its batches draw (jobs/method_run.py
+    """The questions an iteration samples and scores: those its batches draw (jobs/qcrd_run.py
     ``iteration_questions``), min(q, steps x batch) as permutations are drawn; every one under group_by_length."""
     if cfg.train.group_by_length:
         return q
@@ -286,7 +286,7 @@ def eval_work(ev: EvalConfig, e: int, its: int, methods: list[str], s: Shape, up
 
 
 def phases(cfg: Config, ln: Lengths, upper: bool = False, every_question: bool = False) -> list[Work]:
-    """Every phase of one run (one seed), in the order of a QCRD iteration (jobs/method_run.py).
+    """Every phase of one run (one seed), in the order of a QCRD iteration (jobs/qcrd_run.py).
     ``every_question``: as before 2026-12-07, when every iteration sampled and scored all training questions."""
     s, (q, e), its = shape(cfg, ln, upper), split_sizes(cfg), cfg.run.iterations
     qi = q if every_question else questions_per_iteration(cfg, q)

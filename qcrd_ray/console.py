@@ -69,7 +69,10 @@ class Console:
         else:
             progress = PhaseProgress()
             self.say(f"{label} ...")
-            heartbeat = lambda: self.say(f"{label}: still running, {time.perf_counter() - started:.0f} s")  # noqa: E731
+
+            def heartbeat() -> None:
+                self.say(f"{label}: still running, {time.perf_counter() - started:.0f} s")
+
             ticker = threading.Thread(target=self._tick, args=(stop, heartbeat, HEARTBEAT_S), daemon=True)
         ticker.start()
         failed = True

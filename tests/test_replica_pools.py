@@ -1,6 +1,6 @@
 """Pools of student samplers and judges on a simulated 2-node Ray cluster (both nodes on 127.0.0.1).
 
-The driver's own steps (``jobs.method_run``: QCRD's negatives, judge scores before and after an online update,
+The driver's own steps (``jobs.qcrd_run``: QCRD's negatives, judge scores before and after an online update,
 evaluation) run once with one replica of each actor and once with two, from the same seed: everything they
 return is identical, in order and value, and the two replicas of each pool do share the work.
 """
@@ -91,7 +91,8 @@ def data(tmp_path_factory):
 def run_steps(replicas: int, data) -> dict:
     """The driver's steps with pools of ``replicas`` samplers and judges; what each returned."""
     from actors.pool import broadcast
-    from jobs.method_run import MethodContext, QcrdRun, evaluate_and_record
+    from jobs.method_run import MethodContext, evaluate_and_record
+    from jobs.qcrd_run import QcrdRun
     from jobs.seed_services import SeedServices
     from qcrd_ray.methods import build_items
     from qcrd_ray.metrics import MetricsLogger, PhaseTimer

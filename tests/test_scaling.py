@@ -1,5 +1,5 @@
 """benchmarks.scaling: a preset's plan has every phase and N, its work follows the data size, and the sampler and
-judge pools divide their phases as jobs/method_run.py deals them (chunk c to replica c % R) (no Ray)."""
+judge pools divide their phases as jobs/qcrd_run.py deals them (chunk c to replica c % R) (no Ray)."""
 
 from __future__ import annotations
 
