@@ -33,6 +33,7 @@ from pathlib import Path
 from benchmarks import scaling_work as work
 from benchmarks.scaling_work import Lengths, Work, driver_bytes, measure_lengths, phases, shape, split_sizes
 from qcrd_ray.config import Config, load_config
+from qcrd_ray.pool_sizing import AUTO, questions_per_iteration, split_pools
 
 PARAMS = {"t5-base": 222_903_552, "t5-small": 60_506_624}  # the all-reduce's gradient bytes
 GIB = 2**30
@@ -76,30 +77,26 @@ class Projection:
         """The most data-parallel workers, at most ``most`` (and at least one), that divide train.batch_size."""
         return max(w for w in range(1, max(most, 1) + 1) if self.cfg.train.batch_size % w == 0)
 
-    def pools(self, n: int) -> Pools:
-        """The config's replica counts; the fit takes the GPUs they leave (all N, shared, when they leave none)."""
+    def pools(self, n: int, run: list[Work]) -> Pools:
+        """The config's replica counts (``auto``: ``sized``); the fit takes the GPUs they leave (all N, shared,
+        when they leave none)."""
         s, j = self.cfg.sampler.num_replicas, self.cfg.judge.num_replicas
+        if AUTO in (s, j):
+            sized = self.sized(n, run)
+            s, j = sized.samplers if s == AUTO else s, sized.judges if j == AUTO else j
         free = n - self.services(s, j)
         return Pools(n, self.divisor(free if free > 0 else n), s, j, free > 0)
 
     def sized(self, n: int, run: list[Work]) -> Pools:
         """Pools sized to N: the fit keeps train.num_workers (a divisor of the batch, at most N / 2); the other
-        GPUs go one replica each to samplers and judges in proportion to the square roots of their one-replica
-        hours (what minimizes a / S + b / J), at least one each, then trimmed to the fewest that take as few rounds
-        of chunks; with fewer than two GPUs beside the fit, everything shares."""
+        GPUs split as ``sampler.num_replicas: auto`` splits them (``qcrd_ray.pool_sizing.split_pools``: half each,
+        trimmed to the fewest that take as few rounds of chunks); with fewer than two GPUs beside the fit,
+        everything shares."""
         w = self.divisor(min(self.cfg.train.num_workers, n // 2))
-        one = {k: sum(self.one_replica(x) for x in run if x.kind == k and x.chunks) for k in ("sampler", "judge")}
-        rest = n - w
-        if rest < 2:
+        if n - w < 2:
             return Pools(n, self.divisor(n), 1, 1, self.services(1, 1) + 1 <= n)
-        a, b = math.sqrt(one["sampler"]), math.sqrt(one["judge"])
-        s = min(rest - 1, max(1, round(rest * a / (a + b)))) if a + b else 1
-
-        def trim(kind: str, r: int) -> int:  # the fewest replicas that take as few rounds of chunks as r
-            passes = [x.chunks for x in run if x.kind == kind and x.chunks]
-            return max([math.ceil(c / math.ceil(c / r)) for c in passes] or [1])
-
-        return Pools(n, w, trim("sampler", s), trim("judge", rest - s))
+        passes = {k: [x.chunks for x in run if x.kind == k and x.chunks] for k in ("sampler", "judge")}
+        return Pools(n, w, *split_pools(n - w, passes["sampler"], passes["judge"]))
 
     def lanes(self, w: Work, p: Pools) -> int:
         """Replicas that run a pass of ``w`` side by side."""
@@ -237,7 +234,7 @@ def report(cfg: Config, costs: dict, costs_path: str, gpus: list[int], ln: Lengt
                 fmt(u.tokens),
             )
         )
-    pools, sized = {n: proj.pools(n) for n in gpus}, {n: proj.sized(n, mean) for n in gpus}
+    pools, sized = {n: proj.pools(n, mean) for n in gpus}, {n: proj.sized(n, mean) for n in gpus}
     secs = {n: [proj.seconds(w, pools[n]) for w in mean] for n in gpus}
     sized_secs = {n: [proj.seconds(w, sized[n]) for w in mean] for n in gpus}
     out += ["", "## Projected hours per phase (mean lengths, the config's pools)", ""]
@@ -272,11 +269,11 @@ def report(cfg: Config, costs: dict, costs_path: str, gpus: list[int], ln: Lengt
         "",
         f"Teacher API: ${api:,.0f} ({t.model}); none when the teacher runs on the GPUs.",
         "",
-        "Pools sized to N: the fit keeps train.num_workers (a divisor of train.batch_size, at most N / 2); the other "
-        "GPUs go one replica each to samplers and judges in proportion to the square roots of their one-replica hours "
-        "(negatives + evaluation, judge scoring), at least one each, then trimmed to the fewest that take as few rounds "
-        "of chunks (a pass's chunks are dealt round-robin); with fewer than two "
-        "GPUs beside the fit, everything shares. (shared): the pools and one train worker ask for more than N GPUs "
+        "Pools sized to N, as `sampler.num_replicas: auto` and `judge.num_replicas: auto` size them when a run starts "
+        "(qcrd_ray/pool_sizing.py): the fit keeps train.num_workers (here also a divisor of train.batch_size, at most "
+        "N / 2); the other GPUs go one replica each to samplers and judges, half each, then each pool is trimmed to "
+        "the fewest replicas that take as few rounds of chunks (a pass's chunks are dealt round-robin); with fewer than "
+        "two GPUs beside the fit, everything shares. (shared): the pools and one train worker ask for more than N GPUs "
         "(Ray would wait for them); projected as if they shared the N.",
         "",
     ]
@@ -320,10 +317,10 @@ def bottlenecks(
                 f" ({hours(sum(secs[m]))} -> {hours(sum(sized_secs[m]))} h)"
                 for m in better
             )
-            + "."
+            + "; `auto` for both sizes them so on the cluster a run starts on."
         )
     out = ["## Bottlenecks", "", line]
-    trained = work.questions_per_iteration(cfg, q)
+    trained = questions_per_iteration(cfg, q)
     if cfg.run.method == "qcrd" and trained < q:
         out.append(
             f"- **An iteration's questions only.** Each iteration samples negatives for, and scores, the {trained:,} "

@@ -11,15 +11,16 @@ import json
 from pathlib import Path
 
 from benchmarks.scaling import Projection, hours, row
-from benchmarks.scaling_work import measure_lengths, phases, questions_per_iteration, split_sizes
+from benchmarks.scaling_work import measure_lengths, phases, split_sizes
 from qcrd_ray.config import load_config
+from qcrd_ray.pool_sizing import questions_per_iteration
 
 GPUS = (1, 8, 64)
 
 
 def totals(proj: Projection, run: list) -> tuple[list[float], float]:
     """Seconds at each of GPUS with the config's pools, and at 64 GPUs with pools sized to them."""
-    config_pools = [sum(proj.seconds(w, proj.pools(n)) for w in run) for n in GPUS]
+    config_pools = [sum(proj.seconds(w, proj.pools(n, run)) for w in run) for n in GPUS]
     sized = proj.sized(GPUS[-1], run)
     return config_pools, sum(proj.seconds(w, sized) for w in run)
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         before, sized_before = totals(proj, phases(cfg, lengths, every_question=True))
         run = phases(cfg, lengths)
         now, sized_now = totals(proj, run)
-        longest = max(run, key=lambda w: proj.seconds(w, proj.pools(8)))
+        longest = max(run, key=lambda w: proj.seconds(w, proj.pools(8, run)))
         print(
             row(
                 path.stem,
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                 " / ".join(hours(x) for x in now),
                 hours(sized_before),
                 hours(sized_now),
-                f"{longest.phase}, {hours(proj.seconds(longest, proj.pools(8)))} h",
+                f"{longest.phase}, {hours(proj.seconds(longest, proj.pools(8, run)))} h",
             )
         )
 

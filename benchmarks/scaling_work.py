@@ -11,6 +11,7 @@ from pathlib import Path
 
 from qcrd_ray.config import Config, EvalConfig, JudgeConfig, NegativesConfig, TeacherConfig
 from qcrd_ray.methods import METHODS, methods_of
+from qcrd_ray.pool_sizing import questions_per_iteration
 from qcrd_ray.schedule import steps_per_iteration
 from qcrd_ray.tasks import EXPLAIN
 
@@ -188,14 +189,6 @@ def judge_pretrain_work(j: JudgeConfig, s: Shape) -> Work:
         grad_tokens=groups * texts * s.judge,
         steps_x_batch=f"{j.pretrain_steps} x {j.batch_size}",
     )
-
-
-def questions_per_iteration(cfg: Config, q: int) -> int:
-    """The questions an iteration samples and scores: those its batches draw (jobs/qcrd_run.py
-    ``iteration_questions``), min(q, steps x batch) as permutations are drawn; every one under group_by_length."""
-    if cfg.train.group_by_length:
-        return q
-    return min(q, steps_per_iteration(cfg.train, q) * cfg.train.batch_size)
 
 
 def negatives_work(ng: NegativesConfig, q: int, its: int, s: Shape) -> Work:

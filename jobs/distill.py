@@ -29,6 +29,7 @@ from qcrd_ray.evaluation import majority_label_baseline
 from qcrd_ray.manifest import ManifestError, config_changes
 from qcrd_ray.methods import GREEDY_TEACHER, METHODS, methods_of
 from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
+from qcrd_ray.pool_sizing import PoolSizes, size_pools, wants_sizing, with_pool_sizes
 from qcrd_ray.records import Example, SeedSummary
 from qcrd_ray.report import write_report
 from qcrd_ray.run_lock import RunLock, RunLockedError
@@ -149,6 +150,31 @@ def ray_init(cluster: ClusterConfig) -> str | None:
         return ray.init(**options).dashboard_url or None
 
 
+POOLS_FILE = "pools.json"
+
+
+def sized_pools(cfg: Config, run_dir: Path, resume: bool, inputs: Inputs, console: Console) -> Config:
+    """``cfg`` with ``num_replicas: auto`` sized to the cluster Ray has joined (``qcrd_ray.pool_sizing``), the
+    sizes printed and kept in ``run_dir/pools.json``; a resume takes them from there, whatever the cluster has
+    now (every manifest's config hash covers them, so an iteration is never resumed on other pools)."""
+    if not wants_sizing(cfg):
+        return cfg
+    import ray
+
+    path = run_dir / POOLS_FILE
+    if resume and path.is_file():
+        try:
+            sizes = PoolSizes.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+            raise ConfigError(f"{path}: --resume: the run's pool sizes are unreadable ({err})") from None
+        console.say(f"[qcrd] pools as the run began ({path.name}): {sizes.describe()}")
+    else:
+        sizes = size_pools(cfg, ray.cluster_resources(), len(inputs.train), len(inputs.eval))
+        path.write_text(json.dumps(sizes.to_dict(), indent=2) + "\n")
+        console.say(f"[qcrd] pools sized to the cluster: {sizes.describe()}")
+    return with_pool_sizes(cfg, sizes)
+
+
 def check_resume_config(path: Path, cfg: Config) -> None:
     """``--resume`` continues the run ``path`` (its config.json) describes: any change but run.iterations
     (to extend it) and cluster.* is refused, naming the changed keys."""
@@ -203,6 +229,7 @@ def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_
     if signal.getsignal(signal.SIGINT) is _interrupt:  # main's: ray.init put its own SIGTERM handler (sys.exit)
         signal.signal(signal.SIGTERM, _interrupt)
     console = Console()
+    cfg = sized_pools(cfg, run_dir, resume, inputs, console)
     console.say(
         f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
         f"questions, methods {methods_of(cfg.run)}, seeds {seeds}, output {run_dir}"

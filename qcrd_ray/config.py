@@ -155,7 +155,7 @@ class JudgeConfig:
     # and how many score each iteration's pairs (the online update runs on the first; the others load it).
     num_cpus: float = 0.5
     num_gpus: float = 0.0
-    num_replicas: int = 1
+    num_replicas: int | Literal["auto"] = 1  # auto: sized to the cluster when the run starts (qcrd_ray/pool_sizing.py)
     # auto: bf16 on a GPU (autocast: the weights and Adam stay fp32), fp32 on the CPU.
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
 
@@ -183,7 +183,7 @@ class SamplerConfig:
 
     num_cpus: float = 0.5
     num_gpus: float = 0.0
-    num_replicas: int = 1
+    num_replicas: int | Literal["auto"] = 1  # auto: sized to the cluster when the run starts (qcrd_ray/pool_sizing.py)
     dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU, fp32 on the CPU
 
     def validate(self, p: str) -> None:
@@ -191,11 +191,13 @@ class SamplerConfig:
 
 
 def check_resources(section, p: str) -> None:
-    """An actor pool's ``num_cpus`` and ``num_gpus`` (at least something, nothing negative) and ``num_replicas``."""
+    """An actor pool's ``num_cpus`` and ``num_gpus`` (at least something, nothing negative) and ``num_replicas``
+    (a count, or ``auto``)."""
     check(section.num_cpus >= 0, f"{p}.num_cpus", "a float >= 0", section.num_cpus)
     check(section.num_gpus >= 0, f"{p}.num_gpus", "a float >= 0", section.num_gpus)
     check(section.num_cpus + section.num_gpus > 0, f"{p}.num_cpus", "more than 0 (or num_gpus > 0)", section.num_cpus)
-    check(section.num_replicas >= 1, f"{p}.num_replicas", "an integer >= 1", section.num_replicas)
+    replicas = section.num_replicas
+    check(replicas == "auto" or replicas >= 1, f"{p}.num_replicas", "an integer >= 1 or auto", replicas)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import scaling, scaling_work
 from qcrd_ray.config import load_config
+from qcrd_ray.pool_sizing import questions_per_iteration
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "esnli_t5_base.yaml"
@@ -31,8 +32,9 @@ def plan(overrides: list[str] | None = None, n: int = 8, pools: tuple[int, int] 
     training question sampled and scored each iteration (as before 2026-12-07), whose chunk counts divide evenly."""
     cfg = load_config(PRESET, overrides or [])
     proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
-    p = proj.pools(n) if pools is None else scaling.Pools(n, proj.pools(n).workers, *pools)
-    return {w.phase: proj.seconds(w, p) for w in scaling_work.phases(cfg, LENGTHS, every_question=True)}
+    run = scaling_work.phases(cfg, LENGTHS, every_question=True)
+    p = proj.pools(n, run) if pools is None else scaling.Pools(n, proj.pools(n, run).workers, *pools)
+    return {w.phase: proj.seconds(w, p) for w in run}
 
 
 def test_main_prints_the_phases_for_each_n(capsys):
@@ -48,7 +50,10 @@ def test_main_prints_the_phases_for_each_n(capsys):
     assert "| judge pretraining | judge replica 0 |" in work
     assert "| GPUs: train workers / samplers / judges | 1 / 2 / 2 (shared) | 4 / 2 / 2 | 32 / 2 / 2 |" in hours
     assert "| **pools sized to N**: train workers / samplers / judges |" in hours
-    assert "| **total, pools sized to N** |" in hours and "Pools sized to N: the fit keeps train.num_workers" in hours
+    assert (
+        "| **total, pools sized to N** |" in hours
+        and "size them when a run starts (qcrd_ray/pool_sizing.py): the fit keeps" in hours
+    )
     assert "**Service pools.**" in hours and "--set sampler.num_replicas=" in hours
     assert "single actor" not in out.lower()
     assert "## Bottlenecks" in hours and "breaks at" in hours
@@ -90,11 +95,12 @@ def test_a_pass_takes_whole_rounds_of_chunks():
 def test_gpus_held_count_the_fit_and_every_replica():
     cfg = load_config(PRESET, ["sampler.num_replicas=3", "judge.num_replicas=5"])
     proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
-    p = proj.pools(64)
+    run = scaling_work.phases(cfg, LENGTHS)
+    p = proj.pools(64, run)
     assert (p.workers, p.samplers, p.judges, p.fits) == (32, 3, 5, True)  # 56 free: 32 divides the batch of 64
-    negatives = next(w for w in scaling_work.phases(cfg, LENGTHS) if w.phase == "student negatives")
+    negatives = next(w for w in run if w.phase == "student negatives")
     assert proj.held(negatives, p) == 32 + 3 + 5
-    assert proj.pools(8) == scaling.Pools(8, 8, 3, 5, fits=False)  # the pools alone need all 8: they share
+    assert proj.pools(8, run) == scaling.Pools(8, 8, 3, 5, fits=False)  # the pools alone need all 8: they share
 
 
 def test_an_iteration_samples_and_scores_only_the_questions_its_batches_draw():
@@ -108,8 +114,8 @@ def test_an_iteration_samples_and_scores_only_the_questions_its_batches_draw():
     for phase in ("student negatives", "judge scoring"):
         assert before[phase].tokens / now[phase].tokens == pytest.approx(549_367 / 32_000)
     assert now["student training (qcrd)"] == before["student training (qcrd)"]
-    assert scaling_work.questions_per_iteration(load_config(PRESET, ["train.group_by_length=true"]), 549_367) == 549_367
-    assert scaling_work.questions_per_iteration(load_config(ROOT / "configs/svamp_t5_base.yaml"), 700) == 700
+    assert questions_per_iteration(load_config(PRESET, ["train.group_by_length=true"]), 549_367) == 549_367
+    assert questions_per_iteration(load_config(ROOT / "configs/svamp_t5_base.yaml"), 700) == 700
 
 
 @pytest.mark.parametrize("n", [8, 12, 64])
@@ -121,7 +127,7 @@ def test_pools_sized_to_n_keep_the_fit_and_split_the_rest(n):
     assert p.workers == cfg.train.num_workers and p.samplers >= 1 and p.judges >= 1 and p.fits
     assert p.workers + p.samplers + p.judges <= n
     assert p.samplers + p.judges >= n - p.workers - 1  # e-SNLI has chunks enough for every GPU
-    sized, config = (sum(proj.seconds(w, pools) for w in run) for pools in (p, proj.pools(n)))
+    sized, config = (sum(proj.seconds(w, pools) for w in run) for pools in (p, proj.pools(n, run)))
     assert sized == pytest.approx(config) if n == 8 else sized < config / 1.5  # the preset is sized to N = 8
 
 
@@ -130,4 +136,17 @@ def test_on_one_gpu_everything_shares_it():
     proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
     run = scaling_work.phases(cfg, LENGTHS)
     assert proj.sized(1, run) == scaling.Pools(1, 1, 1, 1, fits=False)
-    assert [proj.seconds(w, proj.sized(1, run)) for w in run] == [proj.seconds(w, proj.pools(1)) for w in run]
+    assert [proj.seconds(w, proj.sized(1, run)) for w in run] == [proj.seconds(w, proj.pools(1, run)) for w in run]
+
+
+def test_auto_pools_project_as_the_run_sizes_them():
+    """``num_replicas: auto`` in a config is projected with the rule the driver sizes by; a count it gives stands."""
+    cfg = load_config(PRESET, ["sampler.num_replicas=auto", "judge.num_replicas=auto"])
+    proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
+    run = scaling_work.phases(cfg, LENGTHS)
+    assert (
+        proj.pools(64, run) == proj.sized(64, run) == scaling.Pools(64, 4, 28, 30)
+    )  # 250 chunks: 30 replicas take 9 rounds, as 28 do
+    cfg = load_config(PRESET, ["sampler.num_replicas=auto", "judge.num_replicas=3"])
+    proj = scaling.Projection(cfg, json.loads(COSTS.read_text(encoding="utf-8")), str(COSTS))
+    assert (proj.pools(64, run).samplers, proj.pools(64, run).judges) == (28, 3)
