@@ -343,9 +343,12 @@ sys.exit(code)
 
 
 def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
+    """The whole run on two nodes of 1 CPU, its pools sized to them: beside the fit's CPU, one sampler and one
+    judge of half a CPU each."""
     out = tmp_path / "run"
+    auto = ["--set", "sampler.num_replicas=auto", "--set", "judge.num_replicas=auto"]
     proc = subprocess.run(
-        [sys.executable, "-c", TWO_NODE, *TINY, *overrides(out, teacher_cache)],
+        [sys.executable, "-c", TWO_NODE, *TINY, *overrides(out, teacher_cache), *auto],
         cwd=ROOT,
         env=env(),
         capture_output=True,
@@ -354,6 +357,14 @@ def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert len(final_history(out)) == 2
+    assert "pools sized to the cluster: 1 student sampler(s) and 1 judge(s) for the 1 CPUs" in proc.stdout
+    assert json.loads((out / "pools.json").read_text()) == {
+        "unit": "CPU",
+        "capacity": 2.0,
+        "fit": 1.0,
+        "samplers": 1,
+        "judges": 1,
+    }
 
 
 @pytest.fixture(scope="module")
