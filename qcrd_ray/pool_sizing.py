@@ -50,7 +50,7 @@ class PoolSizes:
     def describe(self) -> str:
         return (
             f"{self.samplers} student sampler(s) and {self.judges} judge(s) for the {self.capacity - self.fit:g} "
-            f"{self.unit}s beside the fit's {self.fit:g} ({self.capacity:g} in the cluster)"
+            f"{self.unit}(s) beside the fit's {self.fit:g} ({self.capacity:g} in the cluster)"
         )
 
 

@@ -357,7 +357,7 @@ def test_run_on_a_simulated_two_node_cluster(tmp_path, teacher_cache):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert len(final_history(out)) == 2
-    assert "pools sized to the cluster: 1 student sampler(s) and 1 judge(s) for the 1 CPUs" in proc.stdout
+    assert "pools sized to the cluster: 1 student sampler(s) and 1 judge(s) for the 1 CPU(s)" in proc.stdout
     assert json.loads((out / "pools.json").read_text()) == {
         "unit": "CPU",
         "capacity": 2.0,

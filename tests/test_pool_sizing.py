@@ -77,7 +77,7 @@ def test_the_sized_config_is_what_the_run_sees_and_a_record_round_trips():
     with pytest.raises(ValueError, match="expected the keys"):
         PoolSizes.from_dict({"samplers": 2})
     assert (
-        "2 student sampler(s) and 2 judge(s) for the 4 GPUs beside the fit's 4 (8 in the cluster)" in sizes.describe()
+        "2 student sampler(s) and 2 judge(s) for the 4 GPU(s) beside the fit's 4 (8 in the cluster)" in sizes.describe()
     )
 
 

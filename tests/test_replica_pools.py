@@ -196,7 +196,8 @@ def test_auto_sizes_the_pools_to_the_clusters_gpus_and_a_resume_keeps_them(two_n
         sized = sized_pools(cfg, tmp_path, False, inputs, Console())
         assert (sized.sampler.num_replicas, sized.judge.num_replicas) == (2, 1)  # 3 GPUs beside the fit's 1
         assert (
-            "pools sized to the cluster: 2 student sampler(s) and 1 judge(s) for the 3 GPUs" in capsys.readouterr().out
+            "pools sized to the cluster: 2 student sampler(s) and 1 judge(s) for the 3 GPU(s)"
+            in capsys.readouterr().out
         )
         recorded = (tmp_path / POOLS_FILE).read_text()
 
