@@ -8,7 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-# Benchmarks run a local Ray: on loopback, which Ray decides when it is imported (jobs.distill.stay_on_loopback).
+# Benchmarks run a local Ray: on loopback, which Ray decides when it is imported (jobs.ray_cluster.stay_on_loopback).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 

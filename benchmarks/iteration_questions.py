@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/bench_iteration_questions")
     args = parser.parse_args(argv)
 
-    from jobs.distill import init_ray, load_inputs
+    from jobs.distill import load_inputs
     from jobs.method_run import MethodContext
     from jobs.qcrd_run import QcrdRun
+    from jobs.ray_cluster import init_ray
     from jobs.seed_services import SeedServices
     from jobs.teacher_phase import run_teacher_phase
     from qcrd_ray.methods import build_items

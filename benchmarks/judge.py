@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     from actors.judge import JudgeActor
-    from jobs.distill import init_ray
+    from jobs.ray_cluster import init_ray
     from qcrd_ray.config import StudentConfig
     from qcrd_ray.judge import QualityJudge, score_texts
     from qcrd_ray.models import build_tokenizer, judge_text

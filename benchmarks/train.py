@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     from actors.student_train import Stage, train_student
-    from jobs.distill import init_ray
+    from jobs.ray_cluster import init_ray
     from qcrd_ray.models import build_student, build_tokenizer, save_student
 
     tiny = TinyModelConfig(d_model=args.d_model, num_layers=4, num_heads=4, d_ff=4 * args.d_model)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import sys
@@ -21,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from jobs.run_log import libraries_into, open_run_log, workers_into
-from qcrd_ray.config import ClusterConfig, Config, ConfigError, load_config
+from jobs.ray_cluster import init_ray, sized_pools
+from jobs.run_log import open_run_log
+from qcrd_ray.config import Config, ConfigError, load_config
 from qcrd_ray.console import RUN_LOG, Console
 from qcrd_ray.data import DataError, load_examples
 from qcrd_ray.evaluation import majority_label_baseline
 from qcrd_ray.manifest import ManifestError, config_changes
 from qcrd_ray.methods import GREEDY_TEACHER, METHODS, methods_of
 from qcrd_ray.metrics import MetricsLogger, PhaseTimer, logged_phase_seconds
-from qcrd_ray.pool_sizing import PoolSizes, size_pools, wants_sizing, with_pool_sizes
 from qcrd_ray.records import Example, SeedSummary
 from qcrd_ray.report import write_report
 from qcrd_ray.run_lock import RunLock, RunLockedError
@@ -80,99 +79,6 @@ def load_inputs(cfg: Config) -> Inputs:
     if not train or not evaluation:
         raise DataError(f"data: empty split ({len(train)} train, {len(evaluation)} eval examples)")
     return Inputs(task=task, train=train, eval=evaluation)
-
-
-def local_env_vars() -> dict[str, str]:
-    """What a local run's Ray workers inherit: the HF_/QCRD_ settings, every core for torch, loopback.
-
-    Ray caps a worker's OMP_NUM_THREADS at its CPU request (1 for a train worker); on a laptop the phases run
-    one after another, so whichever is running may use every core. A value the user exported wins.
-    """
-    env = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "QCRD_"))}
-    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    # Workers that ask for their node's address (Ray Train's process group) then get 127.0.0.1 too.
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    return env
-
-
-def stay_on_loopback(cluster: ClusterConfig) -> None:
-    """Keep a local run on 127.0.0.1: a no-op when the run joins a cluster.
-
-    Ray otherwise binds the host's interface address, whatever ``_node_ip_address`` says. It reads the
-    setting when it is imported, so this runs before anything imports ray; the raylet and every worker
-    inherit it from this process.
-    """
-    if cluster.address or os.environ.get("RAY_ADDRESS"):
-        return
-    if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
-        raise RuntimeError("stay_on_loopback: ray was imported first; export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    # A laptop has no spot nodes to lose, and the watcher is one more process per Ray Train fit (the raylet,
-    # hence every worker, inherits this process's environment).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-
-
-def init_ray(cluster: ClusterConfig, log: TextIO | None = None) -> str | None:
-    """Join the cluster named by config or RAY_ADDRESS, else start a local Ray bound to loopback; the
-    dashboard's address. With ``log`` (a quiet console) Ray's own lines and its workers' output go there."""
-    stay_on_loopback(cluster)
-    import ray
-
-    if log is not None:
-        libraries_into(log)  # before ray.init: its first lines too
-    dashboard = None if ray.is_initialized() else ray_init(cluster)
-    if log is not None:
-        workers_into(log)
-    return dashboard
-
-
-def ray_init(cluster: ClusterConfig) -> str | None:
-    """``ray.init`` as ``init_ray`` says; the dashboard's address (None without a dashboard)."""
-    import ray
-
-    address = cluster.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        return ray.init(address=address, namespace=cluster.namespace).dashboard_url or None
-    options = dict(
-        address="local",  # a cluster is joined only when named: a `ray start` left on this machine is not one
-        num_cpus=cluster.num_cpus,
-        namespace=cluster.namespace,
-        _node_ip_address="127.0.0.1",
-        dashboard_host="127.0.0.1",
-        runtime_env={"env_vars": local_env_vars()},
-        _metrics_export_port=cluster.metrics_export_port,
-    )
-    try:
-        return ray.init(**options).dashboard_url or None
-    except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception when a busy node starts too slowly
-        print(f"[qcrd] local Ray did not start ({err}); trying once more", flush=True)
-        ray.shutdown()
-        return ray.init(**options).dashboard_url or None
-
-
-POOLS_FILE = "pools.json"
-
-
-def sized_pools(cfg: Config, run_dir: Path, resume: bool, inputs: Inputs, console: Console) -> Config:
-    """``cfg`` with ``num_replicas: auto`` sized to the cluster Ray has joined (``qcrd_ray.pool_sizing``), the
-    sizes printed and kept in ``run_dir/pools.json``; a resume takes them from there, whatever the cluster has
-    now (every manifest's config hash covers them, so an iteration is never resumed on other pools)."""
-    if not wants_sizing(cfg):
-        return cfg
-    import ray
-
-    path = run_dir / POOLS_FILE
-    if resume and path.is_file():
-        try:
-            sizes = PoolSizes.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
-            raise ConfigError(f"{path}: --resume: the run's pool sizes are unreadable ({err})") from None
-        console.say(f"[qcrd] pools as the run began ({path.name}): {sizes.describe()}")
-    else:
-        sizes = size_pools(cfg, ray.cluster_resources(), len(inputs.train), len(inputs.eval))
-        path.write_text(json.dumps(sizes.to_dict(), indent=2) + "\n")
-        console.say(f"[qcrd] pools sized to the cluster: {sizes.describe()}")
-    return with_pool_sizes(cfg, sizes)
 
 
 def check_resume_config(path: Path, cfg: Config) -> None:
@@ -229,7 +135,7 @@ def run_locked(cfg: Config, seeds: list[int], resume: bool, inputs: Inputs, run_
     if signal.getsignal(signal.SIGINT) is _interrupt:  # main's: ray.init put its own SIGTERM handler (sys.exit)
         signal.signal(signal.SIGTERM, _interrupt)
     console = Console()
-    cfg = sized_pools(cfg, run_dir, resume, inputs, console)
+    cfg = sized_pools(cfg, run_dir, resume, (len(inputs.train), len(inputs.eval)), console)
     console.say(
         f"[qcrd] run {cfg.run.name}: task {cfg.data.task}, {len(inputs.train)} train / {len(inputs.eval)} eval "
         f"questions, methods {methods_of(cfg.run)}, seeds {seeds}, output {run_dir}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from jobs.distill import init_ray
+from jobs.ray_cluster import init_ray
 from qcrd_ray.config import ClusterConfig
 
 

@@ -102,7 +102,7 @@ def test_qcrd_console_script_lists_commands():
 
 
 LOOPBACK_PROBE = """
-from jobs.distill import init_ray
+from jobs.ray_cluster import init_ray
 from qcrd_ray.config import ClusterConfig
 init_ray(ClusterConfig(num_cpus=1))
 import ray

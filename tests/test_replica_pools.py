@@ -178,7 +178,8 @@ def test_auto_sizes_the_pools_to_the_clusters_gpus_and_a_resume_keeps_them(two_n
     """``num_replicas: auto`` reads the GPUs the cluster has (a node of 4 joins the two), prints and records what it
     chose; a resume after the cluster grew sizes as the run began, a new run takes the new GPUs. The nodes' GPUs
     are Ray's logical resources: nothing here runs on one."""
-    from jobs.distill import POOLS_FILE, load_inputs, sized_pools
+    from jobs.distill import load_inputs
+    from jobs.ray_cluster import POOLS_FILE, sized_pools
     from qcrd_ray.config import load_config
     from qcrd_ray.console import Console
 
@@ -189,11 +190,12 @@ def test_auto_sizes_the_pools_to_the_clusters_gpus_and_a_resume_keeps_them(two_n
             *("train.use_gpu=true", "negatives.batch_size=8", "judge.score_batch_size=16", "eval.batch_size=8"),
         ],
     )
-    inputs = load_inputs(cfg)  # 64 questions: 8 chunks of negatives, 4 of evaluation, 16 of scoring
+    inputs = load_inputs(cfg)
+    questions = (len(inputs.train), len(inputs.eval))  # 64, 32: 8 chunks of negatives, 4 of evaluation, 16 of scoring
     grown = [two_nodes.add_node(num_cpus=1, num_gpus=4, node_ip_address="127.0.0.1")]
     try:
         two_nodes.wait_for_nodes()
-        sized = sized_pools(cfg, tmp_path, False, inputs, Console())
+        sized = sized_pools(cfg, tmp_path, False, questions, Console())
         assert (sized.sampler.num_replicas, sized.judge.num_replicas) == (2, 1)  # 3 GPUs beside the fit's 1
         assert (
             "pools sized to the cluster: 2 student sampler(s) and 1 judge(s) for the 3 GPU(s)"
@@ -203,11 +205,11 @@ def test_auto_sizes_the_pools_to_the_clusters_gpus_and_a_resume_keeps_them(two_n
 
         grown.append(two_nodes.add_node(num_cpus=1, num_gpus=4, node_ip_address="127.0.0.1"))
         two_nodes.wait_for_nodes()
-        resumed = sized_pools(cfg, tmp_path, True, inputs, Console())
+        resumed = sized_pools(cfg, tmp_path, True, questions, Console())
         assert resumed == sized and (tmp_path / POOLS_FILE).read_text() == recorded
         assert "pools as the run began (pools.json)" in capsys.readouterr().out
         (tmp_path / "new").mkdir()
-        fresh = sized_pools(cfg, tmp_path / "new", False, inputs, Console())
+        fresh = sized_pools(cfg, tmp_path / "new", False, questions, Console())
         assert (fresh.sampler.num_replicas, fresh.judge.num_replicas) == (4, 3)  # 7 beside the fit: 4 + 3
     finally:
         for node in grown:
