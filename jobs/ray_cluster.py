@@ -87,9 +87,10 @@ POOLS_FILE = "pools.json"
 
 
 def sized_pools(cfg: Config, run_dir: Path, resume: bool, num_questions: tuple[int, int], console: Console) -> Config:
-    """``cfg`` with ``num_replicas: auto`` sized to the cluster Ray has joined (``qcrd_ray.pool_sizing``) for a run
-    of ``num_questions`` (training, evaluation), the sizes printed and kept in ``run_dir/pools.json``; a resume takes them from there, whatever the cluster has
-    now (every manifest's config hash covers them, so an iteration is never resumed on other pools)."""
+    """``cfg`` with ``num_replicas: auto`` sized to the cluster Ray has joined (``qcrd_ray.pool_sizing``) for a
+    run of ``num_questions`` (training, evaluation), the sizes printed and kept in ``run_dir/pools.json``; a
+    resume takes them from there, whatever the cluster has now (every manifest's config hash covers them, so an
+    iteration is never resumed on other pools)."""
     if not wants_sizing(cfg):
         return cfg
     import ray
