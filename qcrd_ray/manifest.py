@@ -97,11 +97,12 @@ def _resumable(key: str) -> bool:
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
 
 
-def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A ``Config.to_dict()`` tree (config.json) as dotted keys."""
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, dict) and value and key != "vllm_engine_args":
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_config(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -111,14 +112,14 @@ def config_hash(config: Any) -> str:
     """A short stable hash of a config (a ``Config`` or its ``to_dict()``), ignoring what a resume may change
     (``RESUMABLE_KEYS``: the cluster, the number of iterations)."""
     raw = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    kept = {k: v for k, v in _flatten(raw).items() if not _resumable(k)}
+    kept = {k: v for k, v in flatten_config(raw).items() if not _resumable(k)}
     canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The dotted keys whose values differ between two ``Config.to_dict()`` trees that a resume may not change."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten_config(old), flatten_config(new)
     return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>") and not _resumable(k))
 
 

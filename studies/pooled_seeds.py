@@ -15,28 +15,18 @@ import argparse
 import json
 from pathlib import Path
 
+from qcrd_ray.manifest import flatten_config
 from qcrd_ray.report import write_report
 
 MAY_DIFFER = ("run.output_dir", "run.name", "run.baselines")
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """A config.json tree as dotted keys."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def pooled_summaries(run_dirs: list[Path], methods: list[str] | None) -> list[dict]:
     """Every seed's summary of ``run_dirs``, in seed order, with only ``methods`` (default: those all share)."""
     configs = [json.loads((d / "config.json").read_text(encoding="utf-8")) for d in run_dirs]
-    first = flatten(configs[0])
+    first = flatten_config(configs[0])
     for run_dir, config in zip(run_dirs[1:], configs[1:], strict=True):
-        other = flatten(config)
+        other = flatten_config(config)
         changed = [k for k in first.keys() & other.keys() if first[k] != other[k] and not k.startswith(MAY_DIFFER)]
         if changed:
             raise SystemExit(f"studies.pooled_seeds: {run_dir} ran another config than {run_dirs[0]}: {changed}")
